@@ -1,0 +1,740 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockwatch: the socket lifecycle of named processes.
+ *
+ * Every program first asks whether the current process is traced (pid, then
+ * the group leader's name) and returns at once if not. Per-socket state lives
+ * in `socks`, keyed by the struct sock pointer, because TCP state changes run
+ * in softirq context where the current task is not the socket's owner.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "sockwatch.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define MSG_PEEK 0x2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINTR 4
+#define EISCONN 106
+#define EALREADY 114
+#define EINPROGRESS 115
+#define ERESTARTSYS 512 /* kernel-internal restart codes are 512..516 */
+#define MAX_SOCKS 65536
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#define SYSCALL_NR(regs) BPF_CORE_READ((struct user_pt_regs *)(regs), syscallno)
+#endif
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Filters, set by user space before load. Zero counts mean "no filter of this kind". */
+const volatile __u64 names[MAX_NAMES][2] = {};
+const volatile __u32 n_names = 0;
+const volatile __u32 pids[MAX_PIDS] = {};
+const volatile __u32 n_pids = 0;
+/* Bit (1 << enum event_kind) set for each event kind to report. */
+const volatile __u32 selected = 0;
+
+/* Emit the ABI types' BTF so the skeleton generates them for user space. */
+struct event _event = {};
+struct exec_event _exec_event = {};
+enum event_kind _event_kind = EV_EXEC;
+enum event_flag _event_flag = EF_PARTIAL;
+enum counter _counter = CTR_LOST;
+
+struct sock_state {
+	__u64 born_ns;
+	__u64 connect_ns; /* when the pending connect began; 0 when none is pending */
+	__u64 sent;
+	__u64 received;
+	__u32 pid;
+	__u32 tid;
+	char comm[TASK_COMM_LEN];
+	__u8 partial;
+};
+
+/* A connect() in progress in one thread. */
+struct connect_call {
+	__u64 start_ns;
+	__u8 syn_sent; /* the call put a TCP socket into SYN_SENT */
+};
+
+/* A datagram received on an unconnected UDP socket: the sender is known only at syscall exit. */
+struct pending_recv {
+	struct event e;
+	__u64 uaddr; /* user pointer the kernel writes the sender to */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CTR_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, struct sock_state);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct connect_call);
+} connects SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pending_recv);
+} pending_recvs SEC(".maps");
+
+/* The traced process a program runs in. */
+struct proc {
+	__u32 pid;
+	__u32 tid;
+	union {
+		char comm[TASK_COMM_LEN];
+		__u64 comm_words[2];
+	};
+};
+
+struct file___pre613 {
+	atomic_long_t f_count;
+};
+
+static __always_inline bool wanted(enum event_kind kind)
+{
+	return selected & (1u << kind);
+}
+
+/* Socket state is kept when CLOSE needs totals and lifetimes, or CONNECT needs a start time. */
+static __always_inline bool tracking(void)
+{
+	return wanted(EV_CLOSE) || wanted(EV_CONNECT);
+}
+
+static __always_inline void bump(enum counter which)
+{
+	__u32 key = which;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline bool proc_matches(const struct proc *p)
+{
+	for (int i = 0; i < MAX_PIDS; i++) {
+		if (i >= n_pids)
+			break;
+		if (pids[i] == p->pid)
+			return true;
+	}
+	for (int i = 0; i < MAX_NAMES; i++) {
+		if (i >= n_names)
+			break;
+		if (names[i][0] == p->comm_words[0] && names[i][1] == p->comm_words[1])
+			return true;
+	}
+	return false;
+}
+
+/* Fills `p` with the current process and says whether it is traced. */
+static __always_inline bool current_proc(struct proc *p)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	p->pid = id >> 32;
+	p->tid = (__u32)id;
+	p->comm_words[0] = 0;
+	p->comm_words[1] = 0;
+	BPF_CORE_READ_INTO(&p->comm, task, group_leader, comm);
+	return proc_matches(p);
+}
+
+static __always_inline bool inet_sock(const struct sock *sk, __u8 *protocol)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+
+	*protocol = proto;
+	return (family == AF_INET || family == AF_INET6) &&
+	       (proto == IPPROTO_TCP || proto == IPPROTO_UDP);
+}
+
+static __always_inline void fill_sock(struct event *e, const struct sock *sk)
+{
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->protocol = BPF_CORE_READ(sk, sk_protocol);
+	/* inet_sport, not skc_num: the latter is already 0 on transitions to CLOSE. */
+	e->lport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+static __always_inline void fill_proc(struct event *e, __u8 kind, __u32 pid, __u32 tid,
+				      const char *comm)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = kind;
+	e->pid = pid;
+	e->tid = tid;
+	__builtin_memcpy(e->comm, comm, TASK_COMM_LEN);
+}
+
+static __always_inline struct event *reserve(__u8 kind, __u32 pid, __u32 tid, const char *comm)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		bump(CTR_LOST);
+		return NULL;
+	}
+	fill_proc(e, kind, pid, tid, comm);
+	return e;
+}
+
+static __always_inline struct file *file_from_fd(long fd)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+
+	if (fd < 0 || fd >= max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+static __always_inline struct sock *sock_from_file(struct file *file)
+{
+	struct socket *sock;
+
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* References to an open file; file_ref_t (6.13+) stores the count minus one. */
+static __always_inline long file_refs(struct file *file)
+{
+	if (bpf_core_field_exists(file->f_ref))
+		return BPF_CORE_READ(file, f_ref.refcnt.counter) + 1;
+	return BPF_CORE_READ((struct file___pre613 *)file, f_count.counter);
+}
+
+static __always_inline struct pt_regs *user_regs(void)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+/* Starts tracking a socket the traced process just created, accepted or connected. */
+static __always_inline struct sock_state *track(const struct sock *sk, const struct proc *p,
+						__u64 connect_ns)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state st = {
+		.born_ns = bpf_ktime_get_boot_ns(),
+		.connect_ns = connect_ns,
+		.pid = p->pid,
+		.tid = p->tid,
+	};
+
+	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
+	if (bpf_map_update_elem(&socks, &key, &st, BPF_ANY)) {
+		bump(CTR_UNTRACKED);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&socks, &key);
+}
+
+/* The state of a socket already open when tracing began is adopted on first use. */
+static __always_inline struct sock_state *adopt(const struct sock *sk, const struct proc *p)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
+
+	if (st)
+		return st;
+	st = track(sk, p, 0);
+	if (st)
+		st->partial = 1;
+	return st;
+}
+
+static __always_inline void emit_connect(const struct sock *sk, const struct sock_state *st,
+					 __s64 result, __u8 flags, __u64 duration_ns)
+{
+	struct event *e = reserve(EV_CONNECT, st->pid, st->tid, st->comm);
+
+	if (!e)
+		return;
+	fill_sock(e, sk);
+	e->value = result;
+	e->flags = flags;
+	e->duration_ns = duration_ns;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The process let go of the socket: report a still-pending connect, then the totals. */
+static __always_inline void release(const struct sock *sk, struct sock_state *st, __u32 pid,
+				    __u32 tid, const char *comm)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct event *e;
+
+	if (st->connect_ns && wanted(EV_CONNECT))
+		emit_connect(sk, st, 0, EF_ABORTED, now - st->connect_ns);
+	if (wanted(EV_CLOSE)) {
+		e = reserve(EV_CLOSE, pid, tid, comm);
+		if (e) {
+			fill_sock(e, sk);
+			e->sent = st->sent;
+			e->received = st->received;
+			e->duration_ns = now - st->born_ns;
+			e->flags = st->partial ? EF_PARTIAL : 0;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	bpf_map_delete_elem(&socks, &key);
+}
+
+/* Reads a user sockaddr into the event's remote end. */
+static __always_inline bool read_user_peer(struct event *e, __u64 uaddr)
+{
+	struct sockaddr_in6 sa = {};
+
+	if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
+		return false;
+	if (sa.sin6_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
+
+		e->rport = bpf_ntohs(sin->sin_port);
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+		__builtin_memcpy(e->raddr, &sin->sin_addr, 4);
+		/* A v6 socket may name a v4 peer; the peer's family is what the user sees. */
+		e->family = AF_INET;
+		return true;
+	}
+	if (sa.sin6_family == AF_INET6) {
+		e->rport = bpf_ntohs(sa.sin6_port);
+		__builtin_memcpy(e->raddr, &sa.sin6_addr, 16);
+		e->family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The address argument of the syscall we are in, for sendto/sendmsg/recvfrom/recvmsg;
+ * 0 for every other path (write, read, recvmmsg, io_uring).
+ */
+static __always_inline __u64 syscall_peer_ptr(bool recv)
+{
+#ifdef NR_SENDTO
+	struct pt_regs *regs = user_regs();
+	long nr = SYSCALL_NR(regs);
+	__u64 uaddr = 0;
+
+	if (nr == (recv ? NR_RECVFROM : NR_SENDTO))
+		return PT_REGS_PARM5_CORE_SYSCALL(regs);
+	if (nr == (recv ? NR_RECVMSG : NR_SENDMSG)) {
+		struct user_msghdr *msg = (void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+
+		bpf_probe_read_user(&uaddr, sizeof(uaddr), &msg->msg_name);
+	}
+	return uaddr;
+#else
+	return 0;
+#endif
+}
+
+static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, __u8 kind)
+{
+	struct sock_state *st;
+	struct pending_recv pending;
+	struct event *e;
+	struct proc p;
+	__u64 uaddr = 0;
+	__u8 protocol;
+	bool unconnected;
+
+	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &protocol))
+		return 0;
+	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
+		return 0;
+	if (wanted(EV_CLOSE)) {
+		st = adopt(sk, &p);
+		if (st) {
+			if (kind == EV_SEND)
+				__sync_fetch_and_add(&st->sent, ret);
+			else
+				__sync_fetch_and_add(&st->received, ret);
+		}
+	}
+	if (!wanted(kind))
+		return 0;
+
+	unconnected = protocol == IPPROTO_UDP &&
+		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+	if (unconnected)
+		uaddr = syscall_peer_ptr(kind == EV_RECV);
+	if (unconnected && uaddr && kind == EV_RECV) {
+		/* The kernel copies the sender out only after this point; finish at syscall exit. */
+		fill_proc(&pending.e, kind, p.pid, p.tid, p.comm);
+		fill_sock(&pending.e, sk);
+		pending.e.value = ret;
+		pending.uaddr = uaddr;
+		if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_ANY))
+			bump(CTR_LOST);
+		return 0;
+	}
+
+	e = reserve(kind, p.pid, p.tid, p.comm);
+	if (!e)
+		return 0;
+	fill_sock(e, sk);
+	e->value = ret;
+	if (unconnected && !read_user_peer(e, uaddr))
+		e->flags |= EF_PEER_UNKNOWN;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(send_length, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(sk, ret, flags, EV_SEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(recv_length, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(sk, ret, flags, EV_RECV);
+}
+
+static __always_inline int finish_recv(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_recv *pending = bpf_map_lookup_elem(&pending_recvs, &tid);
+	struct event *e;
+
+	if (!pending)
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (e) {
+		__builtin_memcpy(e, &pending->e, sizeof(*e));
+		if (!read_user_peer(e, pending->uaddr))
+			e->flags |= EF_PEER_UNKNOWN;
+		bpf_ringbuf_submit(e, 0);
+	} else {
+		bump(CTR_LOST);
+	}
+	bpf_map_delete_elem(&pending_recvs, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv();
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv();
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_event *e;
+	struct proc p;
+
+	if (!current_proc(&p))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		bump(CTR_LOST);
+		return 0;
+	}
+	fill_proc(&e->base, EV_EXEC, p.pid, p.tid, p.comm);
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+struct exit_ctx {
+	struct proc p;
+};
+
+static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
+			  struct exit_ctx *ctx)
+{
+	if (st->pid == ctx->p.pid)
+		release((const struct sock *)*key, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *task)
+{
+	struct exit_ctx owner;
+	struct proc *p = &owner.p;
+	struct event *e;
+
+	/* Only the last thread out ends the process. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0 || !current_proc(p))
+		return 0;
+	if (tracking())
+		bpf_for_each_map_elem(&socks, release_owned, &owner, 0);
+	if (!wanted(EV_EXIT))
+		return 0;
+	e = reserve(EV_EXIT, p->pid, p->tid, p->comm);
+	if (!e)
+		return 0;
+	e->value = BPF_CORE_READ(task, exit_code);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u64 key = (__u64)sk, now;
+	struct connect_call *call;
+	struct sock_state *st;
+	struct proc p;
+	__s64 result;
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		/* Runs in the connecting process. */
+		if (!current_proc(&p))
+			return 0;
+		now = bpf_ktime_get_boot_ns();
+		call = bpf_map_lookup_elem(&connects, &p.tid);
+		if (call) {
+			call->syn_sent = 1;
+			now = call->start_ns;
+		}
+		st = bpf_map_lookup_elem(&socks, &key);
+		if (!st) {
+			track(sk, &p, now);
+			return 0;
+		}
+		st->connect_ns = now;
+		st->pid = p.pid;
+		st->tid = p.tid;
+		__builtin_memcpy(st->comm, p.comm, TASK_COMM_LEN);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	/* The outcome: often in softirq, so the owner comes from the socket's state. */
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (!st || !st->connect_ns)
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	if (newstate == TCP_ESTABLISHED) {
+		result = 0;
+	} else {
+		/* tcp_reset() and tcp_write_err() set sk_err before moving to CLOSE. */
+		result = -(__s64)BPF_CORE_READ(sk, sk_err);
+	}
+	if (wanted(EV_CONNECT))
+		emit_connect(sk, st, result,
+			     newstate != TCP_ESTABLISHED && !result ? EF_ABORTED : 0,
+			     now - st->connect_ns);
+	st->connect_ns = 0;
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	struct connect_call call = { .start_ns = bpf_ktime_get_boot_ns() };
+	struct proc p;
+
+	if (current_proc(&p))
+		bpf_map_update_elem(&connects, &p.tid, &call, BPF_ANY);
+	return 0;
+}
+
+/* connect() returns without a TCP outcome when it is in progress or was interrupted. */
+static __always_inline bool tcp_connect_pending(long ret)
+{
+	return ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR ||
+	       (ret <= -ERESTARTSYS && ret >= -ERESTARTSYS - 4);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct connect_call *call = bpf_map_lookup_elem(&connects, &tid);
+	struct sock_state st = {};
+	__u64 start_ns, now;
+	struct sock *sk;
+	struct proc p;
+	__u8 protocol, syn_sent;
+	long ret = ctx->ret;
+
+	if (!call)
+		return 0;
+	start_ns = call->start_ns;
+	syn_sent = call->syn_sent;
+	bpf_map_delete_elem(&connects, &tid);
+	if (!current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+	if (!sk || !inet_sock(sk, &protocol))
+		return 0;
+	/* A TCP handshake reports through inet_sock_set_state; here only what never started one. */
+	if (protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	st.pid = p.pid;
+	st.tid = p.tid;
+	__builtin_memcpy(st.comm, p.comm, TASK_COMM_LEN);
+	if (wanted(EV_CONNECT))
+		emit_connect(sk, &st, ret, 0, now - start_ns);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int exit_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	struct event *e;
+	struct sock *sk;
+	struct proc p;
+	__u8 protocol;
+
+	if (ctx->ret != 0 || !current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+	if (!sk || !inet_sock(sk, &protocol))
+		return 0;
+	e = reserve(EV_LISTEN, p.pid, p.tid, p.comm);
+	if (!e)
+		return 0;
+	fill_sock(e, sk);
+	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
+	e->value = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_accept(long fd)
+{
+	struct event *e;
+	struct sock *sk;
+	struct proc p;
+	__u8 protocol;
+
+	if (fd < 0 || !current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(fd));
+	if (!sk || !inet_sock(sk, &protocol))
+		return 0;
+	if (wanted(EV_CLOSE))
+		track(sk, &p, 0);
+	if (!wanted(EV_ACCEPT))
+		return 0;
+	e = reserve(EV_ACCEPT, p.pid, p.tid, p.comm);
+	if (!e)
+		return 0;
+	fill_sock(e, sk);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_socket")
+int exit_socket(struct trace_event_raw_sys_exit *ctx)
+{
+	struct sock *sk;
+	struct proc p;
+	__u8 protocol;
+
+	if (ctx->ret < 0 || !current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(ctx->ret));
+	if (sk && inet_sock(sk, &protocol))
+		track(sk, &p, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sock_state *st;
+	struct file *file;
+	struct sock *sk;
+	struct proc p;
+	__u64 key;
+
+	if (!current_proc(&p))
+		return 0;
+	file = file_from_fd(ctx->args[0]);
+	sk = sock_from_file(file);
+	if (!sk)
+		return 0;
+	key = (__u64)sk;
+	st = bpf_map_lookup_elem(&socks, &key);
+	/* Another descriptor (dup, fork) still holds the socket: this close releases nothing. */
+	if (!st || file_refs(file) > 1)
+		return 0;
+	release(sk, st, p.pid, p.tid, p.comm);
+	return 0;
+}

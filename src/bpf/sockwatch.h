@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The ABI between sockwatch's BPF program and user space. */
+#ifndef SOCKWATCH_H
+#define SOCKWATCH_H
+
+#define TASK_COMM_LEN 16
+#define MAX_NAMES 8
+#define MAX_PIDS 8
+#define PATH_LEN 256
+
+enum event_kind {
+	EV_EXEC = 1,
+	EV_EXIT = 2,
+	EV_LISTEN = 3,
+	EV_CONNECT = 4,
+	EV_ACCEPT = 5,
+	EV_SEND = 6,
+	EV_RECV = 7,
+	EV_CLOSE = 8,
+};
+
+enum event_flag {
+	/* The socket was open before tracing began: totals and lifetime count from first sight. */
+	EF_PARTIAL = 1,
+	/* Unconnected UDP whose peer the syscall did not name (read(), recv(), sendmmsg()). */
+	EF_PEER_UNKNOWN = 2,
+	/* CONNECT: the socket was closed before the handshake had an outcome. */
+	EF_ABORTED = 4,
+};
+
+/* Indexes into the per-CPU `counters` array. */
+enum counter {
+	CTR_LOST = 0,      /* events the ring buffer had no room for */
+	CTR_UNTRACKED = 1, /* sockets the socket table had no room for */
+	CTR_MAX = 2,
+};
+
+/*
+ * One socket event. Addresses are in network byte order: IPv4 in the first
+ * four bytes, IPv6 in all sixteen; `family` says which. Ports are host order.
+ */
+struct event {
+	__u64 ts_ns;       /* CLOCK_BOOTTIME */
+	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status */
+	__u64 duration_ns; /* CONNECT latency, CLOSE lifetime */
+	__u64 sent;        /* CLOSE: bytes sent over the socket's life */
+	__u64 received;    /* CLOSE: bytes received */
+	__u32 pid;         /* thread-group id */
+	__u32 tid;
+	char comm[TASK_COMM_LEN]; /* process name: the group leader's comm */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u8 kind;     /* enum event_kind */
+	__u8 family;   /* AF_INET, AF_INET6, or 0 for process events */
+	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 flags;    /* enum event_flag */
+};
+
+/* EV_EXEC carries the executed path after the common part. */
+struct exec_event {
+	struct event base;
+	char filename[PATH_LEN];
+};
+
+#endif /* SOCKWATCH_H */

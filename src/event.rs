@@ -1,0 +1,464 @@
+//! Typed socket events, decoded from the records the BPF program writes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::{bail, Result};
+
+use crate::probes::types::{event, event_flag, event_kind, exec_event};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Exec,
+    Exit,
+    Listen,
+    Connect,
+    Accept,
+    Send,
+    Recv,
+    Close,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Exec,
+        Kind::Exit,
+        Kind::Listen,
+        Kind::Connect,
+        Kind::Accept,
+        Kind::Send,
+        Kind::Recv,
+        Kind::Close,
+    ];
+
+    /// The kernel's number for this kind (`enum event_kind`).
+    pub const fn raw(self) -> u32 {
+        match self {
+            Kind::Exec => event_kind::EV_EXEC.0,
+            Kind::Exit => event_kind::EV_EXIT.0,
+            Kind::Listen => event_kind::EV_LISTEN.0,
+            Kind::Connect => event_kind::EV_CONNECT.0,
+            Kind::Accept => event_kind::EV_ACCEPT.0,
+            Kind::Send => event_kind::EV_SEND.0,
+            Kind::Recv => event_kind::EV_RECV.0,
+            Kind::Close => event_kind::EV_CLOSE.0,
+        }
+    }
+
+    pub const fn bit(self) -> u32 {
+        1 << self.raw()
+    }
+
+    fn from_raw(raw: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.raw() == raw as u32)
+    }
+
+    /// Lower-case name, as `--events` and JSON spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Exit => "exit",
+            Kind::Listen => "listen",
+            Kind::Connect => "connect",
+            Kind::Accept => "accept",
+            Kind::Send => "send",
+            Kind::Recv => "recv",
+            Kind::Close => "close",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The socket an event happened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    /// None when there is no peer (listening, unconnected UDP) or it is unknown.
+    pub remote: Option<SocketAddr>,
+}
+
+/// How a connect ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectResult {
+    Ok,
+    /// The errno the connect failed with (positive).
+    Failed(i32),
+    /// The socket was closed before the handshake had an outcome.
+    Aborted,
+}
+
+/// How a process ended, from its wait status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal { signal: i32, core: bool },
+}
+
+impl ExitStatus {
+    pub fn from_wait_status(status: i64) -> ExitStatus {
+        let sig = (status & 0x7f) as i32;
+        if sig == 0 {
+            ExitStatus::Code(((status >> 8) & 0xff) as i32)
+        } else {
+            ExitStatus::Signal {
+                signal: sig,
+                core: status & 0x80 != 0,
+            }
+        }
+    }
+}
+
+/// The part of an event that depends on its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    Exec {
+        filename: Vec<u8>,
+    },
+    Exit(ExitStatus),
+    Listen {
+        backlog: u32,
+    },
+    Connect {
+        result: ConnectResult,
+        latency_ns: u64,
+    },
+    Accept,
+    Send {
+        bytes: u64,
+    },
+    Recv {
+        bytes: u64,
+    },
+    Close {
+        sent: u64,
+        received: u64,
+        lifetime_ns: u64,
+        /// Open before tracing began: totals and lifetime count from then.
+        partial: bool,
+    },
+}
+
+/// One decoded event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Wall-clock time, nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    pub pid: u32,
+    pub tid: u32,
+    /// The process name as the kernel has it: raw bytes, untrusted.
+    pub process: Vec<u8>,
+    pub socket: Option<Socket>,
+    pub detail: Detail,
+}
+
+impl Event {
+    pub fn kind(&self) -> Kind {
+        match self.detail {
+            Detail::Exec { .. } => Kind::Exec,
+            Detail::Exit(_) => Kind::Exit,
+            Detail::Listen { .. } => Kind::Listen,
+            Detail::Connect { .. } => Kind::Connect,
+            Detail::Accept => Kind::Accept,
+            Detail::Send { .. } => Kind::Send,
+            Detail::Recv { .. } => Kind::Recv,
+            Detail::Close { .. } => Kind::Close,
+        }
+    }
+
+    /// A 0-byte receive on a stream: the peer closed its side.
+    pub fn is_end_of_stream(&self) -> bool {
+        matches!(self.detail, Detail::Recv { bytes: 0 })
+            && matches!(&self.socket, Some(s) if s.protocol == Protocol::Tcp)
+    }
+}
+
+/// Converts kernel CLOCK_BOOTTIME stamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// realtime - boottime, in nanoseconds.
+    pub offset_ns: i64,
+}
+
+impl Clock {
+    pub fn now() -> Result<Clock> {
+        use nix::time::{clock_gettime, ClockId};
+        let ns = |c| -> Result<i64> {
+            let t = clock_gettime(c)?;
+            Ok(t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+        };
+        let boot = ns(ClockId::CLOCK_BOOTTIME)?;
+        let real = ns(ClockId::CLOCK_REALTIME)?;
+        Ok(Clock {
+            offset_ns: real - boot,
+        })
+    }
+}
+
+fn until_nul(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end].to_vec()
+}
+
+fn ip(family: u8, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        // A v4-mapped address (::ffff:a.b.c.d) is an IPv4 peer on a dual-stack socket.
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
+fn socket(e: &event) -> Result<Option<Socket>> {
+    if e.family == 0 {
+        return Ok(None);
+    }
+    if e.family != AF_INET && e.family != AF_INET6 {
+        bail!("unknown address family {}", e.family);
+    }
+    let protocol = match e.protocol {
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
+        p => bail!("unknown protocol {p}"),
+    };
+    let local = SocketAddr::new(ip(e.family, &e.laddr), e.lport);
+    let remote = SocketAddr::new(ip(e.family, &e.raddr), e.rport);
+    let no_peer = e.rport == 0 && remote.ip().is_unspecified();
+    let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
+    Ok(Some(Socket {
+        protocol,
+        local,
+        remote: (!no_peer && !unknown).then_some(remote),
+    }))
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
+    let mut e = event::default();
+    if plain::copy_from_bytes(&mut e, data).is_err() {
+        bail!("short event record ({} bytes)", data.len());
+    }
+    let Some(kind) = Kind::from_raw(e.kind) else {
+        bail!("unknown event kind {}", e.kind);
+    };
+    let flag = |f: event_flag| e.flags as u32 & f.0 != 0;
+    let detail = match kind {
+        Kind::Exec => {
+            let mut x = exec_event::default();
+            if plain::copy_from_bytes(&mut x, data).is_err() {
+                bail!("short exec record ({} bytes)", data.len());
+            }
+            let name: Vec<u8> = x.filename.iter().map(|&c| c as u8).collect();
+            Detail::Exec {
+                filename: until_nul(&name),
+            }
+        }
+        Kind::Exit => Detail::Exit(ExitStatus::from_wait_status(e.value)),
+        Kind::Listen => Detail::Listen {
+            backlog: e.value as u32,
+        },
+        Kind::Connect => Detail::Connect {
+            result: if flag(event_flag::EF_ABORTED) {
+                ConnectResult::Aborted
+            } else if e.value == 0 {
+                ConnectResult::Ok
+            } else {
+                ConnectResult::Failed(-e.value as i32)
+            },
+            latency_ns: e.duration_ns,
+        },
+        Kind::Accept => Detail::Accept,
+        Kind::Send => Detail::Send {
+            bytes: e.value as u64,
+        },
+        Kind::Recv => Detail::Recv {
+            bytes: e.value as u64,
+        },
+        Kind::Close => Detail::Close {
+            sent: e.sent,
+            received: e.received,
+            lifetime_ns: e.duration_ns,
+            partial: flag(event_flag::EF_PARTIAL),
+        },
+    };
+    let comm: Vec<u8> = e.comm.iter().map(|&c| c as u8).collect();
+    Ok(Event {
+        time_ns: e.ts_ns as i64 + clock.offset_ns,
+        pid: e.pid,
+        tid: e.tid,
+        process: until_nul(&comm),
+        socket: socket(&e)?,
+        detail,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn raw(kind: event_kind) -> event {
+        let mut comm = [0i8; 16];
+        for (d, s) in comm.iter_mut().zip(b"srv") {
+            *d = *s as i8;
+        }
+        event {
+            ts_ns: 1_000,
+            pid: 10,
+            tid: 11,
+            comm,
+            kind: kind.0 as u8,
+            ..Default::default()
+        }
+    }
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: T is a plain repr(C) struct generated from the BPF ABI.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+            .to_vec()
+    }
+
+    const CLOCK: Clock = Clock { offset_ns: 5 };
+
+    #[test]
+    fn decodes_a_v4_send() {
+        let mut e = raw(event_kind::EV_SEND);
+        e.family = AF_INET;
+        e.protocol = IPPROTO_TCP;
+        e.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.raddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        e.lport = 8080;
+        e.rport = 40000;
+        e.value = 5;
+        let ev = decode(&bytes(&e), CLOCK).unwrap();
+        assert_eq!(ev.time_ns, 1_005);
+        assert_eq!(ev.process, b"srv");
+        assert_eq!(ev.detail, Detail::Send { bytes: 5 });
+        let s = ev.socket.unwrap();
+        assert_eq!(s.local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.remote, Some("127.0.0.2:40000".parse().unwrap()));
+    }
+
+    #[test]
+    fn v4_mapped_v6_is_shown_as_v4() {
+        let mut e = raw(event_kind::EV_ACCEPT);
+        e.family = AF_INET6;
+        e.protocol = IPPROTO_TCP;
+        let mapped: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+        e.laddr = mapped.octets();
+        e.raddr = Ipv6Addr::LOCALHOST.octets();
+        e.rport = 9;
+        let s = decode(&bytes(&e), CLOCK).unwrap().socket.unwrap();
+        assert_eq!(s.local.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(s.remote.unwrap().ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn unconnected_and_unknown_peers_are_none() {
+        let mut e = raw(event_kind::EV_RECV);
+        e.family = AF_INET;
+        e.protocol = IPPROTO_UDP;
+        let s = decode(&bytes(&e), CLOCK).unwrap().socket.unwrap();
+        assert_eq!(s.remote, None);
+        e.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.rport = 53;
+        e.flags = event_flag::EF_PEER_UNKNOWN.0 as u8;
+        assert_eq!(
+            decode(&bytes(&e), CLOCK).unwrap().socket.unwrap().remote,
+            None
+        );
+    }
+
+    #[test]
+    fn connect_results() {
+        let mut e = raw(event_kind::EV_CONNECT);
+        e.family = AF_INET;
+        e.protocol = IPPROTO_TCP;
+        e.value = -111;
+        e.duration_ns = 42;
+        let d = decode(&bytes(&e), CLOCK).unwrap().detail;
+        assert_eq!(
+            d,
+            Detail::Connect {
+                result: ConnectResult::Failed(111),
+                latency_ns: 42
+            }
+        );
+        e.value = 0;
+        e.flags = event_flag::EF_ABORTED.0 as u8;
+        let d = decode(&bytes(&e), CLOCK).unwrap().detail;
+        assert!(matches!(
+            d,
+            Detail::Connect {
+                result: ConnectResult::Aborted,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn exit_status() {
+        assert_eq!(ExitStatus::from_wait_status(3 << 8), ExitStatus::Code(3));
+        assert_eq!(
+            ExitStatus::from_wait_status(9),
+            ExitStatus::Signal {
+                signal: 9,
+                core: false
+            }
+        );
+        assert_eq!(
+            ExitStatus::from_wait_status(0x80 | 11),
+            ExitStatus::Signal {
+                signal: 11,
+                core: true
+            }
+        );
+    }
+
+    #[test]
+    fn exec_carries_the_filename() {
+        let mut x = exec_event::default();
+        x.base = raw(event_kind::EV_EXEC);
+        for (d, s) in x.filename.iter_mut().zip(b"/usr/bin/curl") {
+            *d = *s as i8;
+        }
+        let ev = decode(&bytes(&x), CLOCK).unwrap();
+        assert_eq!(
+            ev.detail,
+            Detail::Exec {
+                filename: b"/usr/bin/curl".to_vec()
+            }
+        );
+        assert_eq!(ev.socket, None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(decode(&[1, 2, 3], CLOCK).is_err());
+        let mut e = raw(event_kind::EV_SEND);
+        e.kind = 99;
+        assert!(decode(&bytes(&e), CLOCK).is_err());
+    }
+}

@@ -1,0 +1,469 @@
+//! Turning events into text lines or NDJSON: pure functions of (event, style).
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use chrono::{DateTime, FixedOffset};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+use crate::event::{ConnectResult, Detail, Event, ExitStatus};
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub json: bool,
+    /// The local time zone's offset, for timestamps.
+    pub offset: FixedOffset,
+}
+
+pub const HEADER: &str = "TIME            PID     PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS";
+
+/// Writes the text column header.
+pub fn write_header(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "{HEADER}")
+}
+
+/// Writes one event as one line.
+pub fn write_event(out: &mut impl Write, ev: &Event, style: Style) -> io::Result<()> {
+    if style.json {
+        serde_json::to_writer(&mut *out, &JsonEvent::new(ev, style.offset))?;
+        out.write_all(b"\n")
+    } else {
+        out.write_all(text_line(ev, style.offset).as_bytes())
+    }
+}
+
+fn time(ns: i64, offset: FixedOffset) -> DateTime<FixedOffset> {
+    DateTime::from_timestamp_nanos(ns).with_timezone(&offset)
+}
+
+/// Escapes untrusted bytes so they stay one whitespace-free field: printable ASCII
+/// stays, backslash doubles, everything else (space, controls, non-ASCII) becomes \xNN.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            0x21..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+/// A duration, truncated to three decimals of the largest fitting unit.
+pub fn duration(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{}.{:03}us", ns / 1_000, ns % 1_000),
+        1_000_000..=999_999_999 => format!("{}.{:03}ms", ns / 1_000_000, ns % 1_000_000 / 1_000),
+        _ => format!(
+            "{}.{:03}s",
+            ns / 1_000_000_000,
+            ns % 1_000_000_000 / 1_000_000
+        ),
+    }
+}
+
+/// ECONNREFUSED for 111; "errno 999" for numbers the C library does not name.
+pub fn errno_name(errno: i32) -> String {
+    match Errno::from_raw(errno) {
+        Errno::UnknownErrno => format!("errno{errno}"),
+        e => format!("{e:?}"),
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{signal}"))
+}
+
+fn connect_result(result: ConnectResult) -> String {
+    match result {
+        ConnectResult::Ok => "ok".into(),
+        ConnectResult::Failed(errno) => errno_name(errno),
+        ConnectResult::Aborted => "aborted".into(),
+    }
+}
+
+fn addr(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "*".into(), |a| a.to_string())
+}
+
+fn details(ev: &Event) -> String {
+    match &ev.detail {
+        Detail::Exec { filename } => format!("path={}", escape(filename)),
+        Detail::Exit(ExitStatus::Code(code)) => format!("exit_code={code}"),
+        Detail::Exit(ExitStatus::Signal { signal, core }) => format!(
+            "signal={}{}",
+            signal_name(*signal),
+            if *core { " core_dumped" } else { "" }
+        ),
+        Detail::Listen { backlog } => format!("backlog={backlog}"),
+        Detail::Connect { result, latency_ns } => format!(
+            "result={} latency={}",
+            connect_result(*result),
+            duration(*latency_ns)
+        ),
+        Detail::Accept => String::new(),
+        Detail::Send { bytes } => format!("bytes={bytes}"),
+        Detail::Recv { bytes } if ev.is_end_of_stream() => format!("bytes={bytes} eof"),
+        Detail::Recv { bytes } => format!("bytes={bytes}"),
+        Detail::Close {
+            sent,
+            received,
+            lifetime_ns,
+            partial,
+        } => format!(
+            "sent={sent} received={received} lifetime={}{}",
+            duration(*lifetime_ns),
+            if *partial { " partial" } else { "" }
+        ),
+    }
+}
+
+/// The text line for an event, newline included.
+pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
+    let (proto, local, remote) = match &ev.socket {
+        Some(s) => (s.protocol.name(), s.local.to_string(), addr(s.remote)),
+        None => ("-", "-".into(), "-".into()),
+    };
+    let line = format!(
+        "{} {:>7} {:<15} {:<7} {:<5} {:<21} {:<21} {}",
+        time(ev.time_ns, offset).format("%H:%M:%S%.6f"),
+        ev.pid,
+        escape(&ev.process),
+        ev.kind().name().to_uppercase(),
+        proto,
+        local,
+        remote,
+        details(ev)
+    );
+    let mut line = line.trim_end().to_string();
+    line.push('\n');
+    line
+}
+
+/// The NDJSON object for an event; keys are documented in the README.
+#[derive(Serialize)]
+struct JsonEvent {
+    time: String,
+    pid: u32,
+    tid: u32,
+    process: String,
+    event: &'static str,
+    #[serde(flatten)]
+    socket: Option<JsonSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_dumped: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backlog: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eof: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct JsonSocket {
+    protocol: &'static str,
+    local_addr: String,
+    local_port: u16,
+    remote_addr: Option<String>,
+    remote_port: Option<u16>,
+}
+
+impl JsonEvent {
+    fn new(ev: &Event, offset: FixedOffset) -> JsonEvent {
+        let mut j = JsonEvent {
+            time: time(ev.time_ns, offset)
+                .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
+                .to_string(),
+            pid: ev.pid,
+            tid: ev.tid,
+            process: String::from_utf8_lossy(&ev.process).into_owned(),
+            event: ev.kind().name(),
+            socket: ev.socket.as_ref().map(|s| JsonSocket {
+                protocol: s.protocol.name(),
+                local_addr: s.local.ip().to_string(),
+                local_port: s.local.port(),
+                remote_addr: s.remote.map(|r| r.ip().to_string()),
+                remote_port: s.remote.map(|r| r.port()),
+            }),
+            path: None,
+            exit_code: None,
+            signal: None,
+            core_dumped: None,
+            backlog: None,
+            result: None,
+            latency_ns: None,
+            bytes: None,
+            eof: None,
+            sent: None,
+            received: None,
+            lifetime_ns: None,
+            partial: None,
+        };
+        match &ev.detail {
+            Detail::Exec { filename } => j.path = Some(String::from_utf8_lossy(filename).into()),
+            Detail::Exit(ExitStatus::Code(code)) => j.exit_code = Some(*code),
+            Detail::Exit(ExitStatus::Signal { signal, core }) => {
+                j.signal = Some(signal_name(*signal));
+                j.core_dumped = Some(*core);
+            }
+            Detail::Listen { backlog } => j.backlog = Some(*backlog),
+            Detail::Connect { result, latency_ns } => {
+                j.result = Some(connect_result(*result));
+                j.latency_ns = Some(*latency_ns);
+            }
+            Detail::Accept => {}
+            Detail::Send { bytes } => j.bytes = Some(*bytes),
+            Detail::Recv { bytes } => {
+                j.bytes = Some(*bytes);
+                j.eof = Some(ev.is_end_of_stream());
+            }
+            Detail::Close {
+                sent,
+                received,
+                lifetime_ns,
+                partial,
+            } => {
+                j.sent = Some(*sent);
+                j.received = Some(*received);
+                j.lifetime_ns = Some(*lifetime_ns);
+                j.partial = Some(*partial);
+            }
+        }
+        j
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Protocol, Socket};
+
+    const UTC: Style = Style {
+        json: false,
+        offset: match FixedOffset::east_opt(0) {
+            Some(o) => o,
+            None => unreachable!(),
+        },
+    };
+    const JSON: Style = Style { json: true, ..UTC };
+    // 2026-11-26T09:30:05.123456789Z
+    const T: i64 = 1_795_685_405_123_456_789;
+
+    fn ev(process: &[u8], socket: Option<Socket>, detail: Detail) -> Event {
+        Event {
+            time_ns: T,
+            pid: 4242,
+            tid: 4243,
+            process: process.to_vec(),
+            socket,
+            detail,
+        }
+    }
+
+    fn tcp(local: &str, remote: Option<&str>) -> Option<Socket> {
+        Some(Socket {
+            protocol: Protocol::Tcp,
+            local: local.parse().unwrap(),
+            remote: remote.map(|r| r.parse().unwrap()),
+        })
+    }
+
+    fn text(e: &Event) -> String {
+        let mut v = Vec::new();
+        write_event(&mut v, e, UTC).unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    fn json(e: &Event) -> String {
+        let mut v = Vec::new();
+        write_event(&mut v, e, JSON).unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn header_matches_columns() {
+        let line = text(&ev(
+            b"echo-server",
+            tcp("127.0.0.1:7000", Some("127.0.0.1:51234")),
+            Detail::Accept,
+        ));
+        for col in ["PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE"] {
+            let at = HEADER.find(col).unwrap();
+            assert_ne!(
+                line.as_bytes()[at],
+                b' ',
+                "column {col} starts at {at}: {line}"
+            );
+            assert_eq!(line.as_bytes()[at - 1], b' ', "column {col}: {line}");
+        }
+    }
+
+    #[test]
+    fn text_lines() {
+        assert_eq!(
+            text(&ev(
+                b"echo-server",
+                tcp("127.0.0.1:7000", Some("127.0.0.1:51234")),
+                Detail::Send { bytes: 5 }
+            )),
+            "09:30:05.123456    4242 echo-server     SEND    tcp   127.0.0.1:7000        127.0.0.1:51234       bytes=5\n"
+        );
+        assert_eq!(
+            text(&ev(b"srv", tcp("[::1]:7000", None), Detail::Listen { backlog: 128 })),
+            "09:30:05.123456    4242 srv             LISTEN  tcp   [::1]:7000            *                     backlog=128\n"
+        );
+        assert_eq!(
+            text(&ev(
+                b"curl",
+                tcp("127.0.0.1:40000", Some("127.0.0.1:1")),
+                Detail::Connect {
+                    result: ConnectResult::Failed(111),
+                    latency_ns: 81_234
+                }
+            )),
+            "09:30:05.123456    4242 curl            CONNECT tcp   127.0.0.1:40000       127.0.0.1:1           result=ECONNREFUSED latency=81.234us\n"
+        );
+        assert_eq!(
+            text(&ev(
+                b"curl",
+                None,
+                Detail::Exec {
+                    filename: b"/usr/bin/curl".to_vec()
+                }
+            )),
+            "09:30:05.123456    4242 curl            EXEC    -     -                     -                     path=/usr/bin/curl\n"
+        );
+        assert_eq!(
+            text(&ev(
+                b"srv",
+                tcp("127.0.0.1:7000", Some("127.0.0.1:5")),
+                Detail::Close {
+                    sent: 10,
+                    received: 20,
+                    lifetime_ns: 1_500_000_000,
+                    partial: true
+                }
+            )),
+            "09:30:05.123456    4242 srv             CLOSE   tcp   127.0.0.1:7000        127.0.0.1:5           sent=10 received=20 lifetime=1.500s partial\n"
+        );
+    }
+
+    #[test]
+    fn recv_of_zero_on_a_stream_is_eof() {
+        let line = text(&ev(
+            b"srv",
+            tcp("127.0.0.1:7000", Some("127.0.0.1:5")),
+            Detail::Recv { bytes: 0 },
+        ));
+        assert!(line.ends_with("bytes=0 eof\n"), "{line}");
+    }
+
+    #[test]
+    fn exit_lines() {
+        let line = text(&ev(b"srv", None, Detail::Exit(ExitStatus::Code(3))));
+        assert!(line.ends_with(" exit_code=3\n"), "{line}");
+        let line = text(&ev(
+            b"srv",
+            None,
+            Detail::Exit(ExitStatus::Signal {
+                signal: 9,
+                core: false,
+            }),
+        ));
+        assert!(line.ends_with(" signal=SIGKILL\n"), "{line}");
+    }
+
+    #[test]
+    fn hostile_names_stay_on_one_line() {
+        let line = text(&ev(b"x\nFAKE \"q\"\t\\\xff", None, Detail::Accept));
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.contains(r#"x\x0aFAKE\x20"q"\x09\\\xff"#), "{line}");
+        assert_eq!(line.split_whitespace().count(), 7, "{line}");
+    }
+
+    #[test]
+    fn hostile_names_make_valid_json() {
+        let out = json(&ev(b"x\nFAKE \"q\"\t\\\xff", None, Detail::Accept));
+        assert_eq!(out.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["process"], "x\nFAKE \"q\"\t\\\u{fffd}");
+    }
+
+    #[test]
+    fn json_object() {
+        let out = json(&ev(
+            b"srv",
+            tcp("127.0.0.1:7000", Some("127.0.0.1:5")),
+            Detail::Close {
+                sent: 10,
+                received: 20,
+                lifetime_ns: 7,
+                partial: false,
+            },
+        ));
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"time":"2026-11-26T09:30:05.123456+00:00","pid":4242,"tid":4243,"process":"srv","#,
+                r#""event":"close","protocol":"tcp","local_addr":"127.0.0.1","local_port":7000,"#,
+                r#""remote_addr":"127.0.0.1","remote_port":5,"sent":10,"received":20,"lifetime_ns":7,"#,
+                r#""partial":false}"#,
+                "\n"
+            )
+        );
+        let out = json(&ev(
+            b"srv",
+            tcp("0.0.0.0:7000", None),
+            Detail::Listen { backlog: 5 },
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["remote_addr"], serde_json::Value::Null);
+        assert_eq!(v["backlog"], 5);
+        let out = json(&ev(b"srv", None, Detail::Exit(ExitStatus::Code(0))));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["exit_code"], 0);
+        assert!(v.get("protocol").is_none());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0), "0ns");
+        assert_eq!(duration(999), "999ns");
+        assert_eq!(duration(1_000), "1.000us");
+        assert_eq!(duration(12_345_678), "12.345ms");
+        assert_eq!(duration(61_000_000_000), "61.000s");
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(111), "ECONNREFUSED");
+        assert_eq!(errno_name(110), "ETIMEDOUT");
+        assert_eq!(errno_name(9999), "errno9999");
+    }
+}

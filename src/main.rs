@@ -1,0 +1,113 @@
+//! sockwatch: one line for every socket event of the processes you name.
+
+mod cli;
+mod event;
+mod format;
+mod probes;
+mod system;
+mod tracer;
+
+use std::mem::MaybeUninit;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Local;
+use clap::Parser;
+use libbpf_rs::PrintLevel;
+
+use crate::cli::{Args, Config};
+use crate::event::Clock;
+use crate::format::Style;
+use crate::tracer::Outcome;
+
+/// Exit statuses, as documented in `--help` and the README.
+const EXIT_ERROR: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_TIMEOUT: u8 = 3;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sockwatch: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    };
+    let cfg = match Config::from_args(args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("sockwatch: error: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    for note in &cfg.notes {
+        eprintln!("sockwatch: {note}");
+    }
+    if cfg.verbose {
+        libbpf_rs::set_print(Some((PrintLevel::Debug, |_, msg| eprint!("{msg}"))));
+    } else {
+        libbpf_rs::set_print(None);
+    }
+
+    system::preflight(probes::needed(cfg.events))?;
+    tracer::handle_signals()?;
+    let clock = Clock::now()?;
+    let style = Style {
+        json: cfg.json,
+        offset: *Local::now().offset(),
+    };
+    let mut object = MaybeUninit::uninit();
+    let mut tracer = probes::start(&cfg, &mut object)?;
+    eprintln!("sockwatch: tracing {}", describe(&cfg));
+
+    let summary = tracer::run(&cfg, &mut tracer, style, clock)?;
+    if summary.outcome == Outcome::OutputClosed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut line = format!(
+        "sockwatch: {} events printed, {} lost",
+        summary.printed, summary.lost
+    );
+    if summary.untracked > 0 {
+        line += &format!(", {} sockets untracked", summary.untracked);
+    }
+    if summary.outcome == Outcome::TimedOut {
+        let want = cfg.count.unwrap_or_default();
+        eprintln!("{line}; timed out before {want} events");
+        return Ok(ExitCode::from(EXIT_TIMEOUT));
+    }
+    eprintln!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ready line's description of what is traced; scripts wait for "sockwatch: tracing".
+fn describe(cfg: &Config) -> String {
+    let mut who = Vec::new();
+    if !cfg.names.is_empty() {
+        let names: Vec<String> = cfg.names.iter().map(|n| format::escape(n)).collect();
+        who.push(format!("process {}", names.join(", ")));
+    }
+    if !cfg.pids.is_empty() {
+        let pids: Vec<String> = cfg.pids.iter().map(u32::to_string).collect();
+        who.push(format!("pid {}", pids.join(", ")));
+    }
+    format!(
+        "{} (events: {}; via tracepoints); Ctrl-C to stop",
+        who.join(" and "),
+        cfg.events.names().join(",")
+    )
+}
