@@ -439,8 +439,10 @@ pub(crate) mod tests {
 
     #[test]
     fn exec_carries_the_filename() {
-        let mut x = exec_event::default();
-        x.base = raw(event_kind::EV_EXEC);
+        let mut x = exec_event {
+            base: raw(event_kind::EV_EXEC),
+            ..Default::default()
+        };
         for (d, s) in x.filename.iter_mut().zip(b"/usr/bin/curl") {
             *d = *s as i8;
         }

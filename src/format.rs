@@ -18,11 +18,34 @@ pub struct Style {
     pub offset: FixedOffset,
 }
 
-pub const HEADER: &str = "TIME            PID     PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS";
+/// The text columns: the header and every line go through this one layout.
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    time: &str,
+    pid: &str,
+    process: &str,
+    event: &str,
+    proto: &str,
+    local: &str,
+    remote: &str,
+    details: &str,
+) -> String {
+    let line = format!(
+        "{time:<15} {pid:>7} {process:<15} {event:<7} {proto:<5} {local:<21} {remote:<21} {details}"
+    );
+    let mut line = line.trim_end().to_string();
+    line.push('\n');
+    line
+}
 
 /// Writes the text column header.
 pub fn write_header(out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "{HEADER}")
+    out.write_all(
+        columns(
+            "TIME", "PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE", "DETAILS",
+        )
+        .as_bytes(),
+    )
 }
 
 /// Writes one event as one line.
@@ -131,20 +154,16 @@ pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
         Some(s) => (s.protocol.name(), s.local.to_string(), addr(s.remote)),
         None => ("-", "-".into(), "-".into()),
     };
-    let line = format!(
-        "{} {:>7} {:<15} {:<7} {:<5} {:<21} {:<21} {}",
-        time(ev.time_ns, offset).format("%H:%M:%S%.6f"),
-        ev.pid,
-        escape(&ev.process),
-        ev.kind().name().to_uppercase(),
+    columns(
+        &time(ev.time_ns, offset).format("%H:%M:%S%.6f").to_string(),
+        &ev.pid.to_string(),
+        &escape(&ev.process),
+        &ev.kind().name().to_uppercase(),
         proto,
-        local,
-        remote,
-        details(ev)
-    );
-    let mut line = line.trim_end().to_string();
-    line.push('\n');
-    line
+        &local,
+        &remote,
+        &details(ev),
+    )
 }
 
 /// The NDJSON object for an event; keys are documented in the README.
@@ -308,20 +327,27 @@ mod tests {
 
     #[test]
     fn header_matches_columns() {
+        const HEADER: &str = "TIME                PID PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS";
+        let mut header = Vec::new();
+        write_header(&mut header).unwrap();
+        assert_eq!(String::from_utf8(header).unwrap(), format!("{HEADER}\n"));
         let line = text(&ev(
             b"echo-server",
             tcp("127.0.0.1:7000", Some("127.0.0.1:51234")),
-            Detail::Accept,
+            Detail::Send { bytes: 1 },
         ));
-        for col in ["PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE"] {
-            let at = HEADER.find(col).unwrap();
-            assert_ne!(
-                line.as_bytes()[at],
-                b' ',
-                "column {col} starts at {at}: {line}"
-            );
-            assert_eq!(line.as_bytes()[at - 1], b' ', "column {col}: {line}");
-        }
+        // Every column starts under its title, but PID, which is right-aligned.
+        let starts = |s: &str| -> Vec<usize> {
+            let b = s.as_bytes();
+            (0..b.len())
+                .filter(|&i| b[i] != b' ' && (i == 0 || b[i - 1] == b' '))
+                .collect()
+        };
+        let (h, l) = (starts(HEADER), starts(&line));
+        assert_eq!(h.len(), l.len(), "{line}");
+        assert_eq!(h[0], l[0]);
+        assert_eq!(h[1] + "PID".len(), l[1] + "4242".len(), "{line}");
+        assert_eq!(h[2..], l[2..], "{line}");
     }
 
     #[test]

@@ -31,7 +31,8 @@ fn has(caps: u64, cap: u32) -> bool {
 /// Fails with one line naming what is missing: privileges, BTF, tracefs, tracepoints.
 pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> {
     let caps = effective_caps()?;
-    if !(has(caps, CAP_BPF) && has(caps, CAP_PERFMON)) && !has(caps, CAP_SYS_ADMIN) {
+    let may_trace = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
+    if !may_trace {
         bail!("permission denied: run as root (or with CAP_BPF and CAP_PERFMON)");
     }
     if !Path::new(BTF).exists() {

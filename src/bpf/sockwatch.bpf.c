@@ -666,8 +666,8 @@ int exit_listen(struct trace_event_raw_sys_exit *ctx)
 
 static __always_inline int on_accept(long fd)
 {
+	struct sock *sk, *listener;
 	struct event *e;
-	struct sock *sk;
 	struct proc p;
 	__u8 protocol;
 
@@ -676,8 +676,13 @@ static __always_inline int on_accept(long fd)
 	sk = sock_from_file(file_from_fd(fd));
 	if (!sk || !inet_sock(sk, &protocol))
 		return 0;
-	if (wanted(EV_CLOSE))
+	if (wanted(EV_CLOSE)) {
 		track(sk, &p, 0);
+		/* A listener opened before tracing began is adopted at its first accept. */
+		listener = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+		if (listener)
+			adopt(listener, &p);
+	}
 	if (!wanted(EV_ACCEPT))
 		return 0;
 	e = reserve(EV_ACCEPT, p.pid, p.tid, p.comm);
@@ -722,6 +727,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct file *file;
 	struct sock *sk;
 	struct proc p;
+	__u8 protocol;
 	__u64 key;
 
 	if (!current_proc(&p))
@@ -730,11 +736,14 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_file(file);
 	if (!sk)
 		return 0;
+	/* Another descriptor (dup, fork) still holds the socket: this close releases nothing. */
+	if (file_refs(file) > 1 || !inet_sock(sk, &protocol))
+		return 0;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
-	/* Another descriptor (dup, fork) still holds the socket: this close releases nothing. */
-	if (!st || file_refs(file) > 1)
-		return 0;
-	release(sk, st, p.pid, p.tid, p.comm);
+	if (!st && wanted(EV_CLOSE))
+		st = adopt(sk, &p);
+	if (st)
+		release(sk, st, p.pid, p.tid, p.comm);
 	return 0;
 }

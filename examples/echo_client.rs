@@ -1,0 +1,109 @@
+//! An echo client: sends messages of the given sizes and reads each echo back.
+//!
+//! usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile]
+//!
+//! Prints `local ADDR:PORT` (its own end) once it has a port, then for each SIZE
+//! sends SIZE bytes and waits for the same number back. TCP closes when done.
+//! `udp` connects its socket; `udp-unconnected` uses sendto/recvfrom. --name first
+//! renames the process (prctl PR_SET_NAME), to test hostile names. --sendfile (TCP)
+//! sends each message from a temporary file with sendfile(2).
+
+use std::io::{Read, Seek, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name);
+    if let Some(i) = flag("--name") {
+        let name = std::ffi::CString::new(args[i + 1].as_bytes()).expect("NAME");
+        nix::sys::prctl::set_name(&name).expect("prctl");
+    }
+    let sendfile = flag("--sendfile").is_some();
+    let rest: Vec<&String> = {
+        let skip = flag("--name")
+            .map(|i| [i, i + 1])
+            .unwrap_or([usize::MAX; 2]);
+        args.iter()
+            .enumerate()
+            .filter(|(i, a)| !skip.contains(i) && !a.starts_with("--"))
+            .map(|(_, a)| a)
+            .collect()
+    };
+    if rest.len() < 3 {
+        eprintln!(
+            "usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile]"
+        );
+        return ExitCode::from(2);
+    }
+    let addr: SocketAddr = rest[2].parse().expect("ADDR");
+    let sizes: Vec<usize> = rest[3..].iter().map(|s| s.parse().expect("SIZE")).collect();
+    let unspecified: SocketAddr = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .unwrap();
+    match rest[1].as_str() {
+        "tcp" => {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            println!("local {}", s.local_addr().unwrap());
+            for &n in &sizes {
+                let msg = vec![b'x'; n];
+                if sendfile {
+                    let mut f = tempfile();
+                    f.write_all(&msg).unwrap();
+                    f.rewind().unwrap();
+                    let sent = nix::sys::sendfile::sendfile(s.as_fd(), f.as_fd(), None, n)
+                        .expect("sendfile");
+                    assert_eq!(sent, n, "short sendfile");
+                } else {
+                    s.write_all(&msg).expect("send");
+                }
+                let mut back = vec![0u8; n];
+                s.read_exact(&mut back).expect("recv");
+            }
+        }
+        "udp" | "udp-unconnected" => {
+            let s = UdpSocket::bind(unspecified).expect("bind");
+            println!("local {}", s.local_addr().unwrap());
+            let connected = rest[1] == "udp";
+            if connected {
+                s.connect(addr).expect("connect");
+            }
+            for &n in &sizes {
+                let msg = vec![b'x'; n];
+                let mut back = vec![0u8; n + 1];
+                let got = if connected {
+                    s.send(&msg).expect("send");
+                    s.recv(&mut back).expect("recv")
+                } else {
+                    s.send_to(&msg, addr).expect("sendto");
+                    s.recv_from(&mut back).expect("recvfrom").0
+                };
+                assert_eq!(got, n, "short echo");
+            }
+        }
+        other => {
+            eprintln!("echo_client: unknown protocol {other}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// An unlinked temporary file.
+fn tempfile() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("echo_client.{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("temp file");
+    std::fs::remove_file(&path).unwrap();
+    f
+}

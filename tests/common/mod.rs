@@ -1,0 +1,314 @@
+//! Helpers for the live tests: run sockwatch as root against real workloads.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const SOCKWATCH: &str = env!("CARGO_BIN_EXE_sockwatch");
+
+/// Live tests need root; CI runs as root, so a missing privilege is a failure, not a skip.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "live tests load BPF programs and need root: run `cargo test` as root"
+    );
+}
+
+/// A process name no other test uses, at most 15 bytes.
+pub fn unique_name(role: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{}{}{}", role, std::process::id() % 10000, n);
+    assert!(name.len() <= 15, "{name}");
+    name
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(SOCKWATCH).parent().unwrap().join("examples")
+}
+
+/// Copies an example binary to a fresh path whose file name becomes the process name.
+pub fn named_example(example: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::copy(examples_dir().join(example), &path)
+        .unwrap_or_else(|e| panic!("copying example {example}: {e} (build it with cargo test)"));
+    path
+}
+
+/// A running sockwatch whose ready line has been seen.
+pub struct Trace {
+    child: Child,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: mpsc::Receiver<String>,
+    /// stderr up to and including the ready line.
+    early_stderr: Vec<String>,
+    pub ready_line: String,
+}
+
+/// What a stopped sockwatch printed.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Trace {
+    pub fn start(args: &[&str]) -> Trace {
+        Trace::start_with(args, Stdio::piped())
+    }
+
+    pub fn start_with(args: &[&str], stdout: Stdio) -> Trace {
+        let mut child = Command::new(SOCKWATCH)
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning sockwatch");
+        let stdout = child.stdout.take().map(|mut out| {
+            thread::spawn(move || {
+                let mut s = String::new();
+                out.read_to_string(&mut s).unwrap();
+                s
+            })
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ready_line = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("sockwatch: tracing") => {
+                    seen.push(line.clone());
+                    break line;
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("sockwatch {args:?} never became ready; stderr: {seen:?}");
+                }
+            }
+        };
+        Trace {
+            child,
+            stdout,
+            stderr: rx,
+            early_stderr: seen,
+            ready_line,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and collects everything printed.
+    pub fn stop(self) -> Output {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        self.wait(Duration::from_secs(30))
+    }
+
+    /// Waits for sockwatch to exit by itself.
+    pub fn wait(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sockwatch did not exit within {limit:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self
+            .stdout
+            .take()
+            .map_or_else(String::new, |t| t.join().unwrap());
+        let mut stderr = std::mem::take(&mut self.early_stderr);
+        stderr.extend(self.stderr.iter());
+        Output {
+            status,
+            stdout,
+            stderr: stderr.join("\n"),
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+/// A workload process whose first stdout line has been read.
+pub struct Workload {
+    pub child: Child,
+    pub first_line: String,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Workload {
+    pub fn spawn(path: &Path, args: &[&str]) -> Workload {
+        let mut child = Command::new(path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", path.display()));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first_line = String::new();
+        stdout.read_line(&mut first_line).unwrap();
+        assert!(!first_line.is_empty(), "{} printed nothing", path.display());
+        Workload {
+            child,
+            first_line: first_line.trim_end().to_string(),
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The value after the first word of the first line: `ready 4000` -> "4000".
+    pub fn value(&self) -> &str {
+        self.first_line.split_once(' ').unwrap().1
+    }
+
+    pub fn finish(mut self) -> Vec<String> {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "workload failed: {status}");
+        (&mut self.stdout).lines().map(Result::unwrap).collect()
+    }
+}
+
+/// A failed test must not leave its workload running.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An echo server from examples/, started under `name`; returns it and its port.
+pub fn echo_server(name: &str, args: &[&str]) -> (Workload, u16) {
+    let w = Workload::spawn(&named_example("echo_server", name), args);
+    let port = w.value().parse().unwrap();
+    (w, port)
+}
+
+/// Runs an example client to completion; returns its `local` address.
+pub fn run_client(example: &str, name: &str, args: &[&str]) -> String {
+    let w = Workload::spawn(&named_example(example, name), args);
+    let local = w.value().to_string();
+    w.finish();
+    local
+}
+
+/// One text line of sockwatch output, split into its columns.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub time: String,
+    pub pid: u32,
+    pub process: String,
+    pub event: String,
+    pub proto: String,
+    pub local: String,
+    pub remote: String,
+    pub details: String,
+}
+
+impl Line {
+    /// The line without time and pid, with durations checked and replaced by `*`.
+    pub fn key(&self) -> String {
+        let details: Vec<String> = self
+            .details
+            .split(' ')
+            .filter(|d| !d.is_empty())
+            .map(|d| match d.split_once('=') {
+                Some((k @ ("latency" | "lifetime"), v)) => {
+                    assert!(is_duration(v), "bad duration {v:?} in {self:?}");
+                    format!("{k}=*")
+                }
+                _ => d.to_string(),
+            })
+            .collect();
+        let mut key = format!(
+            "{} {} {} {} {}",
+            self.process, self.event, self.proto, self.local, self.remote
+        );
+        if !details.is_empty() {
+            key += " ";
+            key += &details.join(" ");
+        }
+        key
+    }
+}
+
+fn is_duration(v: &str) -> bool {
+    let unit = v.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let number = &v[..v.len() - unit.len()];
+    ["ns", "us", "ms", "s"].contains(&unit) && !number.is_empty() && number.parse::<f64>().is_ok()
+}
+
+/// Parses text output (header first).
+pub fn parse(stdout: &str) -> Vec<Line> {
+    let mut lines = stdout.lines();
+    let header = lines.next().expect("no header line");
+    assert!(header.starts_with("TIME "), "header: {header}");
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert!(f.len() >= 7, "short line {l:?}");
+            Line {
+                time: f[0].to_string(),
+                pid: f[1].parse().unwrap_or_else(|_| panic!("pid in {l:?}")),
+                process: f[2].to_string(),
+                event: f[3].to_string(),
+                proto: f[4].to_string(),
+                local: f[5].to_string(),
+                remote: f[6].to_string(),
+                details: f[7..].join(" "),
+            }
+        })
+        .collect()
+}
+
+/// The keys of one process's lines, in order.
+pub fn keys_of(lines: &[Line], pid: u32) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.pid == pid)
+        .map(Line::key)
+        .collect()
+}
+
+/// Asserts one process's lines, with a readable diff on failure.
+pub fn assert_lines(lines: &[Line], pid: u32, expected: &[String]) {
+    let got = keys_of(lines, pid);
+    assert_eq!(
+        got,
+        expected,
+        "\nlines of pid {pid}:\n  got:\n    {}\n  expected:\n    {}\n",
+        got.join("\n    "),
+        expected.join("\n    ")
+    );
+}

@@ -1,0 +1,631 @@
+//! Live tests: sockwatch (as root) against the workloads in examples/, asserting
+//! the exact lines and numbers. Each test traces process names of its own, so
+//! the tests can run side by side.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn exec_line(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    format!("{name} EXEC - - - path={}", dir.join(name).display())
+}
+
+fn exit_line(name: &str) -> String {
+    format!("{name} EXIT - - - exit_code=0")
+}
+
+/// A TCP echo exchange traced on both sides, every line and number checked.
+fn tcp_echo(addr: &str, client_flags: &[&str]) {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&[&srv, &cli]);
+    let (server, port) = echo_server(&srv, &["tcp", addr, "1"]);
+    let listen = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
+    let mut args = vec!["tcp", &listen, "5", "1000", "3000"];
+    args.extend(client_flags);
+    let local = run_client("echo_client", &cli, &args);
+    let server_pid = server.pid();
+    server.finish();
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+
+    let s = |rest: &str| format!("{srv} {rest}");
+    assert_lines(
+        &lines,
+        server_pid,
+        &[
+            exec_line(&srv),
+            s(&format!("LISTEN tcp {listen} * backlog=64")),
+            s(&format!("ACCEPT tcp {listen} {local}")),
+            s(&format!("RECV tcp {listen} {local} bytes=5")),
+            s(&format!("SEND tcp {listen} {local} bytes=5")),
+            s(&format!("RECV tcp {listen} {local} bytes=1000")),
+            s(&format!("SEND tcp {listen} {local} bytes=1000")),
+            s(&format!("RECV tcp {listen} {local} bytes=3000")),
+            s(&format!("SEND tcp {listen} {local} bytes=3000")),
+            s(&format!("RECV tcp {listen} {local} bytes=0 eof")),
+            s(&format!(
+                "CLOSE tcp {listen} {local} sent=4005 received=4005 lifetime=*"
+            )),
+            s(&format!(
+                "CLOSE tcp {listen} * sent=0 received=0 lifetime=*"
+            )),
+            exit_line(&srv),
+        ],
+    );
+    let client_pid = lines
+        .iter()
+        .find(|l| l.process == cli)
+        .expect("client lines")
+        .pid;
+    let c = |rest: &str| format!("{cli} {rest}");
+    assert_lines(
+        &lines,
+        client_pid,
+        &[
+            exec_line(&cli),
+            c(&format!("CONNECT tcp {local} {listen} result=ok latency=*")),
+            c(&format!("SEND tcp {local} {listen} bytes=5")),
+            c(&format!("RECV tcp {local} {listen} bytes=5")),
+            c(&format!("SEND tcp {local} {listen} bytes=1000")),
+            c(&format!("RECV tcp {local} {listen} bytes=1000")),
+            c(&format!("SEND tcp {local} {listen} bytes=3000")),
+            c(&format!("RECV tcp {local} {listen} bytes=3000")),
+            c(&format!(
+                "CLOSE tcp {local} {listen} sent=4005 received=4005 lifetime=*"
+            )),
+            exit_line(&cli),
+        ],
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{} events printed, 0 lost", lines.len())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn tcp_v4_echo() {
+    tcp_echo("127.0.0.1:0", &[]);
+}
+
+#[test]
+fn tcp_v6_echo() {
+    tcp_echo("[::1]:0", &[]);
+}
+
+#[test]
+fn sendfile_is_a_send() {
+    tcp_echo("127.0.0.1:0", &["--sendfile"]);
+}
+
+/// UDP echo: unconnected (sendto/recvfrom name the peer) or connected.
+fn udp_echo(addr: &str, mode: &str) {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&[&srv, &cli]);
+    let (server, port) = echo_server(&srv, &["udp", addr, "2"]);
+    let bound = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
+    let local = run_client("echo_client", &cli, &[mode, &bound, "5", "700"]);
+    let server_pid = server.pid();
+    server.finish();
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+
+    let s = |rest: &str| format!("{srv} {rest}");
+    assert_lines(
+        &lines,
+        server_pid,
+        &[
+            exec_line(&srv),
+            s(&format!("RECV udp {bound} {local} bytes=5")),
+            s(&format!("SEND udp {bound} {local} bytes=5")),
+            s(&format!("RECV udp {bound} {local} bytes=700")),
+            s(&format!("SEND udp {bound} {local} bytes=700")),
+            s(&format!(
+                "CLOSE udp {bound} * sent=705 received=705 lifetime=*"
+            )),
+            exit_line(&srv),
+        ],
+    );
+    let client_pid = lines
+        .iter()
+        .find(|l| l.process == cli)
+        .expect("client lines")
+        .pid;
+    let c = |rest: &str| format!("{cli} {rest}");
+    let mut expected = vec![exec_line(&cli)];
+    let connected = mode == "udp";
+    if connected {
+        expected.push(c(&format!(
+            "CONNECT udp {local} {bound} result=ok latency=*"
+        )));
+    }
+    for n in [5, 700] {
+        expected.push(c(&format!("SEND udp {local} {bound} bytes={n}")));
+        expected.push(c(&format!("RECV udp {local} {bound} bytes={n}")));
+    }
+    let peer = if connected { bound.as_str() } else { "*" };
+    expected.push(c(&format!(
+        "CLOSE udp {local} {peer} sent=705 received=705 lifetime=*"
+    )));
+    expected.push(exit_line(&cli));
+    assert_lines(&lines, client_pid, &expected);
+}
+
+#[test]
+fn udp_v4_unconnected_names_each_peer() {
+    udp_echo("127.0.0.1:0", "udp-unconnected");
+}
+
+#[test]
+fn udp_v6_unconnected_names_each_peer() {
+    udp_echo("[::1]:0", "udp-unconnected");
+}
+
+#[test]
+fn udp_v4_connected() {
+    udp_echo("127.0.0.1:0", "udp");
+}
+
+#[test]
+fn udp_v6_connected() {
+    udp_echo("[::1]:0", "udp");
+}
+
+#[test]
+fn worker_threads_belong_to_their_process() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&["--json", &srv]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "2", "--threads"]);
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..2 {
+        run_client("echo_client", &unique_name("c"), &["tcp", &addr, "11"]);
+    }
+    let server_pid = server.pid();
+    server.finish();
+    let out = trace.stop();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    // Accepts run in "acceptor", echoes in "worker-N": all under the process's name and pid.
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "accept").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "recv").count(),
+        4,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "send").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "close").count(),
+        3,
+        "{kinds:?}"
+    );
+    for e in &events {
+        assert_eq!(e["pid"], server_pid, "{e}");
+        assert_eq!(e["process"], srv.as_str(), "{e}");
+    }
+    let tids: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "accept" || e["event"] == "send")
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    assert!(
+        tids.iter().all(|&t| t != server_pid as u64),
+        "worker tids {tids:?}"
+    );
+    let sent: u64 = events
+        .iter()
+        .filter(|e| e["event"] == "close")
+        .map(|e| e["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 22);
+}
+
+#[test]
+fn nonblocking_connect_reports_its_real_outcome() {
+    require_root();
+    let name = unique_name("r");
+    // A port nobody listens on: bound for a moment, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let trace = Trace::start(&[&name]);
+    let w = Workload::spawn(&named_example("refused_connect", &name), &[&target]);
+    let pid = w.pid();
+    let local = w.value().to_string();
+    assert_eq!(w.finish(), ["result ECONNREFUSED"]);
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    assert_lines(
+        &lines,
+        pid,
+        &[
+            exec_line(&name),
+            format!("{name} CONNECT tcp {local} {target} result=ECONNREFUSED latency=*"),
+            format!("{name} CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+            exit_line(&name),
+        ],
+    );
+}
+
+#[test]
+fn untraced_processes_print_nothing() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&[&srv]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    run_client(
+        "echo_client",
+        &cli,
+        &["tcp", &format!("127.0.0.1:{port}"), "5"],
+    );
+    let server_pid = server.pid();
+    server.finish();
+    let lines = parse(&trace.stop().stdout);
+    assert_eq!(lines.len(), 9, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.pid == server_pid && l.process == srv),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn pid_filter_and_sockets_opened_before_tracing() {
+    require_root();
+    let srv = unique_name("s");
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let pid = server.pid().to_string();
+    let trace = Trace::start(&["--pid", &pid]);
+    assert!(
+        trace.ready_line.contains(&format!("pid {pid}")),
+        "{}",
+        trace.ready_line
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let local = run_client("echo_client", &unique_name("c"), &["tcp", &addr, "8"]);
+    server.finish();
+    let lines = parse(&trace.stop().stdout);
+    assert_lines(
+        &lines,
+        pid.parse().unwrap(),
+        &[
+            format!("{srv} ACCEPT tcp {addr} {local}"),
+            format!("{srv} RECV tcp {addr} {local} bytes=8"),
+            format!("{srv} SEND tcp {addr} {local} bytes=8"),
+            format!("{srv} RECV tcp {addr} {local} bytes=0 eof"),
+            format!("{srv} CLOSE tcp {addr} {local} sent=8 received=8 lifetime=*"),
+            // The listener predates the trace: its lifetime counts from first sight.
+            format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=* partial"),
+            exit_line(&srv),
+        ],
+    );
+}
+
+#[test]
+fn close_totals_without_send_and_recv_lines() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&["--events", "close", &srv, &cli]);
+    let (server, port) = echo_server(&srv, &["tcp", "[::1]:0", "1"]);
+    let addr = format!("[::1]:{port}");
+    let local = run_client("echo_client", &cli, &["tcp", &addr, "100", "20000", "7"]);
+    server.finish();
+    let lines = parse(&trace.stop().stdout);
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{cli} CLOSE tcp {local} {addr} sent=20107 received=20107 lifetime=*"),
+            format!("{srv} CLOSE tcp {addr} {local} sent=20107 received=20107 lifetime=*"),
+            format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=*"),
+        ],
+        "{keys:#?}"
+    );
+}
+
+#[test]
+fn json_lines_have_the_documented_keys() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&["--json", &srv, &cli]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let local = run_client(
+        "echo_client",
+        &cli,
+        &["tcp", &format!("127.0.0.1:{port}"), "42"],
+    );
+    let (local_ip, local_port) = local.rsplit_once(':').unwrap();
+    let server_pid = server.pid();
+    server.finish();
+    let out = trace.stop();
+    assert!(!out.stdout.starts_with("TIME"), "no header in JSON mode");
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let accept = events.iter().find(|e| e["event"] == "accept").unwrap();
+    assert_eq!(accept["pid"], server_pid);
+    assert_eq!(accept["process"], srv.as_str());
+    assert_eq!(accept["protocol"], "tcp");
+    assert_eq!(accept["local_addr"], "127.0.0.1");
+    assert_eq!(accept["local_port"], port);
+    assert_eq!(accept["remote_addr"], local_ip);
+    assert_eq!(accept["remote_port"], local_port.parse::<u16>().unwrap());
+    let connect = events.iter().find(|e| e["event"] == "connect").unwrap();
+    assert_eq!(connect["result"], "ok");
+    assert!(connect["latency_ns"].as_u64().unwrap() > 0);
+    let eof = events
+        .iter()
+        .find(|e| e["event"] == "recv" && e["eof"] == true)
+        .unwrap();
+    assert_eq!(eof["bytes"], 0);
+    let closes: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "close").collect();
+    assert_eq!(closes.len(), 3);
+    assert!(
+        closes
+            .iter()
+            .filter(|c| c["sent"] == 42 && c["received"] == 42)
+            .count()
+            == 2
+    );
+    let exits: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "exit").collect();
+    assert!(exits.iter().all(|e| e["exit_code"] == 0) && exits.len() == 2);
+    for e in &events {
+        assert!(e["time"].as_str().unwrap().len() >= 26, "{e}");
+    }
+}
+
+#[test]
+fn count_ends_a_smoke_check_with_success() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&[
+        "--events",
+        "accept",
+        "--count",
+        "1",
+        "--timeout",
+        "60s",
+        &srv,
+    ]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    run_client(
+        "echo_client",
+        &unique_name("c"),
+        &["tcp", &format!("127.0.0.1:{port}"), "1"],
+    );
+    server.finish();
+    let out = trace.wait(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].event, "ACCEPT");
+    assert!(
+        out.stderr.contains("1 events printed, 0 lost"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn timeout_without_the_count_exits_3() {
+    require_root();
+    let start = Instant::now();
+    let trace = Trace::start(&["--count", "1", "--timeout", "1s", &unique_name("n")]);
+    let out = trace.wait(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("timed out before 1 events"),
+        "{}",
+        out.stderr
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn duration_ends_with_success() {
+    require_root();
+    let trace = Trace::start(&["--duration", "500ms", &unique_name("n")]);
+    let out = trace.wait(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with("sockwatch: 0 events printed, 0 lost"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sigint_and_sigterm_end_cleanly_with_a_summary() {
+    require_root();
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let srv = unique_name("s");
+        let trace = Trace::start(&[&srv]);
+        let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+        run_client(
+            "echo_client",
+            &unique_name("c"),
+            &["tcp", &format!("127.0.0.1:{port}"), "1"],
+        );
+        server.finish();
+        signal(trace.pid(), sig);
+        let out = trace.wait(Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "{sig}: {}", out.stderr);
+        // The events before the signal are all printed: detach, drain, flush.
+        assert_eq!(parse(&out.stdout).len(), 9, "{sig}: {}", out.stdout);
+        assert!(
+            out.stderr.ends_with("sockwatch: 9 events printed, 0 lost"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn closed_pipe_ends_quietly_and_promptly() {
+    require_root();
+    let srv = unique_name("s");
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let trace = Trace::start_with(&["--no-header", &srv], writer.into());
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    // Like `| head -1`: read one line, then close the pipe.
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(&mut reader)
+            .read_line(&mut first)
+            .unwrap();
+    }
+    assert!(first.contains(" EXEC "), "{first}");
+    drop(reader);
+    let closed = Instant::now();
+    let out = trace.wait(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        closed.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        closed.elapsed()
+    );
+    assert!(!out.stderr.contains("error"), "{}", out.stderr);
+    assert!(!out.stderr.contains("events printed"), "{}", out.stderr);
+    run_client(
+        "echo_client",
+        &unique_name("c"),
+        &["tcp", &format!("127.0.0.1:{port}"), "1"],
+    );
+    server.finish();
+}
+
+#[test]
+fn killed_process_closes_its_sockets_at_exit() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&[&srv]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let addr = format!("127.0.0.1:{port}");
+    // Hold a connection open, then kill the server under it.
+    let client = std::net::TcpStream::connect(&addr).unwrap();
+    let local = client.local_addr().unwrap().to_string();
+    {
+        use std::io::{Read, Write};
+        (&client).write_all(b"abc").unwrap();
+        let mut back = [0u8; 3];
+        (&client).read_exact(&mut back).unwrap();
+    }
+    let pid = server.pid();
+    signal(pid, Signal::SIGKILL);
+    let mut server = server;
+    server.child.wait().unwrap();
+    let lines = parse(&trace.stop().stdout);
+    let mut keys = keys_of(&lines, pid);
+    // The sockets a dying process still holds close in no particular order.
+    keys[5..7].sort();
+    assert_eq!(
+        keys[2..],
+        [
+            format!("{srv} ACCEPT tcp {addr} {local}"),
+            format!("{srv} RECV tcp {addr} {local} bytes=3"),
+            format!("{srv} SEND tcp {addr} {local} bytes=3"),
+            format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=*"),
+            format!("{srv} CLOSE tcp {addr} {local} sent=3 received=3 lifetime=*"),
+            format!("{srv} EXIT - - - signal=SIGKILL"),
+        ][..],
+        "{keys:#?}"
+    );
+}
+
+#[test]
+fn hostile_names_are_escaped_in_text_and_valid_in_json() {
+    require_root();
+    let hostile = "ev\nFAKE \"q\"\t\\";
+    for json in [false, true] {
+        let srv = unique_name("s");
+        let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+        let mut args = vec![hostile];
+        if json {
+            args.push("--json");
+        }
+        let trace = Trace::start(&args);
+        let addr = format!("127.0.0.1:{port}");
+        run_client(
+            "echo_client",
+            &unique_name("c"),
+            &["tcp", &addr, "4", "--name", hostile],
+        );
+        server.finish();
+        let out = trace.stop();
+        if json {
+            let events: Vec<serde_json::Value> = out
+                .stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(events.len(), 5, "{}", out.stdout);
+            assert!(events.iter().all(|e| e["process"] == hostile));
+        } else {
+            let lines = parse(&out.stdout);
+            assert_eq!(lines.len(), 5, "{}", out.stdout);
+            for l in &lines {
+                assert_eq!(l.process, r#"ev\x0aFAKE\x20"q"\x09\\"#, "{l:?}");
+            }
+            assert_eq!(
+                lines.iter().map(|l| l.event.as_str()).collect::<Vec<_>>(),
+                ["CONNECT", "SEND", "RECV", "CLOSE", "EXIT"]
+            );
+        }
+    }
+}
+
+#[test]
+fn long_names_match_the_kernels_truncation() {
+    require_root();
+    let long = format!("{}-and-more-words", unique_name("s"));
+    let short = &long[..15];
+    let trace = Trace::start(&[&long]);
+    let (server, port) = echo_server(&long, &["tcp", "127.0.0.1:0", "1"]);
+    run_client(
+        "echo_client",
+        &unique_name("c"),
+        &["tcp", &format!("127.0.0.1:{port}"), "1"],
+    );
+    server.finish();
+    let out = trace.stop();
+    assert!(
+        out.stderr
+            .contains(&format!("matching \"{long}\" as \"{short}\"")),
+        "{}",
+        out.stderr
+    );
+    let lines = parse(&out.stdout);
+    assert_eq!(lines.len(), 9, "{}", out.stdout);
+    assert!(lines.iter().all(|l| l.process == short));
+}
