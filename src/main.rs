@@ -38,13 +38,14 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     let args = match Args::try_parse() {
         Ok(args) => args,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
             let _ = e.print();
-            return Ok(if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            });
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            eprintln!("sockwatch: {}", one_line(&e.render().to_string()));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let cfg = match Config::from_args(args) {
@@ -110,4 +111,28 @@ fn describe(cfg: &Config) -> String {
         who.join(" and "),
         cfg.events.names().join(",")
     )
+}
+
+/// Folds clap's multi-line message into one line, without the usage and help hints.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let msg = "error: invalid value 'x' for '--events <LIST>'\n  [possible values: all, exec]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(msg),
+            "error: invalid value 'x' for '--events <LIST>' [possible values: all, exec]"
+        );
+    }
 }
