@@ -246,7 +246,8 @@ fn socket(e: &event) -> Result<Option<Socket>> {
     };
     let local = SocketAddr::new(ip(e.family, &e.laddr), e.lport);
     let remote = SocketAddr::new(ip(e.family, &e.raddr), e.rport);
-    let no_peer = e.rport == 0 && remote.ip().is_unspecified();
+    // Port 0 is never a peer: listening, unconnected, or a connect that never started.
+    let no_peer = e.rport == 0;
     let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
     Ok(Some(Socket {
         protocol,

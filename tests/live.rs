@@ -244,34 +244,141 @@ fn worker_threads_belong_to_their_process() {
     assert_eq!(sent, 22);
 }
 
+/// Runs examples/nb_connect under a traced name; returns its lines' keys, its local
+/// address and the result it printed.
+fn connect_outcome(target: &str, flags: &[&str]) -> (Vec<String>, String, String) {
+    let name = unique_name("n");
+    let trace = Trace::start(&[&name]);
+    let mut args = vec![target];
+    args.extend(flags);
+    let w = Workload::spawn(&named_example("nb_connect", &name), &args);
+    let pid = w.pid();
+    let local = w.value().to_string();
+    let result = w.finish().join(" ");
+    let keys = keys_of(&parse(&trace.stop().stdout), pid);
+    assert_eq!(keys.first(), Some(&exec_line(&name)), "{keys:#?}");
+    assert_eq!(keys.last(), Some(&exit_line(&name)), "{keys:#?}");
+    let body = keys[1..keys.len() - 1]
+        .iter()
+        .map(|k| k.strip_prefix(&format!("{name} ")).unwrap().to_string())
+        .collect();
+    (body, local, result)
+}
+
+/// A port nobody listens on: bound for a moment, then released.
+fn closed_port(ip: &str) -> String {
+    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 #[test]
 fn nonblocking_connect_reports_its_real_outcome() {
     require_root();
-    let name = unique_name("r");
-    // A port nobody listens on: bound for a moment, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let target = format!("127.0.0.1:{port}");
-    let trace = Trace::start(&[&name]);
-    let w = Workload::spawn(&named_example("refused_connect", &name), &[&target]);
-    let pid = w.pid();
-    let local = w.value().to_string();
-    assert_eq!(w.finish(), ["result ECONNREFUSED"]);
-    let out = trace.stop();
-    let lines = parse(&out.stdout);
-    assert_lines(
-        &lines,
-        pid,
-        &[
-            exec_line(&name),
-            format!("{name} CONNECT tcp {local} {target} result=ECONNREFUSED latency=*"),
-            format!("{name} CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
-            exit_line(&name),
-        ],
+    for ip in ["127.0.0.1", "[::1]"] {
+        let target = closed_port(ip);
+        let (lines, local, result) = connect_outcome(&target, &[]);
+        assert_eq!(result, "result ECONNREFUSED");
+        assert_eq!(
+            lines,
+            [
+                format!("CONNECT tcp {local} {target} result=ECONNREFUSED latency=*"),
+                format!("CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+            ]
+        );
+    }
+}
+
+#[test]
+fn blocking_connect_is_reported_once_with_its_ends() {
+    require_root();
+    let target = closed_port("127.0.0.1");
+    let (lines, local, result) = connect_outcome(&target, &["--blocking"]);
+    assert_eq!(result, "result ECONNREFUSED");
+    // After a failed blocking connect the kernel resets the socket's addresses
+    // (getsockname shows 0.0.0.0); CLOSE still names the connection's ends.
+    let port = local.rsplit_once(':').unwrap().1;
+    assert_eq!(local, format!("0.0.0.0:{port}"));
+    let local = format!("127.0.0.1:{port}");
+    assert_eq!(
+        lines,
+        [
+            format!("CONNECT tcp {local} {target} result=ECONNREFUSED latency=*"),
+            format!("CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+        ]
     );
+}
+
+#[test]
+fn connect_that_fails_before_a_handshake() {
+    require_root();
+    // An IPv6-only socket cannot reach a v4-mapped address: connect() fails at once.
+    let (lines, local, result) = connect_outcome("[::ffff:127.0.0.1]:9", &["--v6only"]);
+    assert_eq!(result, "result ENETUNREACH");
+    assert_eq!(local, "[::]:0");
+    assert_eq!(
+        lines,
+        [
+            "CONNECT tcp [::]:0 127.0.0.1:9 result=ENETUNREACH latency=*".to_string(),
+            "CLOSE tcp [::]:0 * sent=0 received=0 lifetime=*".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn unanswered_connect_times_out() {
+    require_root();
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    // A listener that never accepts, with its queue already full, drops new SYNs.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &nix::sys::socket::SockaddrStorage::from(any),
+    )
+    .unwrap();
+    listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let listener = std::net::TcpListener::from(fd);
+    let target = listener.local_addr().unwrap().to_string();
+    let _queued = std::net::TcpStream::connect(&target).unwrap();
+    // One SYN retransmit: the kernel gives up after about 1 + 2 seconds.
+    let (lines, local, result) = connect_outcome(&target, &["--syncnt", "1"]);
+    assert_eq!(result, "result ETIMEDOUT");
+    assert_eq!(
+        lines,
+        [
+            format!("CONNECT tcp {local} {target} result=ETIMEDOUT latency=*"),
+            format!("CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+        ]
+    );
+}
+
+#[test]
+fn dual_stack_listener_shows_v4_peers_as_v4() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&[&srv]);
+    let (server, port) = echo_server(&srv, &["tcp", "[::]:0", "1"]);
+    let local = run_client(
+        "echo_client",
+        &unique_name("c"),
+        &["tcp", &format!("127.0.0.1:{port}"), "6"],
+    );
+    let pid = server.pid();
+    server.finish();
+    let keys = keys_of(&parse(&trace.stop().stdout), pid);
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(
+        keys[1],
+        format!("{srv} LISTEN tcp [::]:{port} * backlog=64")
+    );
+    assert_eq!(keys[2], format!("{srv} ACCEPT tcp {addr} {local}"));
+    assert_eq!(keys[3], format!("{srv} RECV tcp {addr} {local} bytes=6"));
 }
 
 #[test]

@@ -57,6 +57,15 @@ enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
 enum counter _counter = CTR_LOST;
 
+/* A socket's two ends as last reported, for CLOSE after the kernel reset them. */
+struct ends {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u8 family;
+};
+
 struct sock_state {
 	__u64 born_ns;
 	__u64 connect_ns; /* when the pending connect began; 0 when none is pending */
@@ -65,6 +74,7 @@ struct sock_state {
 	__u32 pid;
 	__u32 tid;
 	char comm[TASK_COMM_LEN];
+	struct ends ends;
 	__u8 partial;
 };
 
@@ -300,44 +310,6 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 	return st;
 }
 
-static __always_inline void emit_connect(const struct sock *sk, const struct sock_state *st,
-					 __s64 result, __u8 flags, __u64 duration_ns)
-{
-	struct event *e = reserve(EV_CONNECT, st->pid, st->tid, st->comm);
-
-	if (!e)
-		return;
-	fill_sock(e, sk);
-	e->value = result;
-	e->flags = flags;
-	e->duration_ns = duration_ns;
-	bpf_ringbuf_submit(e, 0);
-}
-
-/* The process let go of the socket: report a still-pending connect, then the totals. */
-static __always_inline void release(const struct sock *sk, struct sock_state *st, __u32 pid,
-				    __u32 tid, const char *comm)
-{
-	__u64 key = (__u64)sk;
-	__u64 now = bpf_ktime_get_boot_ns();
-	struct event *e;
-
-	if (st->connect_ns && wanted(EV_CONNECT))
-		emit_connect(sk, st, 0, EF_ABORTED, now - st->connect_ns);
-	if (wanted(EV_CLOSE)) {
-		e = reserve(EV_CLOSE, pid, tid, comm);
-		if (e) {
-			fill_sock(e, sk);
-			e->sent = st->sent;
-			e->received = st->received;
-			e->duration_ns = now - st->born_ns;
-			e->flags = st->partial ? EF_PARTIAL : 0;
-			bpf_ringbuf_submit(e, 0);
-		}
-	}
-	bpf_map_delete_elem(&socks, &key);
-}
-
 /* Reads a user sockaddr into the event's remote end. */
 static __always_inline bool read_user_peer(struct event *e, __u64 uaddr)
 {
@@ -362,6 +334,71 @@ static __always_inline bool read_user_peer(struct event *e, __u64 uaddr)
 		return true;
 	}
 	return false;
+}
+
+static __always_inline void save_ends(struct sock_state *st, const struct event *e)
+{
+	__builtin_memcpy(st->ends.laddr, e->laddr, 16);
+	__builtin_memcpy(st->ends.raddr, e->raddr, 16);
+	st->ends.lport = e->lport;
+	st->ends.rport = e->rport;
+	st->ends.family = e->family;
+}
+
+/* A failed blocking connect disconnects the socket, zeroing its ports: report the ends it had. */
+static __always_inline void fill_closed_sock(struct event *e, const struct sock *sk,
+					     const struct sock_state *st)
+{
+	fill_sock(e, sk);
+	if (e->rport == 0 && st->ends.rport != 0) {
+		__builtin_memcpy(e->laddr, st->ends.laddr, 16);
+		__builtin_memcpy(e->raddr, st->ends.raddr, 16);
+		e->lport = st->ends.lport;
+		e->rport = st->ends.rport;
+		e->family = st->ends.family;
+	}
+}
+
+/* Reports a connect outcome; `uaddr`, when set, is the connect() argument to name the peer. */
+static __always_inline void emit_connect(const struct sock *sk, struct sock_state *st,
+					 __s64 result, __u8 flags, __u64 duration_ns, __u64 uaddr)
+{
+	struct event *e = reserve(EV_CONNECT, st->pid, st->tid, st->comm);
+
+	if (!e)
+		return;
+	fill_sock(e, sk);
+	if (uaddr)
+		read_user_peer(e, uaddr);
+	save_ends(st, e);
+	e->value = result;
+	e->flags = flags;
+	e->duration_ns = duration_ns;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The process let go of the socket: report a still-pending connect, then the totals. */
+static __always_inline void release(const struct sock *sk, struct sock_state *st, __u32 pid,
+				    __u32 tid, const char *comm)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct event *e;
+
+	if (st->connect_ns && wanted(EV_CONNECT))
+		emit_connect(sk, st, 0, EF_ABORTED, now - st->connect_ns, 0);
+	if (wanted(EV_CLOSE)) {
+		e = reserve(EV_CLOSE, pid, tid, comm);
+		if (e) {
+			fill_closed_sock(e, sk, st);
+			e->sent = st->sent;
+			e->received = st->received;
+			e->duration_ns = now - st->born_ns;
+			e->flags = st->partial ? EF_PARTIAL : 0;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	bpf_map_delete_elem(&socks, &key);
 }
 
 /*
@@ -584,7 +621,7 @@ int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const in
 	if (wanted(EV_CONNECT))
 		emit_connect(sk, st, result,
 			     newstate != TCP_ESTABLISHED && !result ? EF_ABORTED : 0,
-			     now - st->connect_ns);
+			     now - st->connect_ns, 0);
 	st->connect_ns = 0;
 	return 0;
 }
@@ -612,7 +649,8 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct connect_call *call = bpf_map_lookup_elem(&connects, &tid);
-	struct sock_state st = {};
+	struct pt_regs *regs = user_regs();
+	struct sock_state owner = {};
 	__u64 start_ns, now;
 	struct sock *sk;
 	struct proc p;
@@ -626,18 +664,18 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	bpf_map_delete_elem(&connects, &tid);
 	if (!current_proc(&p))
 		return 0;
-	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
 	if (!sk || !inet_sock(sk, &protocol))
 		return 0;
 	/* A TCP handshake reports through inet_sock_set_state; here only what never started one. */
 	if (protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
 		return 0;
 	now = bpf_ktime_get_boot_ns();
-	st.pid = p.pid;
-	st.tid = p.tid;
-	__builtin_memcpy(st.comm, p.comm, TASK_COMM_LEN);
-	if (wanted(EV_CONNECT))
-		emit_connect(sk, &st, ret, 0, now - start_ns);
+	owner.pid = p.pid;
+	owner.tid = p.tid;
+	__builtin_memcpy(owner.comm, p.comm, TASK_COMM_LEN);
+	/* The peer as the process named it: the socket's own fields may not be set yet. */
+	emit_connect(sk, &owner, ret, 0, now - start_ns, PT_REGS_PARM2_CORE_SYSCALL(regs));
 	return 0;
 }
 
