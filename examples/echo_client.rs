@@ -1,12 +1,13 @@
 //! An echo client: sends messages of the given sizes and reads each echo back.
 //!
-//! usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile]
+//! usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile] [--repeat N]
 //!
 //! Prints `local ADDR:PORT` (its own end) once it has a port, then for each SIZE
 //! sends SIZE bytes and waits for the same number back. TCP closes when done.
 //! `udp` connects its socket; `udp-unconnected` uses sendto/recvfrom. --name first
 //! renames the process (prctl PR_SET_NAME), to test hostile names. --sendfile (TCP)
-//! sends each message from a temporary file with sendfile(2).
+//! sends each message from a temporary file with sendfile(2). --repeat N goes
+//! through the SIZE list N times (a bounded load).
 
 use std::io::{Read, Seek, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -21,10 +22,13 @@ fn main() -> ExitCode {
         nix::sys::prctl::set_name(&name).expect("prctl");
     }
     let sendfile = flag("--sendfile").is_some();
+    let repeat: usize = flag("--repeat").map_or(1, |i| args[i + 1].parse().expect("N"));
     let rest: Vec<&String> = {
-        let skip = flag("--name")
-            .map(|i| [i, i + 1])
-            .unwrap_or([usize::MAX; 2]);
+        let skip: Vec<usize> = ["--name", "--repeat"]
+            .iter()
+            .filter_map(|opt| flag(opt))
+            .flat_map(|i| [i, i + 1])
+            .collect();
         args.iter()
             .enumerate()
             .filter(|(i, a)| !skip.contains(i) && !a.starts_with("--"))
@@ -33,12 +37,13 @@ fn main() -> ExitCode {
     };
     if rest.len() < 3 {
         eprintln!(
-            "usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile]"
+            "usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile] [--repeat N]"
         );
         return ExitCode::from(2);
     }
     let addr: SocketAddr = rest[2].parse().expect("ADDR");
-    let sizes: Vec<usize> = rest[3..].iter().map(|s| s.parse().expect("SIZE")).collect();
+    let once: Vec<usize> = rest[3..].iter().map(|s| s.parse().expect("SIZE")).collect();
+    let sizes = once.repeat(repeat);
     let unspecified: SocketAddr = if addr.is_ipv4() {
         "127.0.0.1:0"
     } else {

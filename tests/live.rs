@@ -736,3 +736,99 @@ fn long_names_match_the_kernels_truncation() {
     assert_eq!(lines.len(), 9, "{}", out.stdout);
     assert!(lines.iter().all(|l| l.process == short));
 }
+
+#[test]
+fn events_the_buffer_cannot_take_are_counted_not_dropped() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&[&cli]);
+    // Stall the reader so the 8 MiB buffer (about 61,000 events) overflows.
+    signal(trace.pid(), Signal::SIGSTOP);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let rounds = 40_000;
+    run_client(
+        "echo_client",
+        &cli,
+        &[
+            "tcp",
+            &format!("127.0.0.1:{port}"),
+            "1",
+            "--repeat",
+            &rounds.to_string(),
+        ],
+    );
+    server.finish();
+    signal(trace.pid(), Signal::SIGCONT);
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    // EXEC, CONNECT, a SEND and a RECV per round, CLOSE, EXIT.
+    let generated = 2 * rounds + 4;
+    let printed = parse(&out.stdout).len() as u64;
+    let summary = out.stderr.lines().last().unwrap();
+    let lost = generated - printed;
+    assert!(lost > 0, "nothing was lost: {summary}");
+    assert_eq!(
+        summary,
+        format!("sockwatch: {printed} events printed, {lost} lost")
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "sockwatch: {lost} events lost (the event buffer was full); {lost} in all"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Runs a shell script in a private mount namespace, so it can hide kernel files.
+fn with_private_mounts(script: &str) -> std::process::Output {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("SOCKWATCH", SOCKWATCH)
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn mounts_tracefs_when_it_is_not_mounted() {
+    require_root();
+    let o = with_private_mounts(
+        r#"while umount /sys/kernel/tracing 2>/dev/null; do :; done
+           [ -d /sys/kernel/tracing/events ] && { echo "still mounted" >&2; exit 99; }
+           "$SOCKWATCH" --duration 200ms nothing-here; rc=$?
+           [ -d /sys/kernel/tracing/events ] || exit 98
+           exit $rc"#,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sockwatch: tracing process nothing-here"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kernel_without_btf_is_a_clear_error() {
+    require_root();
+    let o = with_private_mounts(r#"mount -t tmpfs none /sys/kernel/btf && exec "$SOCKWATCH" x"#);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "sockwatch: error: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): \
+         sockwatch needs CONFIG_DEBUG_INFO_BTF=y\n"
+    );
+}
+
+#[test]
+fn missing_tracepoint_is_named() {
+    require_root();
+    let o = with_private_mounts(
+        r#"mount -t tmpfs none /sys/kernel/tracing && mkdir /sys/kernel/tracing/events &&
+           exec "$SOCKWATCH" --events send x"#,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "sockwatch: error: this kernel lacks the tracepoint sock:sock_send_length (added in Linux 6.3)\n"
+    );
+}
