@@ -1,0 +1,391 @@
+//! What sockwatch costs, measured side by side in one run: `cargo bench` as root
+//! (scripts/bench installs redis and strace first).
+//!
+//! Each round runs every configuration once, interleaved, so that the machine's
+//! noise hits them alike; the table shows the median and [min-max] of the rounds,
+//! and each median as a ratio to the baseline's.
+//!
+//! - send+recv: one thread writes 64 bytes into a loopback TCP connection and
+//!   reads them back from the other end, so it never sleeps: ns per pair of calls
+//!   is their CPU cost. (A two-thread ping-pong measures wake-ups instead: on a
+//!   small VM a busy tracer shortens them and looks faster than no tracer.)
+//! - redis: redis-benchmark SET, 20 clients: redis-server's CPU time per request
+//!   (all its threads, from schedstat), and the requests/s the client saw.
+//! - latency: from an event's timestamp to its line reaching a reader of the pipe.
+//! - memory: sockwatch's peak RSS, and the kernel memory of its BPF maps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+const SOCKWATCH: &str = env!("CARGO_BIN_EXE_sockwatch");
+const ROUNDS: usize = 5;
+const PAIRS: usize = 200_000;
+const REDIS_REQUESTS: &str = "100000";
+const LATENCY_SAMPLES: usize = 100;
+
+/// A running sockwatch, ready.
+struct Tracer(Child);
+
+impl Tracer {
+    fn start(args: &[&str], stdout: Stdio) -> Tracer {
+        let mut child = Command::new(SOCKWATCH)
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sockwatch");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("sockwatch: tracing") {
+            line.clear();
+            if err.read_line(&mut line).unwrap() == 0 {
+                panic!("sockwatch exited before it was ready: run the benchmark as root");
+            }
+        }
+        // Keep draining stderr so loss reports can never block it.
+        thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Tracer(child)
+    }
+
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.0.wait().unwrap();
+    }
+
+    /// ns of CPU sockwatch has run so far, all threads.
+    fn cpu_ns(&self) -> f64 {
+        let dir = format!("/proc/{}/task", self.0.id());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("schedstat")).ok())
+            .map(|s| s.split_whitespace().next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Kernel memory charged to the BPF maps this process holds (fdinfo `memlock:`).
+    fn map_memory(&self) -> u64 {
+        let dir = format!("/proc/{}/fdinfo", self.0.id());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .filter(|info| info.contains("map_type:"))
+            .filter_map(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("memlock:"))
+                    .map(|v| v.trim().parse::<u64>().unwrap())
+            })
+            .sum()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Config {
+    Baseline,
+    /// sockwatch runs with every event selected, tracing another name.
+    Untraced,
+    /// sockwatch traces the workload, its output into /dev/null.
+    Traced,
+    /// strace on the server, for comparison.
+    Strace,
+}
+
+impl Config {
+    fn name(self) -> &'static str {
+        match self {
+            Config::Baseline => "no tracer",
+            Config::Untraced => "sockwatch, other process",
+            Config::Traced => "sockwatch, this process",
+            Config::Strace => "strace -f (network,read,write)",
+        }
+    }
+
+    /// Starts the tracer this configuration needs, for `target` (a pid).
+    fn tracer(self, target: u32) -> Option<Tracer> {
+        let pid = target.to_string();
+        match self {
+            Config::Baseline | Config::Strace => None,
+            Config::Untraced => Some(Tracer::start(&["no-such-process"], Stdio::null())),
+            Config::Traced => Some(Tracer::start(&["--pid", &pid], Stdio::null())),
+        }
+    }
+}
+
+/// ns per 64-byte send and receive, in one thread that never blocks.
+fn send_recv() -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut b, _) = listener.accept().unwrap();
+    a.set_nodelay(true).unwrap();
+    let mut buf = [7u8; 64];
+    let start = Instant::now();
+    for _ in 0..PAIRS {
+        a.write_all(&buf).unwrap();
+        b.read_exact(&mut buf).unwrap();
+    }
+    start.elapsed().as_nanos() as f64 / PAIRS as f64
+}
+
+struct Redis {
+    server: Child,
+    port: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let port = port.to_string();
+        let mut server = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-server (scripts/bench installs it)");
+        let log = BufReader::new(server.stdout.take().unwrap());
+        for line in log.lines() {
+            if line.unwrap().contains("Ready to accept connections") {
+                break;
+            }
+        }
+        Redis { server, port }
+    }
+
+    /// ns of CPU the server's threads have run (schedstat's first field).
+    fn cpu_ns(&self) -> f64 {
+        let dir = format!("/proc/{}/task", self.server.id());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("schedstat")).ok())
+            .map(|s| s.split_whitespace().next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// requests/s for SET with 20 clients, and the server's CPU ns per request.
+    fn benchmark(&self) -> (f64, f64) {
+        let cpu = self.cpu_ns();
+        let out = Command::new("redis-benchmark")
+            .args([
+                "-p",
+                &self.port,
+                "-t",
+                "set",
+                "-n",
+                REDIS_REQUESTS,
+                "-c",
+                "20",
+                "--csv",
+            ])
+            .output()
+            .expect("redis-benchmark");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("\"SET\""))
+            .expect("a SET line");
+        let rps = line
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .trim_matches('"')
+            .parse()
+            .unwrap();
+        let requests: f64 = REDIS_REQUESTS.parse().unwrap();
+        (rps, (self.cpu_ns() - cpu) / requests)
+    }
+
+    fn strace(&self) -> Child {
+        let child = Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=network,read,write",
+                "-o",
+                "/dev/null",
+                "-p",
+            ])
+            .arg(self.server.id().to_string())
+            .spawn()
+            .expect("strace (scripts/bench installs it)");
+        thread::sleep(Duration::from_millis(500));
+        child
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// ms from each CONNECT's timestamp to its line arriving through a pipe.
+fn latencies() -> Vec<f64> {
+    let me = std::process::id().to_string();
+    let mut t = Tracer::start(
+        &["--json", "--events", "connect", "--pid", &me],
+        Stdio::piped(),
+    );
+    let out = BufReader::new(t.0.stdout.take().unwrap());
+    let reader = thread::spawn(move || {
+        let mut ms = Vec::new();
+        for line in out.lines().take(LATENCY_SAMPLES) {
+            let arrived = SystemTime::now();
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let at = chrono::DateTime::parse_from_rfc3339(v["time"].as_str().unwrap()).unwrap();
+            let at = SystemTime::UNIX_EPOCH
+                + Duration::from_nanos(at.timestamp_nanos_opt().unwrap() as u64);
+            ms.push(arrived.duration_since(at).unwrap_or_default().as_secs_f64() * 1e3);
+        }
+        ms
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for _ in 0..LATENCY_SAMPLES {
+        drop(TcpStream::connect(addr).unwrap());
+        drop(listener.accept().unwrap());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let ms = reader.join().unwrap();
+    t.stop();
+    ms
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo test --benches asks for a list of tests
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "run the benchmark as root"
+    );
+    let me = std::process::id();
+    let ping_configs = [Config::Baseline, Config::Untraced, Config::Traced];
+    let redis_configs = [
+        Config::Baseline,
+        Config::Untraced,
+        Config::Traced,
+        Config::Strace,
+    ];
+    let mut pairs: Vec<Vec<f64>> = vec![vec![]; ping_configs.len()];
+    let mut per_event: Vec<f64> = vec![];
+    let mut redis: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
+    let mut redis_cpu: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
+    let (mut rss_kib, mut maps_bytes) = (0, 0);
+
+    for round in 0..ROUNDS {
+        eprintln!("round {}/{ROUNDS}", round + 1);
+        for (i, c) in ping_configs.iter().enumerate() {
+            let tracer = c.tracer(me);
+            pairs[i].push(send_recv());
+            if let Some(t) = tracer {
+                t.stop();
+            }
+        }
+        let server = Redis::start();
+        for (i, c) in redis_configs.iter().enumerate() {
+            let tracer = c.tracer(server.server.id());
+            let strace = (*c == Config::Strace).then(|| server.strace());
+            let tracer_cpu = tracer.as_ref().map(Tracer::cpu_ns);
+            let (rps, cpu) = server.benchmark();
+            redis[i].push(rps);
+            redis_cpu[i].push(cpu);
+            if let Some(t) = tracer {
+                if *c == Config::Traced {
+                    rss_kib = rss_kib.max(t.status_field("VmHWM:"));
+                    maps_bytes = t.map_memory();
+                    // SET: a RECV and a SEND per request on the server.
+                    let events = 2.0 * REDIS_REQUESTS.parse::<f64>().unwrap();
+                    thread::sleep(Duration::from_millis(300)); // let it drain
+                    per_event.push((t.cpu_ns() - tracer_cpu.unwrap()) / events);
+                }
+                t.stop();
+            }
+            if let Some(mut s) = strace {
+                s.kill().unwrap();
+                s.wait().unwrap();
+            }
+        }
+    }
+    let mut lat = latencies();
+    lat.sort_by(f64::total_cmp);
+
+    println!();
+    println!(
+        "sockwatch overhead: {ROUNDS} rounds, median [min-max], ratio = median / baseline median"
+    );
+    println!();
+    println!("| workload | configuration | median | spread | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    let table = |title: &str, configs: &[Config], results: &mut [Vec<f64>], digits: usize| {
+        let base = median_spread(&mut results[0]).0;
+        for (c, r) in configs.iter().zip(results.iter_mut()) {
+            let (m, lo, hi) = median_spread(r);
+            println!(
+                "| {title} | {} | {m:.digits$} | {lo:.digits$}-{hi:.digits$} | {:.2} |",
+                c.name(),
+                m / base
+            );
+        }
+    };
+    table(
+        "64-byte send+recv, ns per pair",
+        &ping_configs,
+        &mut pairs,
+        0,
+    );
+    table(
+        "redis SET: server CPU ns per request",
+        &redis_configs,
+        &mut redis_cpu,
+        0,
+    );
+    table("redis SET: requests/s", &redis_configs, &mut redis, 0);
+    let (m, lo, hi) = median_spread(&mut per_event);
+    println!();
+    println!(
+        "sockwatch's own CPU per event printed (redis, text into /dev/null): median {m:.0} ns [{lo:.0}-{hi:.0}]"
+    );
+    println!(
+        "event to line through a pipe ({} events, 20 ms apart): median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+    println!(
+        "memory while tracing redis: sockwatch peak RSS {:.1} MiB; BPF maps {:.1} MiB of kernel memory",
+        rss_kib as f64 / 1024.0,
+        maps_bytes as f64 / (1024.0 * 1024.0)
+    );
+}
