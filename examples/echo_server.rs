@@ -1,12 +1,14 @@
 //! A TCP or UDP echo server: a deterministic workload for sockwatch's tests and demo.
 //!
-//! usage: echo_server tcp|udp ADDR COUNT [--threads]
+//! usage: echo_server tcp|udp ADDR COUNT [--threads] [--fork]
 //!
 //! Binds ADDR (port 0 picks one), prints `ready PORT`, then echoes until it has
 //! served COUNT TCP connections (each until the client closes) or COUNT UDP
 //! datagrams, and exits 0. TCP listens with a backlog of 64. With --threads the
 //! TCP connections are accepted by a thread named `acceptor` and served by threads
-//! named `worker-N`, so the process name differs from its threads' names.
+//! named `worker-N`, so the process name differs from its threads' names. With
+//! --fork (TCP) it daemonizes the classic way: it listens, forks, and the parent
+//! exits; the child prints `ready PORT` once the parent is gone, then serves.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -48,6 +50,20 @@ fn tcp_listener(addr: SocketAddr) -> TcpListener {
     TcpListener::from(fd)
 }
 
+/// Forks; the parent exits, the child returns once it has been reparented.
+fn daemonize() {
+    let parent = nix::unistd::getpid();
+    // SAFETY: single-threaded here; the child only continues with plain Rust code.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Parent { .. } => std::process::exit(0),
+        nix::unistd::ForkResult::Child => {
+            while nix::unistd::getppid() == parent {
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
@@ -60,6 +76,9 @@ fn main() -> ExitCode {
     match args[1].as_str() {
         "tcp" => {
             let listener = tcp_listener(addr);
+            if args.iter().any(|a| a == "--fork") {
+                daemonize();
+            }
             println!("ready {}", listener.local_addr().unwrap().port());
             if threads {
                 let acceptor = thread::Builder::new().name("acceptor".into());

@@ -832,3 +832,67 @@ fn missing_tracepoint_is_named() {
         "sockwatch: error: this kernel lacks the tracepoint sock:sock_send_length (added in Linux 6.3)\n"
     );
 }
+
+#[test]
+fn a_daemons_listener_belongs_to_the_child_after_the_parent_exits() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&[&srv]);
+    let mut parent = std::process::Command::new(named_example("echo_server", &srv))
+        .args(["tcp", "127.0.0.1:0", "1", "--fork"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent_pid = parent.id();
+    let mut ready = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(parent.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+    }
+    assert!(parent.wait().unwrap().success());
+    let port = ready.trim().strip_prefix("ready ").unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let local = run_client("echo_client", &unique_name("c"), &["tcp", &addr, "3"]);
+    // The child exits once its one client is served.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let done = std::fs::read_dir("/proc").unwrap().all(|e| {
+            std::fs::read_to_string(e.unwrap().path().join("comm"))
+                .map_or(true, |c| c.trim() != srv)
+        });
+        if done || Instant::now() > deadline {
+            break parse(&trace.stop().stdout);
+        }
+    };
+    // The parent's exit does not close the listener its child still holds.
+    assert_lines(
+        &lines,
+        parent_pid,
+        &[
+            exec_line(&srv),
+            format!("{srv} LISTEN tcp {addr} * backlog=64"),
+            exit_line(&srv),
+        ],
+    );
+    let child = lines
+        .iter()
+        .find(|l| l.pid != parent_pid)
+        .expect("child lines")
+        .pid;
+    assert_lines(
+        &lines,
+        child,
+        &[
+            format!("{srv} ACCEPT tcp {addr} {local}"),
+            format!("{srv} RECV tcp {addr} {local} bytes=3"),
+            format!("{srv} SEND tcp {addr} {local} bytes=3"),
+            format!("{srv} RECV tcp {addr} {local} bytes=0 eof"),
+            format!("{srv} CLOSE tcp {addr} {local} sent=3 received=3 lifetime=*"),
+            format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=*"),
+            exit_line(&srv),
+        ],
+    );
+}

@@ -296,14 +296,23 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
-/* The state of a socket already open when tracing began is adopted on first use. */
+/*
+ * The state of a socket already open when tracing began is adopted on first use;
+ * a socket whose owner exited while another process held it goes to its next user.
+ */
 static __always_inline struct sock_state *adopt(const struct sock *sk, const struct proc *p)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 
-	if (st)
+	if (st) {
+		if (!st->pid) {
+			st->pid = p->pid;
+			st->tid = p->tid;
+			__builtin_memcpy(st->comm, p->comm, TASK_COMM_LEN);
+		}
 		return st;
+	}
 	st = track(sk, p, 0);
 	if (st)
 		st->partial = 1;
@@ -548,8 +557,18 @@ struct exit_ctx {
 static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
 			  struct exit_ctx *ctx)
 {
-	if (st->pid == ctx->p.pid)
-		release((const struct sock *)*key, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
+	const struct sock *sk = (const struct sock *)*key;
+	struct file *file;
+
+	if (st->pid != ctx->p.pid)
+		return 0;
+	/* Still held by another process (a daemon's forked child): it is that process's to close. */
+	file = BPF_CORE_READ(sk, sk_socket, file);
+	if (file && file_refs(file) > 1) {
+		st->pid = 0;
+		return 0;
+	}
+	release(sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
 	return 0;
 }
 
