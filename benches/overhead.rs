@@ -20,7 +20,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-const SOCKWATCH: &str = env!("CARGO_BIN_EXE_sockwatch");
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::SOCKWATCH;
+
 const ROUNDS: usize = 5;
 const PAIRS: usize = 200_000;
 const REDIS_REQUESTS: &str = "100000";
@@ -142,32 +146,8 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let port = port.to_string();
-        let mut server = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server (scripts/bench installs it)");
-        let log = BufReader::new(server.stdout.take().unwrap());
-        for line in log.lines() {
-            if line.unwrap().contains("Ready to accept connections") {
-                break;
-            }
-        }
+        let port = common::free_port().to_string();
+        let server = common::start_redis(&port);
         Redis { server, port }
     }
 

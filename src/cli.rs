@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::event::Kind;
 
@@ -28,8 +28,8 @@ pub struct Args {
     pub pids: Vec<u32>,
 
     /// Comma-separated events to show [default: all]
-    #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
-    pub events: Vec<EventArg>,
+    #[arg(short, long, value_name = "LIST", value_delimiter = ',', value_parser = parse_event)]
+    pub events: Vec<EventSet>,
 
     /// Print one JSON object per line instead of text
     #[arg(short, long)]
@@ -65,18 +65,16 @@ Exit status: 0 success (interrupted, --count reached, --duration elapsed, output
 closed); 1 error (privileges, kernel support, BPF load); 2 bad arguments;
 3 --timeout elapsed before --count events were printed.";
 
-/// One `--events` item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EventArg {
-    All,
-    Exec,
-    Exit,
-    Listen,
-    Connect,
-    Accept,
-    Send,
-    Recv,
-    Close,
+/// One `--events` item: an event name, or `all`.
+fn parse_event(s: &str) -> Result<EventSet, String> {
+    if s == "all" {
+        return Ok(EventSet::ALL);
+    }
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.name() == s)
+        .map(|k| EventSet(k.bit()))
+        .ok_or_else(|| format!("not an event ({}, all)", EventSet::ALL.names().join(", ")))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -114,24 +112,12 @@ impl EventSet {
             .collect()
     }
 
-    fn from_args(args: &[EventArg]) -> EventSet {
-        if args.is_empty() {
+    /// The union of the `--events` items; all when there are none.
+    fn union(items: &[EventSet]) -> EventSet {
+        if items.is_empty() {
             return EventSet::ALL;
         }
-        let bits = args.iter().fold(0, |m, a| {
-            m | match a {
-                EventArg::All => EventSet::ALL.0,
-                EventArg::Exec => Kind::Exec.bit(),
-                EventArg::Exit => Kind::Exit.bit(),
-                EventArg::Listen => Kind::Listen.bit(),
-                EventArg::Connect => Kind::Connect.bit(),
-                EventArg::Accept => Kind::Accept.bit(),
-                EventArg::Send => Kind::Send.bit(),
-                EventArg::Recv => Kind::Recv.bit(),
-                EventArg::Close => Kind::Close.bit(),
-            }
-        });
-        EventSet(bits)
+        EventSet(items.iter().fold(0, |m, e| m | e.0))
     }
 }
 
@@ -189,7 +175,7 @@ impl Config {
         Ok(Config {
             names,
             pids,
-            events: EventSet::from_args(&args.events),
+            events: EventSet::union(&args.events),
             json: args.json,
             header: !args.no_header && !args.json,
             count: args.count,
@@ -223,6 +209,8 @@ mod tests {
         let c = config(&["-e", "accept,close", "x"]).unwrap();
         assert_eq!(c.events.names(), vec!["accept", "close"]);
         assert!(!c.events.contains(Kind::Send));
+        let c = config(&["-e", "send", "-e", "all", "x"]).unwrap();
+        assert_eq!(c.events, EventSet::ALL);
     }
 
     #[test]

@@ -18,6 +18,30 @@ fn exit_line(name: &str) -> String {
     format!("{name} EXIT - - - exit_code=0")
 }
 
+/// One side of an echo exchange: the server receives each message and sends it
+/// back; the client sends it and receives it back.
+fn echo_lines(
+    name: &str,
+    proto: &str,
+    ends: (&str, &str),
+    sizes: &[u64],
+    server: bool,
+) -> Vec<String> {
+    let (local, remote) = ends;
+    sizes
+        .iter()
+        .flat_map(|n| {
+            let recv = format!("{name} RECV {proto} {local} {remote} bytes={n}");
+            let send = format!("{name} SEND {proto} {local} {remote} bytes={n}");
+            if server {
+                [recv, send]
+            } else {
+                [send, recv]
+            }
+        })
+        .collect()
+}
+
 /// A TCP echo exchange traced on both sides, every line and number checked.
 fn tcp_echo(addr: &str, client_flags: &[&str]) {
     require_root();
@@ -33,55 +57,33 @@ fn tcp_echo(addr: &str, client_flags: &[&str]) {
     let out = trace.stop();
     assert!(out.status.success(), "{}", out.stderr);
     let lines = parse(&out.stdout);
+    let sizes = [5, 1000, 3000];
 
-    let s = |rest: &str| format!("{srv} {rest}");
-    assert_lines(
-        &lines,
-        server_pid,
-        &[
-            exec_line(&srv),
-            s(&format!("LISTEN tcp {listen} * backlog=64")),
-            s(&format!("ACCEPT tcp {listen} {local}")),
-            s(&format!("RECV tcp {listen} {local} bytes=5")),
-            s(&format!("SEND tcp {listen} {local} bytes=5")),
-            s(&format!("RECV tcp {listen} {local} bytes=1000")),
-            s(&format!("SEND tcp {listen} {local} bytes=1000")),
-            s(&format!("RECV tcp {listen} {local} bytes=3000")),
-            s(&format!("SEND tcp {listen} {local} bytes=3000")),
-            s(&format!("RECV tcp {listen} {local} bytes=0 eof")),
-            s(&format!(
-                "CLOSE tcp {listen} {local} sent=4005 received=4005 lifetime=*"
-            )),
-            s(&format!(
-                "CLOSE tcp {listen} * sent=0 received=0 lifetime=*"
-            )),
-            exit_line(&srv),
-        ],
-    );
-    let client_pid = lines
-        .iter()
-        .find(|l| l.process == cli)
-        .expect("client lines")
-        .pid;
-    let c = |rest: &str| format!("{cli} {rest}");
-    assert_lines(
-        &lines,
-        client_pid,
-        &[
-            exec_line(&cli),
-            c(&format!("CONNECT tcp {local} {listen} result=ok latency=*")),
-            c(&format!("SEND tcp {local} {listen} bytes=5")),
-            c(&format!("RECV tcp {local} {listen} bytes=5")),
-            c(&format!("SEND tcp {local} {listen} bytes=1000")),
-            c(&format!("RECV tcp {local} {listen} bytes=1000")),
-            c(&format!("SEND tcp {local} {listen} bytes=3000")),
-            c(&format!("RECV tcp {local} {listen} bytes=3000")),
-            c(&format!(
-                "CLOSE tcp {local} {listen} sent=4005 received=4005 lifetime=*"
-            )),
-            exit_line(&cli),
-        ],
-    );
+    let mut expected = vec![
+        exec_line(&srv),
+        format!("{srv} LISTEN tcp {listen} * backlog=64"),
+        format!("{srv} ACCEPT tcp {listen} {local}"),
+    ];
+    expected.extend(echo_lines(&srv, "tcp", (&listen, &local), &sizes, true));
+    expected.extend([
+        format!("{srv} RECV tcp {listen} {local} bytes=0 eof"),
+        format!("{srv} CLOSE tcp {listen} {local} sent=4005 received=4005 lifetime=*"),
+        format!("{srv} CLOSE tcp {listen} * sent=0 received=0 lifetime=*"),
+        exit_line(&srv),
+    ]);
+    assert_lines(&lines, server_pid, &expected);
+
+    let client_pid = pid_of(&lines, &cli);
+    let mut expected = vec![
+        exec_line(&cli),
+        format!("{cli} CONNECT tcp {local} {listen} result=ok latency=*"),
+    ];
+    expected.extend(echo_lines(&cli, "tcp", (&local, &listen), &sizes, false));
+    expected.extend([
+        format!("{cli} CLOSE tcp {local} {listen} sent=4005 received=4005 lifetime=*"),
+        exit_line(&cli),
+    ]);
+    assert_lines(&lines, client_pid, &expected);
     assert!(
         out.stderr
             .contains(&format!("{} events printed, 0 lost", lines.len())),
@@ -118,45 +120,30 @@ fn udp_echo(addr: &str, mode: &str) {
     let out = trace.stop();
     assert!(out.status.success(), "{}", out.stderr);
     let lines = parse(&out.stdout);
+    let sizes = [5, 700];
 
-    let s = |rest: &str| format!("{srv} {rest}");
-    assert_lines(
-        &lines,
-        server_pid,
-        &[
-            exec_line(&srv),
-            s(&format!("RECV udp {bound} {local} bytes=5")),
-            s(&format!("SEND udp {bound} {local} bytes=5")),
-            s(&format!("RECV udp {bound} {local} bytes=700")),
-            s(&format!("SEND udp {bound} {local} bytes=700")),
-            s(&format!(
-                "CLOSE udp {bound} * sent=705 received=705 lifetime=*"
-            )),
-            exit_line(&srv),
-        ],
-    );
-    let client_pid = lines
-        .iter()
-        .find(|l| l.process == cli)
-        .expect("client lines")
-        .pid;
-    let c = |rest: &str| format!("{cli} {rest}");
-    let mut expected = vec![exec_line(&cli)];
+    let mut expected = vec![exec_line(&srv)];
+    expected.extend(echo_lines(&srv, "udp", (&bound, &local), &sizes, true));
+    expected.extend([
+        format!("{srv} CLOSE udp {bound} * sent=705 received=705 lifetime=*"),
+        exit_line(&srv),
+    ]);
+    assert_lines(&lines, server_pid, &expected);
+
+    let client_pid = pid_of(&lines, &cli);
     let connected = mode == "udp";
+    let mut expected = vec![exec_line(&cli)];
     if connected {
-        expected.push(c(&format!(
-            "CONNECT udp {local} {bound} result=ok latency=*"
-        )));
+        expected.push(format!(
+            "{cli} CONNECT udp {local} {bound} result=ok latency=*"
+        ));
     }
-    for n in [5, 700] {
-        expected.push(c(&format!("SEND udp {local} {bound} bytes={n}")));
-        expected.push(c(&format!("RECV udp {local} {bound} bytes={n}")));
-    }
+    expected.extend(echo_lines(&cli, "udp", (&local, &bound), &sizes, false));
     let peer = if connected { bound.as_str() } else { "*" };
-    expected.push(c(&format!(
-        "CLOSE udp {local} {peer} sent=705 received=705 lifetime=*"
-    )));
-    expected.push(exit_line(&cli));
+    expected.extend([
+        format!("{cli} CLOSE udp {local} {peer} sent=705 received=705 lifetime=*"),
+        exit_line(&cli),
+    ]);
     assert_lines(&lines, client_pid, &expected);
 }
 
@@ -203,26 +190,13 @@ fn worker_threads_belong_to_their_process() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     // Accepts run in "acceptor", echoes in "worker-N": all under the process's name and pid.
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "accept").count(),
-        2,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "recv").count(),
-        4,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "send").count(),
-        2,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "close").count(),
-        3,
-        "{kinds:?}"
-    );
+    for (kind, n) in [("accept", 2), ("recv", 4), ("send", 2), ("close", 3)] {
+        assert_eq!(
+            kinds.iter().filter(|k| **k == kind).count(),
+            n,
+            "{kind}: {kinds:?}"
+        );
+    }
     for e in &events {
         assert_eq!(e["pid"], server_pid, "{e}");
         assert_eq!(e["process"], srv.as_str(), "{e}");

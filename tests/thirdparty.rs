@@ -31,26 +31,7 @@ fn redis_cli_and_redis_server() {
     let (server_bin, cli_bin) = (installed("redis-server"), installed("redis-cli"));
     let port = free_port().to_string();
     let trace = Trace::start(&["redis-server", "redis-cli"]);
-    let mut server = Command::new(&server_bin)
-        .args([
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = BufReader::new(server.stdout.take().unwrap());
-    for line in log.lines() {
-        if line.unwrap().contains("Ready to accept connections") {
-            break;
-        }
-    }
+    let mut server = start_redis(&port);
     let cli = |args: &[&str]| {
         let o = Command::new(&cli_bin)
             .args(["-p", &port])
@@ -182,11 +163,7 @@ fn curl_against_python_http_server() {
     server.wait().unwrap();
     let lines = parse(&trace.stop().stdout);
 
-    let curl_pid = lines
-        .iter()
-        .find(|l| l.process == "curl")
-        .expect("curl lines")
-        .pid;
+    let curl_pid = pid_of(&lines, "curl");
     let keys = keys_of(&lines, curl_pid);
     let connect = lines
         .iter()

@@ -292,6 +292,15 @@ pub fn parse(stdout: &str) -> Vec<Line> {
         .collect()
 }
 
+/// The pid of the first line from a process of this name.
+pub fn pid_of(lines: &[Line], process: &str) -> u32 {
+    lines
+        .iter()
+        .find(|l| l.process == process)
+        .unwrap_or_else(|| panic!("no lines from {process}: {lines:#?}"))
+        .pid
+}
+
 /// The keys of one process's lines, in order.
 pub fn keys_of(lines: &[Line], pid: u32) -> Vec<String> {
     lines
@@ -311,4 +320,39 @@ pub fn assert_lines(lines: &[Line], pid: u32, expected: &[String]) {
         got.join("\n    "),
         expected.join("\n    ")
     );
+}
+
+/// Debian's redis-server on 127.0.0.1:`port`, without persistence, once it is ready.
+pub fn start_redis(port: &str) -> Child {
+    let mut server = Command::new("/usr/bin/redis-server")
+        .args([
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-server is missing: scripts/test and scripts/bench install it");
+    let log = BufReader::new(server.stdout.take().unwrap());
+    for line in log.lines() {
+        if line.unwrap().contains("Ready to accept connections") {
+            return server;
+        }
+    }
+    let status = server.wait().unwrap();
+    panic!("redis-server exited before it was ready: {status}");
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
