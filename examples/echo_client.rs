@@ -15,10 +15,16 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // The new name may be any bytes; everything else is ASCII.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let flag = |name: &str| args.iter().position(|a| a == name);
     if let Some(i) = flag("--name") {
-        let name = std::ffi::CString::new(args[i + 1].as_bytes()).expect("NAME");
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::CString::new(raw[i + 1].as_bytes()).expect("NAME");
         nix::sys::prctl::set_name(&name).expect("prctl");
     }
     let sendfile = flag("--sendfile").is_some();

@@ -1,11 +1,14 @@
 //! Command-line arguments and the validated configuration built from them.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Parser;
 
 use crate::event::Kind;
+use crate::format::escape;
 
 /// Most process names and pids the kernel-side filter holds (MAX_NAMES, MAX_PIDS).
 pub const MAX_NAMES: usize = 8;
@@ -19,8 +22,8 @@ pub const COMM_LEN: usize = 15;
 #[command(name = "sockwatch", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// Process names to trace (the process's name as `pgrep -x` matches it)
-    #[arg(value_name = "NAME")]
-    pub names: Vec<String>,
+    #[arg(value_name = "NAME", value_parser = clap::value_parser!(OsString))]
+    pub names: Vec<OsString>,
 
     /// Also trace this process id (repeatable)
     #[arg(short, long = "pid", value_name = "PID",
@@ -162,9 +165,9 @@ impl Config {
             if bytes.len() > COMM_LEN {
                 let short = &bytes[..COMM_LEN];
                 notes.push(format!(
-                    "note: process names are 15 bytes in the kernel: matching {:?} as {:?}",
-                    name,
-                    String::from_utf8_lossy(short)
+                    "note: process names are 15 bytes in the kernel: matching \"{}\" as \"{}\"",
+                    escape(bytes),
+                    escape(short)
                 ));
                 names.push(short.to_vec());
             } else {

@@ -1,5 +1,13 @@
 //! sockwatch: one line for every socket event of the processes you name.
 
+/// Writes a line to stderr, best effort: a closed stderr must not end the trace.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod event;
 mod format;
@@ -29,7 +37,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sockwatch: error: {e:#}");
+            note!("sockwatch: error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -44,19 +52,19 @@ fn run() -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => {
-            eprintln!("sockwatch: {}", one_line(&e.render().to_string()));
+            note!("sockwatch: {}", one_line(&e.render().to_string()));
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let cfg = match Config::from_args(args) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("sockwatch: error: {e:#}");
+            note!("sockwatch: error: {e:#}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     for note in &cfg.notes {
-        eprintln!("sockwatch: {note}");
+        note!("sockwatch: {note}");
     }
     if cfg.verbose {
         libbpf_rs::set_print(Some((PrintLevel::Debug, |_, msg| eprint!("{msg}"))));
@@ -73,7 +81,7 @@ fn run() -> Result<ExitCode> {
     };
     let mut object = MaybeUninit::uninit();
     let mut tracer = probes::start(&cfg, &mut object)?;
-    eprintln!("sockwatch: tracing {}", describe(&cfg));
+    note!("sockwatch: tracing {}", describe(&cfg));
 
     let summary = tracer::run(&cfg, &mut tracer, style, clock)?;
     if summary.outcome == Outcome::OutputClosed {
@@ -88,10 +96,10 @@ fn run() -> Result<ExitCode> {
     }
     if summary.outcome == Outcome::TimedOut {
         let want = cfg.count.unwrap_or_default();
-        eprintln!("{line}; timed out before {want} events");
+        note!("{line}; timed out before {want} events");
         return Ok(ExitCode::from(EXIT_TIMEOUT));
     }
-    eprintln!("{line}");
+    note!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 

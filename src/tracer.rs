@@ -138,7 +138,7 @@ impl LossReport {
         self.last_check = Instant::now();
         let lost = tracer.counter(counter::CTR_LOST)?;
         if lost > self.lost {
-            eprintln!(
+            note!(
                 "sockwatch: {} events lost (the event buffer was full); {lost} in all",
                 lost - self.lost
             );
@@ -146,7 +146,7 @@ impl LossReport {
         }
         let untracked = tracer.counter(counter::CTR_UNTRACKED)?;
         if untracked > self.untracked {
-            eprintln!(
+            note!(
                 "sockwatch: {} sockets untracked (the socket table was full): their CLOSE lines will be missing",
                 untracked - self.untracked
             );

@@ -646,22 +646,28 @@ fn killed_process_closes_its_sockets_at_exit() {
 
 #[test]
 fn hostile_names_are_escaped_in_text_and_valid_in_json() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
     require_root();
-    let hostile = "ev\nFAKE \"q\"\t\\";
+    // A newline, a space, quotes, a tab, a backslash and a byte that is not UTF-8.
+    let hostile = OsStr::from_bytes(b"ev\nFAKE \"q\"\t\\\xff");
     for json in [false, true] {
         let srv = unique_name("s");
         let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
         let mut args = vec![hostile];
         if json {
-            args.push("--json");
+            args.push(OsStr::new("--json"));
         }
         let trace = Trace::start(&args);
         let addr = format!("127.0.0.1:{port}");
-        run_client(
-            "echo_client",
-            &unique_name("c"),
-            &["tcp", &addr, "4", "--name", hostile],
-        );
+        let client_args = [
+            OsStr::new("tcp"),
+            OsStr::new(&addr),
+            OsStr::new("4"),
+            OsStr::new("--name"),
+            hostile,
+        ];
+        run_client("echo_client", &unique_name("c"), &client_args);
         server.finish();
         let out = trace.stop();
         if json {
@@ -671,12 +677,14 @@ fn hostile_names_are_escaped_in_text_and_valid_in_json() {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
             assert_eq!(events.len(), 5, "{}", out.stdout);
-            assert!(events.iter().all(|e| e["process"] == hostile));
+            for e in &events {
+                assert_eq!(e["process"], "ev\nFAKE \"q\"\t\\\u{fffd}", "{e}");
+            }
         } else {
             let lines = parse(&out.stdout);
             assert_eq!(lines.len(), 5, "{}", out.stdout);
             for l in &lines {
-                assert_eq!(l.process, r#"ev\x0aFAKE\x20"q"\x09\\"#, "{l:?}");
+                assert_eq!(l.process, r#"ev\x0aFAKE\x20"q"\x09\\\xff"#, "{l:?}");
             }
             assert_eq!(
                 lines.iter().map(|l| l.event.as_str()).collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
 //! Helpers for the live tests: run sockwatch as root against real workloads.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -60,11 +61,11 @@ pub struct Output {
 }
 
 impl Trace {
-    pub fn start(args: &[&str]) -> Trace {
+    pub fn start<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> Trace {
         Trace::start_with(args, Stdio::piped())
     }
 
-    pub fn start_with(args: &[&str], stdout: Stdio) -> Trace {
+    pub fn start_with<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], stdout: Stdio) -> Trace {
         let mut child = Command::new(SOCKWATCH)
             .args(args)
             .stdout(stdout)
@@ -160,7 +161,7 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn spawn(path: &Path, args: &[&str]) -> Workload {
+    pub fn spawn<S: AsRef<OsStr>>(path: &Path, args: &[S]) -> Workload {
         let mut child = Command::new(path)
             .args(args)
             .stdout(Stdio::piped())
@@ -216,7 +217,7 @@ pub fn echo_server(name: &str, args: &[&str]) -> (Workload, u16) {
 }
 
 /// Runs an example client to completion; returns its `local` address.
-pub fn run_client(example: &str, name: &str, args: &[&str]) -> String {
+pub fn run_client<S: AsRef<OsStr>>(example: &str, name: &str, args: &[S]) -> String {
     let w = Workload::spawn(&named_example(example, name), args);
     let local = w.value().to_string();
     w.finish();
