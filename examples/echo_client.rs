@@ -1,15 +1,19 @@
 //! An echo client: sends messages of the given sizes and reads each echo back.
 //!
-//! usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile] [--repeat N]
+//! usage: echo_client tcp|udp|udp-unconnected|udp-msg ADDR SIZE... [--name NAME]
+//!        [--sendfile] [--vectored] [--peek] [--repeat N]
 //!
 //! Prints `local ADDR:PORT` (its own end) once it has a port, then for each SIZE
 //! sends SIZE bytes and waits for the same number back. TCP closes when done.
-//! `udp` connects its socket; `udp-unconnected` uses sendto/recvfrom. --name first
+//! `udp` connects its socket; `udp-unconnected` uses sendto/recvfrom, `udp-msg`
+//! sendmsg/recvmsg with the peer in the message header. --name first
 //! renames the process (prctl PR_SET_NAME), to test hostile names. --sendfile (TCP)
-//! sends each message from a temporary file with sendfile(2). --repeat N goes
+//! sends each message from a temporary file with sendfile(2); --vectored (TCP)
+//! uses writev/readv with each message in two halves; --peek (TCP) peeks at each
+//! echo (MSG_PEEK) before reading it. --repeat N goes
 //! through the SIZE list N times (a bounded load).
 
-use std::io::{Read, Seek, Write};
+use std::io::{IoSlice, IoSliceMut, Read, Seek, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
         nix::sys::prctl::set_name(&name).expect("prctl");
     }
     let sendfile = flag("--sendfile").is_some();
+    let vectored = flag("--vectored").is_some();
+    let peek = flag("--peek").is_some();
     let repeat: usize = flag("--repeat").map_or(1, |i| args[i + 1].parse().expect("N"));
     let rest: Vec<&String> = {
         let skip: Vec<usize> = ["--name", "--repeat"]
@@ -43,7 +49,7 @@ fn main() -> ExitCode {
     };
     if rest.len() < 3 {
         eprintln!(
-            "usage: echo_client tcp|udp|udp-unconnected ADDR SIZE... [--name NAME] [--sendfile] [--repeat N]"
+            "usage: echo_client tcp|udp|udp-unconnected|udp-msg ADDR SIZE... [--name NAME] [--sendfile] [--vectored] [--peek] [--repeat N]"
         );
         return ExitCode::from(2);
     }
@@ -70,11 +76,53 @@ fn main() -> ExitCode {
                     let sent = nix::sys::sendfile::sendfile(s.as_fd(), f.as_fd(), None, n)
                         .expect("sendfile");
                     assert_eq!(sent, n, "short sendfile");
+                } else if vectored {
+                    let (a, b) = msg.split_at(n / 2);
+                    let sent = s
+                        .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                        .expect("writev");
+                    assert_eq!(sent, n, "short writev");
                 } else {
                     s.write_all(&msg).expect("send");
                 }
                 let mut back = vec![0u8; n];
-                s.read_exact(&mut back).expect("recv");
+                if peek {
+                    let mut first = [0u8; 1];
+                    s.peek(&mut first).expect("peek");
+                }
+                if vectored {
+                    let (a, b) = back.split_at_mut(n / 2);
+                    let got = s
+                        .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
+                        .expect("readv");
+                    assert_eq!(got, n, "short readv");
+                } else {
+                    s.read_exact(&mut back).expect("recv");
+                }
+            }
+        }
+        "udp-msg" => {
+            use nix::sys::socket::{recvmsg, sendmsg, MsgFlags, SockaddrStorage};
+            let s = UdpSocket::bind(unspecified).expect("bind");
+            println!("local {}", s.local_addr().unwrap());
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+            let peer = SockaddrStorage::from(addr);
+            for &n in &sizes {
+                let msg = vec![b'x'; n];
+                sendmsg(
+                    fd,
+                    &[IoSlice::new(&msg)],
+                    &[],
+                    MsgFlags::empty(),
+                    Some(&peer),
+                )
+                .expect("sendmsg");
+                let mut back = vec![0u8; n + 1];
+                let mut iov = [IoSliceMut::new(&mut back)];
+                let got = recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::empty())
+                    .expect("recvmsg");
+                assert_eq!(got.bytes, n, "short echo");
+                assert_eq!(got.address, Some(peer), "echo from elsewhere");
             }
         }
         "udp" | "udp-unconnected" => {

@@ -107,6 +107,11 @@ fn sendfile_is_a_send() {
     tcp_echo("127.0.0.1:0", &["--sendfile"]);
 }
 
+#[test]
+fn writev_and_readv_count_and_a_peek_is_not_a_receive() {
+    tcp_echo("127.0.0.1:0", &["--vectored", "--peek"]);
+}
+
 /// UDP echo: unconnected (sendto/recvfrom name the peer) or connected.
 fn udp_echo(addr: &str, mode: &str) {
     require_root();
@@ -155,6 +160,12 @@ fn udp_v4_unconnected_names_each_peer() {
 #[test]
 fn udp_v6_unconnected_names_each_peer() {
     udp_echo("[::1]:0", "udp-unconnected");
+}
+
+#[test]
+fn udp_sendmsg_and_recvmsg_name_each_peer() {
+    udp_echo("127.0.0.1:0", "udp-msg");
+    udp_echo("[::1]:0", "udp-msg");
 }
 
 #[test]
