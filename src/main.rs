@@ -63,6 +63,10 @@ fn run() -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    if let Some(pid) = system::missing_pid(&cfg.pids) {
+        note!("sockwatch: error: no process has pid {pid}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     for note in &cfg.notes {
         note!("sockwatch: {note}");
     }

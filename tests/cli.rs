@@ -57,6 +57,8 @@ fn bad_arguments_are_one_line_errors_with_status_2() {
     assert_usage_error(&["--events", "nope", "x"], "invalid value 'nope'");
     assert_usage_error(&["--pid", "abc"], "invalid value 'abc'");
     assert_usage_error(&["--pid", "0"], "invalid value '0'");
+    // Above the kernel's PID_MAX_LIMIT (2^22): no process can have it.
+    assert_usage_error(&["--pid", "4194305"], "no process has pid 4194305");
     assert_usage_error(&["--count", "0", "x"], "invalid value '0'");
     assert_usage_error(&["--duration", "soon", "x"], "invalid value 'soon'");
     assert_usage_error(&["--duration", "0s", "x"], "longer than zero");
