@@ -11,6 +11,9 @@
 //!   small VM a busy tracer shortens them and looks faster than no tracer.)
 //! - redis: redis-benchmark SET, 20 clients: redis-server's CPU time per request
 //!   (all its threads, from schedstat), and the requests/s the client saw.
+//! - per hook: with kernel.bpf_stats_enabled, the kernel's own count and run time
+//!   of each sockwatch program during the send+recv loop, untraced and traced (the
+//!   stats' clock reads are inside the figure: an upper bound).
 //! - latency: from an event's timestamp to its line reaching a reader of the pipe.
 //! - memory: sockwatch's peak RSS, and the kernel memory of its BPF maps.
 
@@ -261,6 +264,44 @@ fn latencies() -> Vec<f64> {
     ms
 }
 
+/// The BPF programs loaded on the system: id -> (name, runs, total ns), via bpftool.
+fn programs() -> Vec<(u64, String, u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool (scripts/bench installs it)");
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    all.iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_u64().unwrap_or(0);
+            (
+                n("id"),
+                p["name"].as_str().unwrap_or("").to_string(),
+                n("run_cnt"),
+                n("run_time_ns"),
+            )
+        })
+        .collect()
+}
+
+/// ns per run of each sockwatch program that ran during the send+recv loop.
+fn hook_costs(config: Config) -> Vec<(String, u64, f64)> {
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(STATS).unwrap();
+    let newest = programs().iter().map(|p| p.0).max().unwrap_or(0);
+    let tracer = config.tracer(std::process::id()).unwrap();
+    std::fs::write(STATS, "1").unwrap();
+    send_recv();
+    std::fs::write(STATS, before.trim()).unwrap();
+    let ours: Vec<_> = programs()
+        .into_iter()
+        .filter(|p| p.0 > newest && p.2 > 0)
+        .map(|(_, name, runs, ns)| (name, runs, ns as f64 / runs as f64))
+        .collect();
+    tracer.stop();
+    ours
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo test --benches asks for a list of tests
@@ -317,6 +358,8 @@ fn main() {
             }
         }
     }
+    let untraced_hooks = hook_costs(Config::Untraced);
+    let traced_hooks = hook_costs(Config::Traced);
     let mut lat = latencies();
     lat.sort_by(f64::total_cmp);
 
@@ -351,6 +394,16 @@ fn main() {
         0,
     );
     table("redis SET: requests/s", &redis_configs, &mut redis, 0);
+    println!();
+    println!("| hook, during the send+recv loop | runs | ns per run, other process traced | ns per run, this process traced |");
+    println!("|---|---:|---:|---:|");
+    for (name, runs, ns) in &untraced_hooks {
+        let traced = traced_hooks
+            .iter()
+            .find(|h| &h.0 == name)
+            .map_or(f64::NAN, |h| h.2);
+        println!("| {name} | {runs} | {ns:.1} | {traced:.1} |");
+    }
     let (m, lo, hi) = median_spread(&mut per_event);
     println!();
     println!(

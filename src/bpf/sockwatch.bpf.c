@@ -90,6 +90,13 @@ struct pending_recv {
 	__u64 uaddr; /* user pointer the kernel writes the sender to */
 };
 
+/*
+ * Entries in pending_recvs, never fewer: every recvfrom/recvmsg exit in the system
+ * checks this before looking its thread up. Raised before an insert, lowered after
+ * a delete.
+ */
+__u64 pending_count = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -469,8 +476,13 @@ static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, 
 		fill_sock(&pending.e, sk);
 		pending.e.value = ret;
 		pending.uaddr = uaddr;
-		if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_ANY))
-			bump(CTR_LOST);
+		__sync_fetch_and_add(&pending_count, 1);
+		if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_NOEXIST)) {
+			/* This thread's entry is already counted (its syscall never exited). */
+			__sync_fetch_and_add(&pending_count, -1);
+			if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_ANY))
+				bump(CTR_LOST);
+		}
 		return 0;
 	}
 
@@ -499,10 +511,14 @@ int BPF_PROG(recv_length, struct sock *sk, int ret, int flags)
 
 static __always_inline int finish_recv(void)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pending_recv *pending = bpf_map_lookup_elem(&pending_recvs, &tid);
+	struct pending_recv *pending;
 	struct event *e;
+	__u32 tid;
 
+	if (!pending_count)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	pending = bpf_map_lookup_elem(&pending_recvs, &tid);
 	if (!pending)
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -514,7 +530,8 @@ static __always_inline int finish_recv(void)
 	} else {
 		bump(CTR_LOST);
 	}
-	bpf_map_delete_elem(&pending_recvs, &tid);
+	if (!bpf_map_delete_elem(&pending_recvs, &tid))
+		__sync_fetch_and_add(&pending_count, -1);
 	return 0;
 }
 
