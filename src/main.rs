@@ -71,7 +71,10 @@ fn run() -> Result<ExitCode> {
         note!("sockwatch: {note}");
     }
     if cfg.verbose {
-        libbpf_rs::set_print(Some((PrintLevel::Debug, |_, msg| eprint!("{msg}"))));
+        libbpf_rs::set_print(Some((PrintLevel::Debug, |_, msg| {
+            use std::io::Write as _;
+            let _ = write!(std::io::stderr(), "{msg}");
+        })));
     } else {
         libbpf_rs::set_print(None);
     }

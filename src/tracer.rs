@@ -207,9 +207,7 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
             .map(|t| t - now)
             .fold(POLL, Duration::min);
         // EINTR (a signal) and a stop from the callback both land at the checks above.
-        if ring.poll_raw(wait) > 0 {
-            std::thread::sleep(GATHER);
-        }
+        let batch = ring.poll_raw(wait);
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? || output_closed() {
@@ -220,6 +218,9 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
         }
         drop(p);
         losses.check(tracer, false)?;
+        if batch > 0 {
+            std::thread::sleep(GATHER);
+        }
     };
 
     // Detach, then print what already happened (unless the reader is gone or the count is met).
