@@ -831,11 +831,11 @@ fn a_daemons_listener_belongs_to_the_child_after_the_parent_exits() {
     require_root();
     let srv = unique_name("s");
     let trace = Trace::start(&[&srv]);
-    let mut parent = std::process::Command::new(named_example("echo_server", &srv))
-        .args(["tcp", "127.0.0.1:0", "1", "--fork"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut parent = spawn_fresh_copy(
+        std::process::Command::new(named_example("echo_server", &srv))
+            .args(["tcp", "127.0.0.1:0", "1", "--fork"])
+            .stdout(std::process::Stdio::piped()),
+    );
     let parent_pid = parent.id();
     let mut ready = String::new();
     {

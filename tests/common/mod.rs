@@ -162,11 +162,9 @@ pub struct Workload {
 
 impl Workload {
     pub fn spawn<S: AsRef<OsStr>>(path: &Path, args: &[S]) -> Workload {
-        let mut child = Command::new(path)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", path.display()));
+        let mut command = Command::new(path);
+        command.args(args).stdout(Stdio::piped());
+        let mut child = spawn_fresh_copy(&mut command);
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first_line = String::new();
         stdout.read_line(&mut first_line).unwrap();
@@ -207,6 +205,21 @@ impl Drop for Trace {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns a binary that was just copied. Another test thread's fork can hold the
+/// copy's write descriptor until that child execs, and exec then fails with
+/// ETXTBSY: wait a moment and try again.
+pub fn spawn_fresh_copy(command: &mut Command) -> Child {
+    for _ in 0..100 {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            result => return result.unwrap_or_else(|e| panic!("spawning {command:?}: {e}")),
+        }
+    }
+    panic!("{command:?} stayed busy (ETXTBSY) for a second");
 }
 
 /// An echo server from examples/, started under `name`; returns it and its port.
