@@ -48,7 +48,7 @@ pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> 
             bail!(
                 "this kernel lacks the tracepoint {cat}:{name}{}",
                 if name.starts_with("sock_") {
-                    " (added in Linux 6.3)"
+                    " (added in Linux 6.3; older kernels can run --events exec,exit,listen,connect,accept)"
                 } else {
                     ""
                 }
