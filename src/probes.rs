@@ -31,12 +31,12 @@ pub struct Probe {
 }
 
 /// Every program in the object. CLOSE needs the byte counts and socket births;
-/// CONNECT needs close and exit to retire its state.
+/// CLOSE and CONNECT need close, exec and exit to retire socket state.
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "process_exec",
         tracepoint: "sched/sched_process_exec",
-        serves: &[Kind::Exec],
+        serves: &[Kind::Exec, Kind::Close, Kind::Connect],
     },
     Probe {
         program: "process_exit",

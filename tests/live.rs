@@ -890,3 +890,54 @@ fn a_daemons_listener_belongs_to_the_child_after_the_parent_exits() {
         ],
     );
 }
+
+/// exec releases close-on-exec sockets without a close(): CLOSE comes from the exec.
+fn exec_releases(program: Option<&str>) -> (String, String, u32, Vec<String>) {
+    require_root();
+    let (srv, name) = (unique_name("s"), unique_name("x"));
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let trace = Trace::start(&[&name]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec![addr.as_str(), "9"];
+    args.extend(program);
+    let w = Workload::spawn(&named_example("exec_with_sock", &name), &args);
+    let (pid, local) = (w.pid(), w.value().to_string());
+    w.finish();
+    server.finish();
+    let keys = keys_of(&parse(&trace.stop().stdout), pid);
+    (name, local, pid, keys)
+}
+
+#[test]
+fn exec_releases_close_on_exec_sockets() {
+    let (name, local, _, keys) = exec_releases(None);
+    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    let path = dir.join(&name).display().to_string();
+    let peer = keys[1].split(' ').nth(4).unwrap().to_string();
+    assert_eq!(
+        keys,
+        [
+            format!("{name} EXEC - - - path={path}"),
+            format!("{name} CONNECT tcp {local} {peer} result=ok latency=*"),
+            format!("{name} SEND tcp {local} {peer} bytes=9"),
+            format!("{name} RECV tcp {local} {peer} bytes=9"),
+            format!("{name} CLOSE tcp {local} {peer} sent=9 received=9 lifetime=*"),
+            format!("{name} EXEC - - - path={path}"),
+            exit_line(&name),
+        ]
+    );
+}
+
+#[test]
+fn exec_into_another_name_still_reports_the_close() {
+    // After exec the process is named `true`: it leaves the trace, but the socket
+    // it held was traced, so its CLOSE is reported, under the new name.
+    let (name, local, _, keys) = exec_releases(Some("/bin/true"));
+    let peer = keys[1].split(' ').nth(4).unwrap().to_string();
+    assert_eq!(keys.len(), 5, "{keys:#?}");
+    assert_eq!(keys[3], format!("{name} RECV tcp {local} {peer} bytes=9"));
+    assert_eq!(
+        keys[4],
+        format!("true CLOSE tcp {local} {peer} sent=9 received=9 lifetime=*")
+    );
+}

@@ -41,7 +41,10 @@ fn boot(series: &str, prelude: &str) -> String {
         .arg(kernel(series))
         .arg(&scenario)
         .arg(SOCKWATCH)
-        .args(["echo_server", "echo_client", "nb_connect"].map(|e| examples.join(e)))
+        .args(
+            ["echo_server", "echo_client", "nb_connect", "exec_with_sock"]
+                .map(|e| examples.join(e)),
+        )
         .output()
         .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
     std::fs::remove_file(&scenario).unwrap();
@@ -138,6 +141,22 @@ fn tracepoint_path_on_debian_6_12() {
     assert!(keys.contains(&format!(
         "echo_server CLOSE udp {usrv} * sent=307 received=307 lifetime=*"
     )));
+    // Close on exec: the socket's CLOSE comes before the new image's EXEC.
+    let (esrv, exec_local) = (
+        format!("127.0.0.1:{}", values(&out, "exec_port")[0]),
+        locals[3],
+    );
+    let exec_keys = keys_of(&lines, pid_of(&lines, "exec_with_sock"));
+    assert_eq!(
+        exec_keys[3..],
+        [
+            format!("exec_with_sock RECV tcp {exec_local} {esrv} bytes=4"),
+            format!("exec_with_sock CLOSE tcp {exec_local} {esrv} sent=4 received=4 lifetime=*"),
+            "exec_with_sock EXEC - - - path=/w/exec_with_sock".to_string(),
+            "exec_with_sock EXIT - - - exit_code=0".to_string(),
+        ],
+        "{exec_keys:#?}"
+    );
     assert!(
         section(&out, "stderr").ends_with(&format!(
             "sockwatch: {} events printed, 0 lost\n",
@@ -193,7 +212,7 @@ SOCKWATCH_ARGS="--events exec,exit,listen,connect,accept""#,
     );
     assert_eq!(
         lines.iter().filter(|l| l.event == "EXIT").count(),
-        5,
+        7, // three servers, two clients, nb_connect and exec_with_sock
         "{keys:#?}"
     );
 }

@@ -71,6 +71,8 @@ struct sock_state {
 	__u64 connect_ns; /* when the pending connect began; 0 when none is pending */
 	__u64 sent;
 	__u64 received;
+	/* The struct socket it had when tracked: another (or none) means it was released unseen. */
+	__u64 socket;
 	__u32 pid;
 	__u32 tid;
 	char comm[TASK_COMM_LEN];
@@ -115,6 +117,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_state);
 } socks SEC(".maps");
+
+/* Processes that own entries in `socks`, so exec and exit find them under any name. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOCKS);
+	__type(key, __u32);
+	__type(value, __u8);
+} owners SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -287,9 +297,11 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 						__u64 connect_ns)
 {
 	__u64 key = (__u64)sk;
+	__u8 one = 1;
 	struct sock_state st = {
 		.born_ns = bpf_ktime_get_boot_ns(),
 		.connect_ns = connect_ns,
+		.socket = (__u64)BPF_CORE_READ(sk, sk_socket),
 		.pid = p->pid,
 		.tid = p->tid,
 	};
@@ -299,6 +311,7 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 		bump(CTR_UNTRACKED);
 		return NULL;
 	}
+	bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
@@ -313,9 +326,12 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 
 	if (st) {
 		if (!st->pid) {
+			__u8 one = 1;
+
 			st->pid = p->pid;
 			st->tid = p->tid;
 			__builtin_memcpy(st->comm, p->comm, TASK_COMM_LEN);
+			bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 		}
 		return st;
 	}
@@ -547,62 +563,99 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	return finish_recv();
 }
 
+struct owner_ctx {
+	struct proc p;
+	bool exiting;
+};
+
+/*
+ * A process's sockets at its exec or exit. Those released behind our hooks (close on
+ * exec, dup2, close_range) are reported now. At exit, the rest close with it, except
+ * those another process still holds (a daemon's child), which wait for their next user.
+ */
+static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
+			  struct owner_ctx *ctx)
+{
+	const struct sock *sk = (const struct sock *)*key;
+	struct socket *socket = BPF_CORE_READ(sk, sk_socket);
+	struct file *file;
+	long refs = 0;
+
+	if (st->pid != ctx->p.pid)
+		return 0;
+	if (socket && (__u64)socket != st->socket) {
+		/* The memory now holds another socket: this one's release was missed. */
+		bpf_map_delete_elem(&socks, key);
+		bump(CTR_UNTRACKED);
+		return 0;
+	}
+	file = BPF_CORE_READ(socket, file);
+	if (file)
+		refs = file_refs(file);
+	/*
+	 * With no references left the release is under way: a last fput defers it to
+	 * the return to user space, after the exec tracepoint.
+	 */
+	if (socket && refs >= 1) {
+		if (!ctx->exiting)
+			return 0;
+		if (refs > 1) {
+			st->pid = 0;
+			return 0;
+		}
+	}
+	release(sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
+	return 0;
+}
+
+/* Reports the sockets of the current process that its exec or exit lets go. */
+static __always_inline void release_process(struct owner_ctx *ctx)
+{
+	if (!tracking() || !bpf_map_lookup_elem(&owners, &ctx->p.pid))
+		return;
+	bpf_for_each_map_elem(&socks, release_owned, ctx, 0);
+	if (ctx->exiting)
+		bpf_map_delete_elem(&owners, &ctx->p.pid);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct owner_ctx owner = { .exiting = false };
 	struct exec_event *e;
-	struct proc p;
+	bool traced;
 
-	if (!current_proc(&p))
+	/* Close-on-exec descriptors are closed by now: report those sockets first. */
+	traced = current_proc(&owner.p);
+	release_process(&owner);
+	if (!traced || !wanted(EV_EXEC))
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		bump(CTR_LOST);
 		return 0;
 	}
-	fill_proc(&e->base, EV_EXEC, p.pid, p.tid, p.comm);
+	fill_proc(&e->base, EV_EXEC, owner.p.pid, owner.p.tid, owner.p.comm);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	bpf_ringbuf_submit(e, 0);
-	return 0;
-}
-
-struct exit_ctx {
-	struct proc p;
-};
-
-static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
-			  struct exit_ctx *ctx)
-{
-	const struct sock *sk = (const struct sock *)*key;
-	struct file *file;
-
-	if (st->pid != ctx->p.pid)
-		return 0;
-	/* Still held by another process (a daemon's forked child): it is that process's to close. */
-	file = BPF_CORE_READ(sk, sk_socket, file);
-	if (file && file_refs(file) > 1) {
-		st->pid = 0;
-		return 0;
-	}
-	release(sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *task)
 {
-	struct exit_ctx owner;
-	struct proc *p = &owner.p;
+	struct owner_ctx owner = { .exiting = true };
 	struct event *e;
+	bool traced;
 
 	/* Only the last thread out ends the process. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0 || !current_proc(p))
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	if (tracking())
-		bpf_for_each_map_elem(&socks, release_owned, &owner, 0);
-	if (!wanted(EV_EXIT))
+	traced = current_proc(&owner.p);
+	release_process(&owner);
+	if (!traced || !wanted(EV_EXIT))
 		return 0;
-	e = reserve(EV_EXIT, p->pid, p->tid, p->comm);
+	e = reserve(EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
 	if (!e)
 		return 0;
 	e->value = BPF_CORE_READ(task, exit_code);

@@ -1,5 +1,6 @@
 # Runs inside the VM (busybox sh, in /w): sockwatch around a TCP echo, a refused
-# connect and a UDP echo, then prints its output in sections. $1: sockwatch's options.
+# connect, a UDP echo and an exec that drops a socket, then prints its output in
+# sections. $SOCKWATCH_ARGS: sockwatch's options.
 start_sockwatch() {
   ./sockwatch "$@" > /tmp/out 2> /tmp/err &
   sw=$!
@@ -18,7 +19,7 @@ serve() { # serve PROTO ADDR COUNT: starts echo_server, sets $port and $srv
   port=$(cut -d' ' -f2 /tmp/ready)
 }
 
-start_sockwatch $SOCKWATCH_ARGS echo_server echo_client nb_connect
+start_sockwatch $SOCKWATCH_ARGS echo_server echo_client nb_connect exec_with_sock
 if kill -0 $sw 2>/dev/null; then
   serve tcp 127.0.0.1:0 1
   echo "tcp_port $port"
@@ -28,6 +29,10 @@ if kill -0 $sw 2>/dev/null; then
   serve udp 127.0.0.1:0 2
   echo "udp_port $port"
   ./echo_client udp-unconnected 127.0.0.1:$port 7 300
+  wait $srv
+  serve tcp 127.0.0.1:0 1
+  echo "exec_port $port"
+  ./exec_with_sock 127.0.0.1:$port 4
   wait $srv
   sleep 0.5
   kill -TERM $sw
