@@ -346,7 +346,10 @@ static __always_inline bool read_user_peer(struct event *e, __u64 uaddr)
 {
 	struct sockaddr_in6 sa = {};
 
-	if (!uaddr || bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
+	/* An IPv4 caller's buffer may be just a sockaddr_in: read more only for IPv6. */
+	if (!uaddr || bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (void *)uaddr))
+		return false;
+	if (sa.sin6_family == AF_INET6 && bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
 		return false;
 	if (sa.sin6_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
