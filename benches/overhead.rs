@@ -26,73 +26,41 @@ use std::time::{Duration, Instant, SystemTime};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::SOCKWATCH;
+use common::Trace;
 
 const ROUNDS: usize = 5;
 const PAIRS: usize = 200_000;
 const REDIS_REQUESTS: &str = "100000";
 const LATENCY_SAMPLES: usize = 100;
 
-/// A running sockwatch, ready.
-struct Tracer(Child);
+/// ns of CPU a process's threads have run (schedstat's first field).
+fn cpu_ns(pid: u32) -> f64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("schedstat")).ok())
+        .map(|s| s.split_whitespace().next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
 
-impl Tracer {
-    fn start(args: &[&str], stdout: Stdio) -> Tracer {
-        let mut child = Command::new(SOCKWATCH)
-            .args(args)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sockwatch");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.starts_with("sockwatch: tracing") {
-            line.clear();
-            if err.read_line(&mut line).unwrap() == 0 {
-                panic!("sockwatch exited before it was ready: run the benchmark as root");
-            }
-        }
-        // Keep draining stderr so loss reports can never block it.
-        thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Tracer(child)
-    }
+/// Peak resident memory, KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
 
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        self.0.wait().unwrap();
-    }
-
-    /// ns of CPU sockwatch has run so far, all threads.
-    fn cpu_ns(&self) -> f64 {
-        let dir = format!("/proc/{}/task", self.0.id());
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("schedstat")).ok())
-            .map(|s| s.split_whitespace().next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
-    fn status_field(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    /// Kernel memory charged to the BPF maps this process holds (fdinfo `memlock:`).
-    fn map_memory(&self) -> u64 {
-        let dir = format!("/proc/{}/fdinfo", self.0.id());
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-            .filter(|info| info.contains("map_type:"))
-            .filter_map(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("memlock:"))
-                    .map(|v| v.trim().parse::<u64>().unwrap())
-            })
-            .sum()
-    }
+/// Kernel memory charged to the BPF maps a process holds (fdinfo `memlock:`).
+fn map_memory(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|info| info.contains("map_type:"))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .map(|v| v.trim().parse::<u64>().unwrap())
+        })
+        .sum()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -117,12 +85,12 @@ impl Config {
     }
 
     /// Starts the tracer this configuration needs, for `target` (a pid).
-    fn tracer(self, target: u32) -> Option<Tracer> {
+    fn tracer(self, target: u32) -> Option<Trace> {
         let pid = target.to_string();
         match self {
             Config::Baseline | Config::Strace => None,
-            Config::Untraced => Some(Tracer::start(&["no-such-process"], Stdio::null())),
-            Config::Traced => Some(Tracer::start(&["--pid", &pid], Stdio::null())),
+            Config::Untraced => Some(Trace::start_with(&["no-such-process"], Stdio::null())),
+            Config::Traced => Some(Trace::start_with(&["--pid", &pid], Stdio::null())),
         }
     }
 }
@@ -154,19 +122,9 @@ impl Redis {
         Redis { server, port }
     }
 
-    /// ns of CPU the server's threads have run (schedstat's first field).
-    fn cpu_ns(&self) -> f64 {
-        let dir = format!("/proc/{}/task", self.server.id());
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("schedstat")).ok())
-            .map(|s| s.split_whitespace().next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
     /// requests/s for SET with 20 clients, and the server's CPU ns per request.
     fn benchmark(&self) -> (f64, f64) {
-        let cpu = self.cpu_ns();
+        let cpu = cpu_ns(self.server.id());
         let out = Command::new("redis-benchmark")
             .args([
                 "-p",
@@ -194,7 +152,7 @@ impl Redis {
             .parse()
             .unwrap();
         let requests: f64 = REDIS_REQUESTS.parse().unwrap();
-        (rps, (self.cpu_ns() - cpu) / requests)
+        (rps, (cpu_ns(self.server.id()) - cpu) / requests)
     }
 
     fn strace(&self) -> Child {
@@ -235,11 +193,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// ms from each CONNECT's timestamp to its line arriving through a pipe.
 fn latencies() -> Vec<f64> {
     let me = std::process::id().to_string();
-    let mut t = Tracer::start(
+    let (reader_end, writer_end) = std::io::pipe().unwrap();
+    let t = Trace::start_with(
         &["--json", "--events", "connect", "--pid", &me],
-        Stdio::piped(),
+        writer_end.into(),
     );
-    let out = BufReader::new(t.0.stdout.take().unwrap());
+    let out = BufReader::new(reader_end);
     let reader = thread::spawn(move || {
         let mut ms = Vec::new();
         for line in out.lines().take(LATENCY_SAMPLES) {
@@ -337,18 +296,18 @@ fn main() {
         for (i, c) in redis_configs.iter().enumerate() {
             let tracer = c.tracer(server.server.id());
             let strace = (*c == Config::Strace).then(|| server.strace());
-            let tracer_cpu = tracer.as_ref().map(Tracer::cpu_ns);
+            let tracer_cpu = tracer.as_ref().map(|t| cpu_ns(t.pid()));
             let (rps, cpu) = server.benchmark();
             redis[i].push(rps);
             redis_cpu[i].push(cpu);
             if let Some(t) = tracer {
                 if *c == Config::Traced {
-                    rss_kib = rss_kib.max(t.status_field("VmHWM:"));
-                    maps_bytes = t.map_memory();
+                    rss_kib = rss_kib.max(peak_rss_kib(t.pid()));
+                    maps_bytes = map_memory(t.pid());
                     // SET: a RECV and a SEND per request on the server.
                     let events = 2.0 * REDIS_REQUESTS.parse::<f64>().unwrap();
                     thread::sleep(Duration::from_millis(300)); // let it drain
-                    per_event.push((t.cpu_ns() - tracer_cpu.unwrap()) / events);
+                    per_event.push((cpu_ns(t.pid()) - tracer_cpu.unwrap()) / events);
                 }
                 t.stop();
             }
