@@ -42,6 +42,20 @@ fn echo_lines(
         .collect()
 }
 
+/// A one-connection TCP echo on 127.0.0.1: a server named `srv`, and a client
+/// under a name of its own that sends `bytes` bytes. Returns the server's pid.
+fn one_echo(srv: &str, bytes: &str) -> u32 {
+    let (server, port) = echo_server(srv, &["tcp", "127.0.0.1:0", "1"]);
+    run_client(
+        "echo_client",
+        &unique_name("c"),
+        &["tcp", &format!("127.0.0.1:{port}"), bytes],
+    );
+    let pid = server.pid();
+    server.finish();
+    pid
+}
+
 /// A TCP echo exchange traced on both sides, every line and number checked.
 fn tcp_echo(addr: &str, client_flags: &[&str]) {
     require_root();
@@ -369,16 +383,10 @@ fn dual_stack_listener_shows_v4_peers_as_v4() {
 #[test]
 fn untraced_processes_print_nothing() {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let srv = unique_name("s");
     let trace = Trace::start(&[&srv]);
-    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
-    run_client(
-        "echo_client",
-        &cli,
-        &["tcp", &format!("127.0.0.1:{port}"), "5"],
-    );
-    let server_pid = server.pid();
-    server.finish();
+    // The client runs under a name of its own, not traced.
+    let server_pid = one_echo(&srv, "5");
     let lines = parse(&trace.stop().stdout);
     assert_eq!(lines.len(), 9, "{lines:#?}");
     assert!(
@@ -509,13 +517,7 @@ fn count_ends_a_smoke_check_with_success() {
         "60s",
         &srv,
     ]);
-    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
-    run_client(
-        "echo_client",
-        &unique_name("c"),
-        &["tcp", &format!("127.0.0.1:{port}"), "1"],
-    );
-    server.finish();
+    one_echo(&srv, "1");
     let out = trace.wait(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     let lines = parse(&out.stdout);
@@ -562,13 +564,7 @@ fn sigint_and_sigterm_end_cleanly_with_a_summary() {
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let srv = unique_name("s");
         let trace = Trace::start(&[&srv]);
-        let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
-        run_client(
-            "echo_client",
-            &unique_name("c"),
-            &["tcp", &format!("127.0.0.1:{port}"), "1"],
-        );
-        server.finish();
+        one_echo(&srv, "1");
         signal(trace.pid(), sig);
         let out = trace.wait(Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(0), "{sig}: {}", out.stderr);
@@ -711,13 +707,7 @@ fn long_names_match_the_kernels_truncation() {
     let long = format!("{}-and-more-words", unique_name("s"));
     let short = &long[..15];
     let trace = Trace::start(&[&long]);
-    let (server, port) = echo_server(&long, &["tcp", "127.0.0.1:0", "1"]);
-    run_client(
-        "echo_client",
-        &unique_name("c"),
-        &["tcp", &format!("127.0.0.1:{port}"), "1"],
-    );
-    server.finish();
+    one_echo(&long, "1");
     let out = trace.stop();
     assert!(
         out.stderr
