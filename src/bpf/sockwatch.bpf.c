@@ -204,22 +204,33 @@ static __always_inline bool current_proc(struct proc *p)
 	return proc_matches(p);
 }
 
-static __always_inline bool inet_sock(const struct sock *sk, __u8 *protocol)
-{
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+/* A socket's address family and protocol, read once and passed on. */
+struct sock_kind {
+	__u16 family;
+	__u16 protocol;
+};
 
-	*protocol = proto;
-	return (family == AF_INET || family == AF_INET6) &&
-	       (proto == IPPROTO_TCP || proto == IPPROTO_UDP);
+static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k)
+{
+	k->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	k->protocol = BPF_CORE_READ(sk, sk_protocol);
 }
 
-static __always_inline void fill_sock(struct event *e, const struct sock *sk)
+static __always_inline bool inet_sock(const struct sock *sk, struct sock_kind *k)
+{
+	read_kind(sk, k);
+	return (k->family == AF_INET || k->family == AF_INET6) &&
+	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
+}
+
+/* The socket's ends, for a socket whose kind the caller has already read. */
+static __always_inline void fill_ends(struct event *e, const struct sock *sk,
+				      const struct sock_kind *k)
 {
 	const struct inet_sock *inet = (const struct inet_sock *)sk;
 
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->protocol = BPF_CORE_READ(sk, sk_protocol);
+	e->family = k->family;
+	e->protocol = k->protocol;
 	/* inet_sport, not skc_num: the latter is already 0 on transitions to CLOSE. */
 	e->lport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
@@ -230,6 +241,14 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
 	}
+}
+
+static __always_inline void fill_sock(struct event *e, const struct sock *sk)
+{
+	struct sock_kind k;
+
+	read_kind(sk, &k);
+	fill_ends(e, sk, &k);
 }
 
 static __always_inline void fill_proc(struct event *e, __u8 kind, __u32 pid, __u32 tid,
@@ -466,10 +485,10 @@ static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, 
 	struct event *e;
 	struct proc p;
 	__u64 uaddr = 0;
-	__u8 protocol;
+	struct sock_kind sock;
 	bool unconnected;
 
-	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &protocol))
+	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &sock))
 		return 0;
 	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
 		return 0;
@@ -485,14 +504,14 @@ static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, 
 	if (!wanted(kind))
 		return 0;
 
-	unconnected = protocol == IPPROTO_UDP &&
+	unconnected = sock.protocol == IPPROTO_UDP &&
 		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
 	if (unconnected)
 		uaddr = syscall_peer_ptr(kind == EV_RECV);
 	if (unconnected && uaddr && kind == EV_RECV) {
 		/* The kernel copies the sender out only after this point; finish at syscall exit. */
 		fill_proc(&pending.e, kind, p.pid, p.tid, p.comm);
-		fill_sock(&pending.e, sk);
+		fill_ends(&pending.e, sk, &sock);
 		pending.e.value = ret;
 		pending.uaddr = uaddr;
 		__sync_fetch_and_add(&pending_count, 1);
@@ -508,7 +527,7 @@ static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, 
 	e = reserve(kind, p.pid, p.tid, p.comm);
 	if (!e)
 		return 0;
-	fill_sock(e, sk);
+	fill_ends(e, sk, &sock);
 	e->value = ret;
 	if (unconnected && !read_user_peer(e, uaddr))
 		e->flags |= EF_PEER_UNKNOWN;
@@ -745,7 +764,8 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	__u64 start_ns, now;
 	struct sock *sk;
 	struct proc p;
-	__u8 protocol, syn_sent;
+	struct sock_kind kind;
+	__u8 syn_sent;
 	long ret = ctx->ret;
 
 	if (!call)
@@ -756,10 +776,10 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (!current_proc(&p))
 		return 0;
 	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
-	if (!sk || !inet_sock(sk, &protocol))
+	if (!sk || !inet_sock(sk, &kind))
 		return 0;
 	/* A TCP handshake reports through inet_sock_set_state; here only what never started one. */
-	if (protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
+	if (kind.protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
 		return 0;
 	now = bpf_ktime_get_boot_ns();
 	owner.pid = p.pid;
@@ -776,17 +796,17 @@ int exit_listen(struct trace_event_raw_sys_exit *ctx)
 	struct event *e;
 	struct sock *sk;
 	struct proc p;
-	__u8 protocol;
+	struct sock_kind kind;
 
 	if (ctx->ret != 0 || !current_proc(&p))
 		return 0;
 	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
-	if (!sk || !inet_sock(sk, &protocol))
+	if (!sk || !inet_sock(sk, &kind))
 		return 0;
 	e = reserve(EV_LISTEN, p.pid, p.tid, p.comm);
 	if (!e)
 		return 0;
-	fill_sock(e, sk);
+	fill_ends(e, sk, &kind);
 	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
 	e->value = BPF_CORE_READ(sk, sk_max_ack_backlog);
 	bpf_ringbuf_submit(e, 0);
@@ -798,12 +818,12 @@ static __always_inline int on_accept(long fd)
 	struct sock *sk, *listener;
 	struct event *e;
 	struct proc p;
-	__u8 protocol;
+	struct sock_kind kind;
 
 	if (fd < 0 || !current_proc(&p))
 		return 0;
 	sk = sock_from_file(file_from_fd(fd));
-	if (!sk || !inet_sock(sk, &protocol))
+	if (!sk || !inet_sock(sk, &kind))
 		return 0;
 	if (wanted(EV_CLOSE)) {
 		track(sk, &p, 0);
@@ -817,7 +837,7 @@ static __always_inline int on_accept(long fd)
 	e = reserve(EV_ACCEPT, p.pid, p.tid, p.comm);
 	if (!e)
 		return 0;
-	fill_sock(e, sk);
+	fill_ends(e, sk, &kind);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -839,12 +859,12 @@ int exit_socket(struct trace_event_raw_sys_exit *ctx)
 {
 	struct sock *sk;
 	struct proc p;
-	__u8 protocol;
+	struct sock_kind kind;
 
 	if (ctx->ret < 0 || !current_proc(&p))
 		return 0;
 	sk = sock_from_file(file_from_fd(ctx->ret));
-	if (sk && inet_sock(sk, &protocol))
+	if (sk && inet_sock(sk, &kind))
 		track(sk, &p, 0);
 	return 0;
 }
@@ -856,7 +876,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct file *file;
 	struct sock *sk;
 	struct proc p;
-	__u8 protocol;
+	struct sock_kind kind;
 	__u64 key;
 
 	if (!current_proc(&p))
@@ -866,7 +886,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!sk)
 		return 0;
 	/* Another descriptor (dup, fork) still holds the socket: this close releases nothing. */
-	if (file_refs(file) > 1 || !inet_sock(sk, &protocol))
+	if (file_refs(file) > 1 || !inet_sock(sk, &kind))
 		return 0;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
