@@ -19,7 +19,7 @@ pub const COMM_LEN: usize = 15;
 /// Trace the socket lifecycle of processes by name: exec, listen, connect,
 /// accept, every send and receive, close with totals, exit.
 #[derive(Debug, Parser)]
-#[command(name = "sockwatch", version, after_help = AFTER_HELP)]
+#[command(name = "sockwatch", version, after_help = after_help())]
 pub struct Args {
     /// Process names to trace (the process's name as `pgrep -x` matches it)
     #[arg(value_name = "NAME", value_parser = clap::value_parser!(OsString))]
@@ -56,17 +56,87 @@ pub struct Args {
           requires = "count")]
     pub timeout: Option<Duration>,
 
+    /// Event buffer size shared by all CPUs, e.g. 512K, 8M, 64M [default: 8M];
+    /// rounded up to a power of two
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub buffer_size: Option<u64>,
+
+    /// Most sockets tracked at once for CLOSE totals and lifetimes [default: 65536]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SOCKETS as i64))]
+    pub max_sockets: Option<u32>,
+
     /// Show libbpf's own messages (verifier logs) on stderr
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Print a man page or a shell completion script and exit
+    #[arg(long, value_name = "KIND", hide = true)]
+    pub generate: Option<Generate>,
 }
 
-const AFTER_HELP: &str = "\
-Events: exec, exit, listen, connect, accept, send, recv, close (or all).
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
 
-Exit status: 0 success (interrupted, --count reached, --duration elapsed, output
-closed); 1 error (privileges, kernel support, BPF load); 2 bad arguments;
-3 --timeout elapsed before --count events were printed.";
+/// The event buffer's size when not given, and its bounds.
+pub const DEFAULT_BUFFER_SIZE: u64 = 8 << 20;
+pub const MAX_BUFFER_SIZE: u64 = 1 << 30;
+/// The socket table's size when not given, and its bound.
+pub const DEFAULT_MAX_SOCKETS: u32 = 65536;
+pub const MAX_SOCKETS: u32 = 1 << 24;
+
+/// Usage examples: the command and what it does (--help and the man page).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("sockwatch nginx", "every socket event of nginx"),
+    (
+        "sockwatch --json -e connect,close curl",
+        "curl's connects and closes with their totals, as NDJSON",
+    ),
+    (
+        "sockwatch -e accept -n 1 -t 30s redis-server",
+        "exit 0 at redis-server's first accept, 3 if none came within 30 s",
+    ),
+];
+
+/// Who may run sockwatch, and what scripts can wait for.
+pub const PRIVILEGES: &str = "Needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH. \
+Once every probe is attached, sockwatch prints \"sockwatch: tracing ...\" on stderr: \
+scripts can wait for that line.";
+
+/// Exit statuses and their meaning, as the README's table has them.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        0,
+        "success: interrupted (Ctrl-C, SIGTERM), --count reached, --duration elapsed, or the output was closed",
+    ),
+    (
+        1,
+        "error: privileges, kernel support, BPF load or attach",
+    ),
+    (2, "bad arguments"),
+    (3, "--timeout elapsed before --count events were printed"),
+];
+
+fn after_help() -> String {
+    let mut s = format!(
+        "Events: {} (or all).\n\nExamples:\n",
+        EventSet::ALL.names().join(", ")
+    );
+    for (cmd, what) in EXAMPLES {
+        s += &format!("  {cmd}\n      {what}\n");
+    }
+    s += &format!("\n{PRIVILEGES}\n\nExit status:\n");
+    for (code, meaning) in EXIT_CODES {
+        s += &format!("  {code} {meaning}\n");
+    }
+    s
+}
 
 /// One `--events` item: an event name, or `all`.
 fn parse_event(s: &str) -> Result<EventSet, String> {
@@ -78,6 +148,31 @@ fn parse_event(s: &str) -> Result<EventSet, String> {
         .find(|k| k.name() == s)
         .map(|k| EventSet(k.bit()))
         .ok_or_else(|| format!("not an event ({}, all)", EventSet::ALL.names().join(", ")))
+}
+
+/// A byte size: a number with an optional K, M or G suffix (powers of 1024; KiB,
+/// MB and the like are read the same way).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown unit {unit:?} (try 512K, 8M, 1G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not a size (try 512K, 8M, 1G)".to_string())?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&b| b <= MAX_BUFFER_SIZE)
+        .ok_or_else(|| "larger than the most sockwatch takes (1G)".to_string())?;
+    if bytes == 0 {
+        return Err("must be larger than zero".into());
+    }
+    Ok(bytes)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -137,6 +232,10 @@ pub struct Config {
     pub duration: Option<Duration>,
     pub timeout: Option<Duration>,
     pub verbose: bool,
+    /// Event buffer bytes: a power of two, at least a page.
+    pub buffer_size: u64,
+    /// Socket table entries.
+    pub max_sockets: u32,
     /// Notes for stderr about how the arguments were taken (truncated names).
     pub notes: Vec<String>,
 }
@@ -175,6 +274,14 @@ impl Config {
             }
         }
         names.dedup();
+        let buffer_size =
+            ring_buffer_size(args.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE), page_size());
+        if args.buffer_size.is_some_and(|asked| asked != buffer_size) {
+            notes.push(format!(
+                "note: the event buffer must be a power of two: using {} bytes",
+                buffer_size
+            ));
+        }
         Ok(Config {
             names,
             pids,
@@ -185,8 +292,23 @@ impl Config {
             duration: args.duration,
             timeout: args.timeout,
             verbose: args.verbose,
+            buffer_size,
+            max_sockets: args.max_sockets.unwrap_or(DEFAULT_MAX_SOCKETS),
             notes,
         })
+    }
+}
+
+/// A ring buffer's size must be a power of two and a multiple of the page size.
+fn ring_buffer_size(asked: u64, page: u64) -> u64 {
+    asked.max(page).next_power_of_two()
+}
+
+fn page_size() -> u64 {
+    use nix::unistd::{sysconf, SysconfVar};
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 4096,
     }
 }
 
@@ -244,6 +366,38 @@ mod tests {
         assert!(config(&["--timeout", "5s", "x"]).is_err());
         assert!(config(&["--duration", "soon", "x"]).is_err());
         assert!(config(&["--events", "bogus", "x"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_units_and_round_to_a_power_of_two() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("2G").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(ring_buffer_size(3 << 20, 4096), 4 << 20);
+        assert_eq!(ring_buffer_size(100, 4096), 4096);
+        assert_eq!(ring_buffer_size(8 << 20, 4096), 8 << 20);
+        let c = config(&["--buffer-size", "3M", "x"]).unwrap();
+        assert_eq!(c.buffer_size, 4 << 20);
+        assert!(c.notes[0].contains("4194304 bytes"), "{:?}", c.notes);
+        let c = config(&["x"]).unwrap();
+        assert_eq!((c.buffer_size, c.max_sockets), (8 << 20, 65536));
+        assert!(c.notes.is_empty());
+    }
+
+    #[test]
+    fn socket_table_bounds() {
+        assert_eq!(
+            config(&["--max-sockets", "16", "x"]).unwrap().max_sockets,
+            16
+        );
+        assert!(config(&["--max-sockets", "0", "x"]).is_err());
+        assert!(config(&["--max-sockets", "16777217", "x"]).is_err());
     }
 
     #[test]

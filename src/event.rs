@@ -287,7 +287,7 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             } else if e.value == 0 {
                 ConnectResult::Ok
             } else {
-                ConnectResult::Failed(-e.value as i32)
+                ConnectResult::Failed(i32::try_from(e.value.saturating_neg()).unwrap_or(i32::MAX))
             },
             latency_ns: e.duration_ns,
         },
@@ -307,7 +307,8 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
     };
     let comm: Vec<u8> = e.comm.iter().map(|&c| c as u8).collect();
     Ok(Event {
-        time_ns: e.ts_ns as i64 + clock.offset_ns,
+        // Saturating: a corrupt stamp must not overflow.
+        time_ns: (e.ts_ns as i64).saturating_add(clock.offset_ns),
         pid: e.pid,
         tid: e.tid,
         process: until_nul(&comm),
@@ -335,7 +336,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn bytes<T>(v: &T) -> Vec<u8> {
+    pub fn bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: T is a plain repr(C) struct generated from the BPF ABI.
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
             .to_vec()

@@ -76,6 +76,16 @@ pub fn escape(bytes: &[u8]) -> String {
     s
 }
 
+/// The PROCESS column: never empty, so that every line keeps its columns. A process
+/// may set an empty name (prctl); it prints as `-`, and a name that is `-` as `\x2d`.
+fn process_field(name: &[u8]) -> String {
+    match name {
+        b"" => "-".into(),
+        b"-" => "\\x2d".into(),
+        _ => escape(name),
+    }
+}
+
 /// A duration, truncated to three decimals of the largest fitting unit.
 pub fn duration(ns: u64) -> String {
     match ns {
@@ -157,7 +167,7 @@ pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
     columns(
         &time(ev.time_ns, offset).format("%H:%M:%S%.6f").to_string(),
         &ev.pid.to_string(),
-        &escape(&ev.process),
+        &process_field(&ev.process),
         &ev.kind().name().to_uppercase(),
         proto,
         &local,
@@ -431,6 +441,14 @@ mod tests {
         assert_eq!(line.matches('\n').count(), 1);
         assert!(line.contains(r#"x\x0aFAKE\x20"q"\x09\\\xff"#), "{line}");
         assert_eq!(line.split_whitespace().count(), 7, "{line}");
+    }
+
+    #[test]
+    fn empty_and_dash_names_keep_the_columns() {
+        let e = ev(b"", None, Detail::Accept);
+        assert_eq!(text(&e).split_whitespace().nth(2), Some("-"));
+        let e = ev(b"-", None, Detail::Accept);
+        assert_eq!(text(&e).split_whitespace().nth(2), Some("\\x2d"));
     }
 
     #[test]

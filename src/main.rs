@@ -11,10 +11,14 @@ macro_rules! note {
 mod cli;
 mod event;
 mod format;
+mod generate;
 mod probes;
+#[cfg(test)]
+mod properties;
 mod system;
 mod tracer;
 
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::process::ExitCode;
 
@@ -56,6 +60,14 @@ fn run() -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    if let Some(kind) = args.generate {
+        let mut out = std::io::stdout().lock();
+        return match generate::write(kind, &mut out).and_then(|()| out.flush()) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+        };
+    }
     let cfg = match Config::from_args(args) {
         Ok(cfg) => cfg,
         Err(e) => {

@@ -140,6 +140,21 @@ impl Tracer<'_> {
     }
 }
 
+/// Processes with sockets are fewer than sockets, but a tiny socket table must not
+/// leave a process's sockets unreleased at its exit.
+const MIN_OWNERS: u32 = 4096;
+
+/// A load error, with the likely cause when the kernel could not allocate the maps.
+fn load_error(e: libbpf_rs::Error, cfg: &Config) -> anyhow::Error {
+    if e.kind() == libbpf_rs::ErrorKind::OutOfMemory {
+        return anyhow::Error::new(e).context(format!(
+            "the kernel could not allocate the event buffer ({} bytes) and socket table ({} sockets): try a smaller --buffer-size or --max-sockets",
+            cfg.buffer_size, cfg.max_sockets
+        ));
+    }
+    anyhow::Error::new(e).context("loading the BPF programs (try --verbose)")
+}
+
 /// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
 fn name_words(name: &[u8]) -> [u64; 2] {
     let mut bytes = [0u8; 16];
@@ -173,6 +188,18 @@ pub fn start<'obj>(
     rodata.n_pids = cfg.pids.len() as u32;
     rodata.selected = cfg.events.0;
 
+    // Sizes the operator chose; the kernel allocates them at load.
+    let maps = &mut open.maps;
+    maps.events
+        .set_max_entries(cfg.buffer_size as u32)
+        .context("sizing the event buffer")?;
+    maps.socks
+        .set_max_entries(cfg.max_sockets)
+        .context("sizing the socket table")?;
+    maps.owners
+        .set_max_entries(cfg.max_sockets.max(MIN_OWNERS))
+        .context("sizing the owner table")?;
+
     let wanted: Vec<&str> = needed(cfg.events).map(|p| p.program).collect();
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
@@ -182,9 +209,7 @@ pub fn start<'obj>(
         prog.set_autoload(wanted.contains(&name.as_str()));
     }
 
-    let skel = open
-        .load()
-        .context("loading the BPF programs (try --verbose)")?;
+    let skel = open.load().map_err(|e| load_error(e, cfg))?;
     let mut links = Vec::new();
     for prog in skel.object().progs_mut() {
         if !prog.autoload() {

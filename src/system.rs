@@ -10,6 +10,7 @@ use crate::probes::Probe;
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
+const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -28,19 +29,49 @@ fn has(caps: u64, cap: u32) -> bool {
     caps & (1 << cap) != 0
 }
 
+/// What a non-root user needs, for error messages.
+const CAPS_HINT: &str = "run as root, or grant CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH";
+
+/// The capabilities, of those loading and attaching need, that `caps` lacks.
+/// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as the kernel allows.
+fn missing_caps(caps: u64) -> Vec<&'static str> {
+    let admin = has(caps, CAP_SYS_ADMIN);
+    [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|&(cap, _)| !admin && !has(caps, cap))
+        .map(|(_, name)| name)
+        .collect()
+}
+
 /// Fails with one line naming what is missing: privileges, BTF, tracefs, tracepoints.
 pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> {
     let caps = effective_caps()?;
-    let may_trace = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
-    if !may_trace {
-        bail!("permission denied: run as root (or with CAP_BPF and CAP_PERFMON)");
+    let missing = missing_caps(caps);
+    if !missing.is_empty() {
+        bail!(
+            "permission denied: missing {} ({CAPS_HINT})",
+            missing.join(" and ")
+        );
     }
     if !Path::new(BTF).exists() {
         bail!("this kernel has no BTF ({BTF} is missing): sockwatch needs CONFIG_DEBUG_INFO_BTF=y");
     }
     let events = Path::new(TRACEFS).join("events");
-    if !events.exists() {
-        mount_tracefs()?;
+    match fs::metadata(&events) {
+        Ok(_) => {}
+        // tracefs is mode 0700: mounted, but closed to a non-root user.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "permission denied reading {TRACEFS}: missing CAP_DAC_READ_SEARCH{} ({CAPS_HINT})",
+            if has(caps, CAP_DAC_READ_SEARCH) {
+                " or a mount that lets it in"
+            } else {
+                ""
+            }
+        ),
+        Err(_) if !has(caps, CAP_SYS_ADMIN) => bail!(
+            "tracefs is not mounted, and mounting it needs CAP_SYS_ADMIN: as root, run `mount -t tracefs nodev {TRACEFS}` once"
+        ),
+        Err(_) => mount_tracefs()?,
     }
     for p in probes {
         if !events.join(p.tracepoint).exists() {
@@ -75,4 +106,19 @@ pub fn missing_pid(pids: &[u32]) -> Option<u32> {
     pids.iter()
         .copied()
         .find(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_missing_capabilities() {
+        let bit = |c: u32| 1u64 << c;
+        assert_eq!(missing_caps(0), ["CAP_BPF", "CAP_PERFMON"]);
+        assert_eq!(missing_caps(bit(CAP_BPF)), ["CAP_PERFMON"]);
+        assert_eq!(missing_caps(bit(CAP_PERFMON)), ["CAP_BPF"]);
+        assert!(missing_caps(bit(CAP_BPF) | bit(CAP_PERFMON)).is_empty());
+        assert!(missing_caps(bit(CAP_SYS_ADMIN)).is_empty());
+    }
 }

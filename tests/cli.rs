@@ -65,6 +65,11 @@ fn bad_arguments_are_one_line_errors_with_status_2() {
     assert_usage_error(&["--timeout", "5s", "x"], "--count");
     assert_usage_error(&["--bogus", "x"], "unexpected argument '--bogus'");
     assert_usage_error(&[""], "cannot be empty");
+    assert_usage_error(&["--buffer-size", "2G", "x"], "larger than the most");
+    assert_usage_error(&["--buffer-size", "8X", "x"], "unknown unit");
+    assert_usage_error(&["--buffer-size", "0", "x"], "larger than zero");
+    assert_usage_error(&["--max-sockets", "0", "x"], "invalid value '0'");
+    assert_usage_error(&["--max-sockets", "99999999", "x"], "1..=16777216");
     assert_usage_error(&["a", "b", "c", "d", "e", "f", "g", "h", "i"], "at most 8");
 }
 
@@ -92,6 +97,7 @@ fn without_privileges_a_clear_error_and_status_1() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(
         err,
-        "sockwatch: error: permission denied: run as root (or with CAP_BPF and CAP_PERFMON)\n"
+        "sockwatch: error: permission denied: missing CAP_BPF and CAP_PERFMON (run as root, \
+         or grant CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH)\n"
     );
 }

@@ -3,6 +3,8 @@
 //! pre-6.13 reference count and CO-RE across kernels are proven there; 6.1 lacks
 //! the 6.3 send/recv tracepoints, where sockwatch must say so and still run the
 //! events that need none. scripts/vm-kernel fetches the kernels; tests/vm/run boots.
+//! The VM runs the self-contained binary that scripts/build-static makes and the
+//! README ships, with no C library of its own beside it.
 
 mod common;
 
@@ -30,6 +32,24 @@ fn kernel(series: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The self-contained sockwatch, built once (scripts/build-static) for all VM tests.
+fn static_sockwatch() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Command::new(repo().join("scripts/build-static"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "scripts/build-static: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        })
+        .clone()
+}
+
 /// What the scenario printed inside the VM, line endings cleaned of the serial's \r.
 fn boot(series: &str, prelude: &str) -> String {
     require_root();
@@ -40,7 +60,7 @@ fn boot(series: &str, prelude: &str) -> String {
     let out = Command::new(repo().join("tests/vm/run"))
         .arg(kernel(series))
         .arg(&scenario)
-        .arg(SOCKWATCH)
+        .arg(static_sockwatch())
         .args(
             ["echo_server", "echo_client", "nb_connect", "exec_with_sock"]
                 .map(|e| examples.join(e)),

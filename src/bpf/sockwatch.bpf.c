@@ -24,7 +24,9 @@
 #define EALREADY 114
 #define EINPROGRESS 115
 #define ERESTARTSYS 512 /* kernel-internal restart codes are 512..516 */
+/* Table sizes user space may change before load (--max-sockets). */
 #define MAX_SOCKS 65536
+#define MAX_SKIPPED 16384
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_SENDTO 44
@@ -125,6 +127,20 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } owners SEC(".maps");
+
+/*
+ * Sockets a full table turned away, so that each is counted once and none is later
+ * taken for one that was open before tracing began. Losing an old entry only risks that.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_SKIPPED);
+	__type(key, __u64);
+	__type(value, __u8);
+} skipped SEC(".maps");
+
+/* Set once anything was skipped: until then nobody pays for looking. */
+__u32 any_skipped = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -311,9 +327,12 @@ static __always_inline struct pt_regs *user_regs(void)
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* Starts tracking a socket the traced process just created, accepted or connected. */
+/*
+ * Starts tracking a socket the traced process just created, accepted or connected
+ * (`born`), or one it uses that was open before tracing began.
+ */
 static __always_inline struct sock_state *track(const struct sock *sk, const struct proc *p,
-						__u64 connect_ns)
+						__u64 connect_ns, bool born)
 {
 	__u64 key = (__u64)sk;
 	__u8 one = 1;
@@ -327,9 +346,15 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 
 	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
 	if (bpf_map_update_elem(&socks, &key, &st, BPF_ANY)) {
-		bump(CTR_UNTRACKED);
+		/* A new socket replaces any old one at this address; an old one counts once. */
+		if (!bpf_map_update_elem(&skipped, &key, &one, born ? BPF_ANY : BPF_NOEXIST)) {
+			any_skipped = 1;
+			bump(CTR_UNTRACKED);
+		}
 		return NULL;
 	}
+	if (any_skipped)
+		bpf_map_delete_elem(&skipped, &key);
 	bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 	return bpf_map_lookup_elem(&socks, &key);
 }
@@ -354,7 +379,10 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 		}
 		return st;
 	}
-	st = track(sk, p, 0);
+	/* Born while the table was full: its totals would be wrong. */
+	if (any_skipped && bpf_map_lookup_elem(&skipped, &key))
+		return NULL;
+	st = track(sk, p, 0, false);
 	if (st)
 		st->partial = 1;
 	return st;
@@ -706,7 +734,7 @@ int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const in
 		}
 		st = bpf_map_lookup_elem(&socks, &key);
 		if (!st) {
-			track(sk, &p, now);
+			track(sk, &p, now, true);
 			return 0;
 		}
 		st->connect_ns = now;
@@ -826,7 +854,7 @@ static __always_inline int on_accept(long fd)
 	if (!sk || !inet_sock(sk, &kind))
 		return 0;
 	if (wanted(EV_CLOSE)) {
-		track(sk, &p, 0);
+		track(sk, &p, 0, true);
 		/* A listener opened before tracing began is adopted at its first accept. */
 		listener = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
 		if (listener)
@@ -865,7 +893,7 @@ int exit_socket(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	sk = sock_from_file(file_from_fd(ctx->ret));
 	if (sk && inet_sock(sk, &kind))
-		track(sk, &p, 0);
+		track(sk, &p, 0, true);
 	return 0;
 }
 
@@ -894,5 +922,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 		st = adopt(sk, &p);
 	if (st)
 		release(sk, st, p.pid, p.tid, p.comm);
+	else if (any_skipped)
+		bpf_map_delete_elem(&skipped, &key);
 	return 0;
 }

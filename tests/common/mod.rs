@@ -66,7 +66,24 @@ impl Trace {
     }
 
     pub fn start_with<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], stdout: Stdio) -> Trace {
-        let mut child = Command::new(SOCKWATCH)
+        Trace::start_as(&[], args, stdout)
+    }
+
+    /// Starts sockwatch through a wrapper that execs it (`setpriv ... sockwatch ARGS`).
+    pub fn start_as<S: AsRef<OsStr> + std::fmt::Debug>(
+        wrapper: &[&str],
+        args: &[S],
+        stdout: Stdio,
+    ) -> Trace {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(SOCKWATCH);
+                c
+            }
+            None => Command::new(SOCKWATCH),
+        };
+        let mut child = command
             .args(args)
             .stdout(stdout)
             .stderr(Stdio::piped())
@@ -114,6 +131,11 @@ impl Trace {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// stderr up to and including the ready line.
+    pub fn early_stderr(&self) -> &[String] {
+        &self.early_stderr
     }
 
     /// Sends SIGTERM and collects everything printed.
@@ -369,4 +391,24 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A `setpriv` prefix that runs a command as `nobody` with exactly these
+/// capabilities (e.g. "+bpf,+perfmon"), inherited and ambient so they survive exec.
+pub fn as_nobody_with(caps: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]
+    .map(String::from)
+    .to_vec();
+    if caps.is_empty() {
+        v.push("--inh-caps=-all".into());
+    } else {
+        v.push(format!("--inh-caps=-all,{caps}"));
+        v.push(format!("--ambient-caps=-all,{caps}"));
+    }
+    v
 }
