@@ -11,7 +11,9 @@
 //! sends each message from a temporary file with sendfile(2); --vectored (TCP)
 //! uses writev/readv with each message in two halves; --peek (TCP) peeks at each
 //! echo (MSG_PEEK) before reading it. --repeat N goes
-//! through the SIZE list N times (a bounded load).
+//! through the SIZE list N times (a bounded load). --disconnect (connected UDP)
+//! dissolves the association at the end (connect with AF_UNSPEC). --idle-socket
+//! first opens a TCP socket and closes it unused, as resolvers do.
 
 use std::io::{IoSlice, IoSliceMut, Read, Seek, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -34,6 +36,17 @@ fn main() -> ExitCode {
     let sendfile = flag("--sendfile").is_some();
     let vectored = flag("--vectored").is_some();
     let peek = flag("--peek").is_some();
+    if flag("--idle-socket").is_some() {
+        drop(std::net::TcpListener::from(
+            nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet,
+                nix::sys::socket::SockType::Stream,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .expect("socket"),
+        ));
+    }
     let repeat: usize = flag("--repeat").map_or(1, |i| args[i + 1].parse().expect("N"));
     let rest: Vec<&String> = {
         let skip: Vec<usize> = ["--name", "--repeat"]
@@ -49,7 +62,7 @@ fn main() -> ExitCode {
     };
     if rest.len() < 3 {
         eprintln!(
-            "usage: echo_client tcp|udp|udp-unconnected|udp-msg ADDR SIZE... [--name NAME] [--sendfile] [--vectored] [--peek] [--repeat N]"
+            "usage: echo_client tcp|udp|udp-unconnected|udp-msg ADDR SIZE... [--name NAME] [--sendfile] [--vectored] [--peek] [--repeat N] [--disconnect] [--idle-socket]"
         );
         return ExitCode::from(2);
     }
@@ -143,6 +156,17 @@ fn main() -> ExitCode {
                     s.recv_from(&mut back).expect("recvfrom").0
                 };
                 assert_eq!(got, n, "short echo");
+            }
+            if connected && flag("--disconnect").is_some() {
+                let unspec = nix::libc::sockaddr {
+                    sa_family: nix::libc::AF_UNSPEC as nix::libc::sa_family_t,
+                    sa_data: [0; 14],
+                };
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+                let len = std::mem::size_of_val(&unspec) as nix::libc::socklen_t;
+                // SAFETY: a valid sockaddr of the given length, on a socket we own.
+                let rc = unsafe { nix::libc::connect(fd, &unspec, len) };
+                assert_eq!(rc, 0, "disconnect: {}", std::io::Error::last_os_error());
             }
         }
         other => {

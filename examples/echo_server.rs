@@ -9,6 +9,10 @@
 //! named `worker-N`, so the process name differs from its threads' names. With
 //! --fork (TCP) it daemonizes the classic way: it listens, forks, and the parent
 //! exits; the child prints `ready PORT` once the parent is gone, then serves.
+//! With --fork-each (TCP) it serves each connection in a forked child, as socat
+//! and sshd do: the parent closes its copy at once and goes on accepting; the child
+//! exits holding the connection, without closing it. The parent exits once every
+//! child has.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -21,7 +25,7 @@ use nix::sys::socket::{
     SockaddrStorage,
 };
 
-fn serve(mut stream: TcpStream) {
+fn serve(stream: &mut TcpStream) {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match stream.read(&mut buf) {
@@ -67,7 +71,7 @@ fn daemonize() {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: echo_server tcp|udp ADDR COUNT [--threads]");
+        eprintln!("usage: echo_server tcp|udp ADDR COUNT [--threads] [--fork] [--fork-each]");
         return ExitCode::from(2);
     }
     let addr: SocketAddr = args[2].parse().expect("ADDR");
@@ -88,7 +92,8 @@ fn main() -> ExitCode {
                         for i in 0..count {
                             let (stream, _) = listener.accept().expect("accept");
                             let w = thread::Builder::new().name(format!("worker-{i}"));
-                            workers.push(w.spawn(move || serve(stream)).unwrap());
+                            let mut stream = stream;
+                            workers.push(w.spawn(move || serve(&mut stream)).unwrap());
                         }
                         for w in workers {
                             w.join().unwrap();
@@ -99,10 +104,27 @@ fn main() -> ExitCode {
                     .join()
                     .unwrap();
                 drop(listener);
+            } else if args.iter().any(|a| a == "--fork-each") {
+                for _ in 0..count {
+                    let (mut stream, _) = listener.accept().expect("accept");
+                    // SAFETY: single-threaded; the child only serves and exits.
+                    match unsafe { nix::unistd::fork() }.expect("fork") {
+                        nix::unistd::ForkResult::Child => {
+                            serve(&mut stream);
+                            // Exit still holding `stream`: the kernel releases it.
+                            std::process::exit(0);
+                        }
+                        nix::unistd::ForkResult::Parent { .. } => drop(stream),
+                    }
+                }
+                for _ in 0..count {
+                    nix::sys::wait::wait().expect("wait");
+                }
+                drop(listener);
             } else {
                 for _ in 0..count {
-                    let (stream, _) = listener.accept().expect("accept");
-                    serve(stream);
+                    let (mut stream, _) = listener.accept().expect("accept");
+                    serve(&mut stream);
                 }
                 drop(listener);
             }

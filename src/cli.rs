@@ -138,8 +138,10 @@ fn after_help() -> String {
     s
 }
 
-/// One `--events` item: an event name, or `all`.
+/// One `--events` item: an event name, or `all`, in either case (`CONNECT`, as
+/// the output prints it), spaces around it ignored (`connect, send`).
 fn parse_event(s: &str) -> Result<EventSet, String> {
+    let s = s.trim().to_ascii_lowercase();
     if s == "all" {
         return Ok(EventSet::ALL);
     }
@@ -224,6 +226,8 @@ impl EventSet {
 pub struct Config {
     /// Process names as the kernel stores them: at most 15 bytes.
     pub names: Vec<Vec<u8>>,
+    /// Each name as given, before truncation (for hints about paths).
+    pub names_given: Vec<Vec<u8>>,
     pub pids: Vec<u32>,
     pub events: EventSet,
     pub json: bool,
@@ -255,25 +259,26 @@ impl Config {
             bail!("at most {MAX_PIDS} --pid values can be traced at once");
         }
         let mut notes = Vec::new();
-        let mut names = Vec::new();
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut names_given = Vec::new();
         for name in &args.names {
             let bytes = name.as_bytes();
             if bytes.is_empty() {
                 bail!("a process name cannot be empty");
             }
-            if bytes.len() > COMM_LEN {
-                let short = &bytes[..COMM_LEN];
+            let short = &bytes[..bytes.len().min(COMM_LEN)];
+            if short.len() < bytes.len() {
                 notes.push(format!(
                     "note: process names are 15 bytes in the kernel: matching \"{}\" as \"{}\"",
                     escape(bytes),
                     escape(short)
                 ));
+            }
+            if !names.iter().any(|n| n == short) {
                 names.push(short.to_vec());
-            } else {
-                names.push(bytes.to_vec());
+                names_given.push(bytes.to_vec());
             }
         }
-        names.dedup();
         let buffer_size =
             ring_buffer_size(args.buffer_size.unwrap_or(DEFAULT_BUFFER_SIZE), page_size());
         if args.buffer_size.is_some_and(|asked| asked != buffer_size) {
@@ -284,6 +289,7 @@ impl Config {
         }
         Ok(Config {
             names,
+            names_given,
             pids,
             events: EventSet::union(&args.events),
             json: args.json,
@@ -336,6 +342,8 @@ mod tests {
         assert!(!c.events.contains(Kind::Send));
         let c = config(&["-e", "send", "-e", "all", "x"]).unwrap();
         assert_eq!(c.events, EventSet::ALL);
+        let c = config(&["-e", "CONNECT, Send,close ", "x"]).unwrap();
+        assert_eq!(c.events.names(), vec!["connect", "send", "close"]);
     }
 
     #[test]

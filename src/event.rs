@@ -14,6 +14,7 @@ const IPPROTO_UDP: u8 = 17;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    Fork,
     Exec,
     Exit,
     Listen,
@@ -25,7 +26,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
+        Kind::Fork,
         Kind::Exec,
         Kind::Exit,
         Kind::Listen,
@@ -39,6 +41,7 @@ impl Kind {
     /// The kernel's number for this kind (`enum event_kind`).
     pub const fn raw(self) -> u32 {
         match self {
+            Kind::Fork => event_kind::EV_FORK.0,
             Kind::Exec => event_kind::EV_EXEC.0,
             Kind::Exit => event_kind::EV_EXIT.0,
             Kind::Listen => event_kind::EV_LISTEN.0,
@@ -61,6 +64,7 @@ impl Kind {
     /// Lower-case name, as `--events` and JSON spell it.
     pub fn name(self) -> &'static str {
         match self {
+            Kind::Fork => "fork",
             Kind::Exec => "exec",
             Kind::Exit => "exit",
             Kind::Listen => "listen",
@@ -131,12 +135,18 @@ impl ExitStatus {
 /// The part of an event that depends on its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detail {
+    /// A traced process was born by fork, from `ppid`.
+    Fork {
+        ppid: u32,
+    },
     Exec {
         filename: Vec<u8>,
+        ppid: u32,
     },
     Exit(ExitStatus),
+    /// A TCP listen (with its backlog), or a UDP bind to a named port (none).
     Listen {
-        backlog: u32,
+        backlog: Option<u32>,
     },
     Connect {
         result: ConnectResult,
@@ -174,6 +184,7 @@ pub struct Event {
 impl Event {
     pub fn kind(&self) -> Kind {
         match self.detail {
+            Detail::Fork { .. } => Kind::Fork,
             Detail::Exec { .. } => Kind::Exec,
             Detail::Exit(_) => Kind::Exit,
             Detail::Listen { .. } => Kind::Listen,
@@ -199,19 +210,25 @@ pub struct Clock {
     pub offset_ns: i64,
 }
 
+fn clock_ns(clock: nix::time::ClockId) -> Result<i64> {
+    let t = nix::time::clock_gettime(clock)?;
+    Ok(t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+}
+
 impl Clock {
     pub fn now() -> Result<Clock> {
-        use nix::time::{clock_gettime, ClockId};
-        let ns = |c| -> Result<i64> {
-            let t = clock_gettime(c)?;
-            Ok(t.tv_sec() * 1_000_000_000 + t.tv_nsec())
-        };
-        let boot = ns(ClockId::CLOCK_BOOTTIME)?;
-        let real = ns(ClockId::CLOCK_REALTIME)?;
+        use nix::time::ClockId;
+        let boot = clock_ns(ClockId::CLOCK_BOOTTIME)?;
+        let real = clock_ns(ClockId::CLOCK_REALTIME)?;
         Ok(Clock {
             offset_ns: real - boot,
         })
     }
+}
+
+/// CLOCK_BOOTTIME now, the kernel's clock for event stamps.
+pub fn boot_now_ns() -> Result<u64> {
+    Ok(clock_ns(nix::time::ClockId::CLOCK_BOOTTIME)? as u64)
 }
 
 fn until_nul(bytes: &[u8]) -> Vec<u8> {
@@ -275,11 +292,15 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             let name: Vec<u8> = x.filename.iter().map(|&c| c as u8).collect();
             Detail::Exec {
                 filename: until_nul(&name),
+                ppid: e.value as u32,
             }
         }
+        Kind::Fork => Detail::Fork {
+            ppid: e.value as u32,
+        },
         Kind::Exit => Detail::Exit(ExitStatus::from_wait_status(e.value)),
         Kind::Listen => Detail::Listen {
-            backlog: e.value as u32,
+            backlog: (e.protocol == IPPROTO_TCP).then_some(e.value as u32),
         },
         Kind::Connect => Detail::Connect {
             result: if flag(event_flag::EF_ABORTED) {
@@ -440,6 +461,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn fork_and_udp_listen() {
+        let mut e = raw(event_kind::EV_FORK);
+        e.value = 4000;
+        assert_eq!(
+            decode(&bytes(&e), CLOCK).unwrap().detail,
+            Detail::Fork { ppid: 4000 }
+        );
+        let mut e = raw(event_kind::EV_LISTEN);
+        e.family = AF_INET;
+        e.value = 128;
+        e.protocol = IPPROTO_TCP;
+        let tcp = decode(&bytes(&e), CLOCK).unwrap();
+        assert_eq!(tcp.detail, Detail::Listen { backlog: Some(128) });
+        e.protocol = IPPROTO_UDP;
+        e.value = 0;
+        let udp = decode(&bytes(&e), CLOCK).unwrap();
+        assert_eq!(udp.detail, Detail::Listen { backlog: None });
+    }
+
+    #[test]
     fn exec_carries_the_filename() {
         let mut x = exec_event {
             base: raw(event_kind::EV_EXEC),
@@ -448,11 +489,13 @@ pub(crate) mod tests {
         for (d, s) in x.filename.iter_mut().zip(b"/usr/bin/curl") {
             *d = *s as i8;
         }
+        x.base.value = 77;
         let ev = decode(&bytes(&x), CLOCK).unwrap();
         assert_eq!(
             ev.detail,
             Detail::Exec {
-                filename: b"/usr/bin/curl".to_vec()
+                filename: b"/usr/bin/curl".to_vec(),
+                ppid: 77
             }
         );
         assert_eq!(ev.socket, None);

@@ -86,6 +86,15 @@ fn process_field(name: &[u8]) -> String {
     }
 }
 
+/// A count with its noun: "1 event", "2 events".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A duration, truncated to three decimals of the largest fitting unit.
 pub fn duration(ns: u64) -> String {
     match ns {
@@ -128,14 +137,16 @@ fn addr(a: Option<SocketAddr>) -> String {
 
 fn details(ev: &Event) -> String {
     match &ev.detail {
-        Detail::Exec { filename } => format!("path={}", escape(filename)),
+        Detail::Fork { ppid } => format!("ppid={ppid}"),
+        Detail::Exec { filename, ppid } => format!("path={} ppid={ppid}", escape(filename)),
         Detail::Exit(ExitStatus::Code(code)) => format!("exit_code={code}"),
         Detail::Exit(ExitStatus::Signal { signal, core }) => format!(
             "signal={}{}",
             signal_name(*signal),
             if *core { " core_dumped" } else { "" }
         ),
-        Detail::Listen { backlog } => format!("backlog={backlog}"),
+        Detail::Listen { backlog: Some(b) } => format!("backlog={b}"),
+        Detail::Listen { backlog: None } => String::new(),
         Detail::Connect { result, latency_ns } => format!(
             "result={} latency={}",
             connect_result(*result),
@@ -197,6 +208,8 @@ struct JsonEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     backlog: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ppid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ns: Option<u64>,
@@ -245,6 +258,7 @@ impl JsonEvent {
             signal: None,
             core_dumped: None,
             backlog: None,
+            ppid: None,
             result: None,
             latency_ns: None,
             bytes: None,
@@ -255,13 +269,17 @@ impl JsonEvent {
             partial: None,
         };
         match &ev.detail {
-            Detail::Exec { filename } => j.path = Some(String::from_utf8_lossy(filename).into()),
+            Detail::Fork { ppid } => j.ppid = Some(*ppid),
+            Detail::Exec { filename, ppid } => {
+                j.path = Some(String::from_utf8_lossy(filename).into());
+                j.ppid = Some(*ppid);
+            }
             Detail::Exit(ExitStatus::Code(code)) => j.exit_code = Some(*code),
             Detail::Exit(ExitStatus::Signal { signal, core }) => {
                 j.signal = Some(signal_name(*signal));
                 j.core_dumped = Some(*core);
             }
-            Detail::Listen { backlog } => j.backlog = Some(*backlog),
+            Detail::Listen { backlog } => j.backlog = *backlog,
             Detail::Connect { result, latency_ns } => {
                 j.result = Some(connect_result(*result));
                 j.latency_ns = Some(*latency_ns);
@@ -371,7 +389,7 @@ mod tests {
             "09:30:05.123456    4242 echo-server     SEND    tcp   127.0.0.1:7000        127.0.0.1:51234       bytes=5\n"
         );
         assert_eq!(
-            text(&ev(b"srv", tcp("[::1]:7000", None), Detail::Listen { backlog: 128 })),
+            text(&ev(b"srv", tcp("[::1]:7000", None), Detail::Listen { backlog: Some(128) })),
             "09:30:05.123456    4242 srv             LISTEN  tcp   [::1]:7000            *                     backlog=128\n"
         );
         assert_eq!(
@@ -390,10 +408,24 @@ mod tests {
                 b"curl",
                 None,
                 Detail::Exec {
-                    filename: b"/usr/bin/curl".to_vec()
+                    filename: b"/usr/bin/curl".to_vec(),
+                    ppid: 4000
                 }
             )),
-            "09:30:05.123456    4242 curl            EXEC    -     -                     -                     path=/usr/bin/curl\n"
+            "09:30:05.123456    4242 curl            EXEC    -     -                     -                     path=/usr/bin/curl ppid=4000\n"
+        );
+        assert_eq!(
+            text(&ev(b"nginx", None, Detail::Fork { ppid: 4000 })),
+            "09:30:05.123456    4242 nginx           FORK    -     -                     -                     ppid=4000\n"
+        );
+        let udp = Some(Socket {
+            protocol: Protocol::Udp,
+            local: "0.0.0.0:53".parse().unwrap(),
+            remote: None,
+        });
+        assert_eq!(
+            text(&ev(b"dnsmasq", udp, Detail::Listen { backlog: None })),
+            "09:30:05.123456    4242 dnsmasq         LISTEN  udp   0.0.0.0:53            *\n"
         );
         assert_eq!(
             text(&ev(
@@ -484,7 +516,7 @@ mod tests {
         let out = json(&ev(
             b"srv",
             tcp("0.0.0.0:7000", None),
-            Detail::Listen { backlog: 5 },
+            Detail::Listen { backlog: Some(5) },
         ));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["remote_addr"], serde_json::Value::Null);
@@ -493,6 +525,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["exit_code"], 0);
         assert!(v.get("protocol").is_none());
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(0, "event"), "0 events");
+        assert_eq!(count(1, "event"), "1 event");
+        assert_eq!(count(2, "socket"), "2 sockets");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod event;
 mod format;
 mod generate;
 mod probes;
+mod procs;
 #[cfg(test)]
 mod properties;
 mod system;
@@ -68,17 +69,20 @@ fn run() -> Result<ExitCode> {
             Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
         };
     }
-    let cfg = match Config::from_args(args) {
+    let mut cfg = match Config::from_args(args) {
         Ok(cfg) => cfg,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    if let Some(pid) = system::missing_pid(&cfg.pids) {
-        note!("sockwatch: error: no process has pid {pid}");
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
+    cfg.pids = match procs::resolve_pids(&cfg.pids, &mut cfg.notes) {
+        Ok(pids) => pids,
+        Err(e) => {
+            note!("sockwatch: error: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
     for note in &cfg.notes {
         note!("sockwatch: {note}");
     }
@@ -99,7 +103,10 @@ fn run() -> Result<ExitCode> {
         offset: *Local::now().offset(),
     };
     let mut object = MaybeUninit::uninit();
-    let mut tracer = probes::start(&cfg, &mut object)?;
+    let mut tracer = probes::start(&cfg, event::boot_now_ns()?, &mut object)?;
+    for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
+        note!("sockwatch: {hint}");
+    }
     note!("sockwatch: tracing {}", describe(&cfg));
 
     let summary = tracer::run(&cfg, &mut tracer, style, clock)?;
@@ -107,15 +114,16 @@ fn run() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut line = format!(
-        "sockwatch: {} events printed, {} lost",
-        summary.printed, summary.lost
+        "sockwatch: {} printed, {} lost",
+        format::count(summary.printed, "event"),
+        summary.lost
     );
     if summary.untracked > 0 {
-        line += &format!(", {} sockets untracked", summary.untracked);
+        line += &format!(", {} untracked", format::count(summary.untracked, "socket"));
     }
     if summary.outcome == Outcome::TimedOut {
-        let want = cfg.count.unwrap_or_default();
-        note!("{line}; timed out before {want} events");
+        let want = format::count(cfg.count.unwrap_or_default(), "event");
+        note!("{line}; timed out before {want}");
         return Ok(ExitCode::from(EXIT_TIMEOUT));
     }
     note!("{line}");

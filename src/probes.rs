@@ -39,6 +39,11 @@ pub const PROBES: &[Probe] = &[
         serves: &[Kind::Exec, Kind::Close, Kind::Connect],
     },
     Probe {
+        program: "process_fork",
+        tracepoint: "sched/sched_process_fork",
+        serves: &[Kind::Fork, Kind::Close, Kind::Connect],
+    },
+    Probe {
         program: "process_exit",
         tracepoint: "sched/sched_process_exit",
         serves: &[Kind::Exit, Kind::Close, Kind::Connect],
@@ -61,6 +66,11 @@ pub const PROBES: &[Probe] = &[
     Probe {
         program: "exit_listen",
         tracepoint: "syscalls/sys_exit_listen",
+        serves: &[Kind::Listen],
+    },
+    Probe {
+        program: "exit_bind",
+        tracepoint: "syscalls/sys_exit_bind",
         serves: &[Kind::Listen],
     },
     Probe {
@@ -168,6 +178,7 @@ fn name_words(name: &[u8]) -> [u64; 2] {
 /// Opens the object, sets the read-only filters, loads the needed programs and attaches them.
 pub fn start<'obj>(
     cfg: &Config,
+    start_ns: u64,
     object: &'obj mut MaybeUninit<OpenObject>,
 ) -> Result<Tracer<'obj>> {
     let mut open = SockwatchSkelBuilder::default()
@@ -187,6 +198,7 @@ pub fn start<'obj>(
     rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
     rodata.n_pids = cfg.pids.len() as u32;
     rodata.selected = cfg.events.0;
+    rodata.start_ns = start_ns;
 
     // Sizes the operator chose; the kernel allocates them at load.
     let maps = &mut open.maps;

@@ -101,13 +101,6 @@ fn mount_tracefs() -> Result<()> {
     .with_context(|| format!("tracefs is not mounted and mounting it on {TRACEFS} failed"))
 }
 
-/// The first of these pids that names no running process.
-pub fn missing_pid(pids: &[u32]) -> Option<u32> {
-    pids.iter()
-        .copied()
-        .find(|pid| !Path::new("/proc").join(pid.to_string()).exists())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 use crate::cli::Config;
 use crate::event::{decode, Clock};
-use crate::format::{write_event, write_header, Style};
+use crate::format::{count, write_event, write_header, Style};
 use crate::probes::{types::counter, Tracer};
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
@@ -143,16 +143,16 @@ impl LossReport {
         let lost = tracer.counter(counter::CTR_LOST)?;
         if lost > self.lost {
             note!(
-                "sockwatch: {} events lost (the event buffer was full); {lost} in all",
-                lost - self.lost
+                "sockwatch: {} lost (the event buffer was full); {lost} in all",
+                count(lost - self.lost, "event")
             );
             self.lost = lost;
         }
         let untracked = tracer.counter(counter::CTR_UNTRACKED)?;
         if untracked > self.untracked {
             note!(
-                "sockwatch: {} sockets untracked (the socket table was full): their CLOSE lines will be missing",
-                untracked - self.untracked
+                "sockwatch: {} untracked (the socket table was full): their CLOSE lines will be missing",
+                count(untracked - self.untracked, "socket")
             );
             self.untracked = untracked;
         }

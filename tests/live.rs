@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 fn exec_line(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
-    format!("{name} EXEC - - - path={}", dir.join(name).display())
+    format!("{name} EXEC - - - path={} ppid=*", dir.join(name).display())
 }
 
 fn exit_line(name: &str) -> String {
@@ -524,7 +524,7 @@ fn count_ends_a_smoke_check_with_success() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].event, "ACCEPT");
     assert!(
-        out.stderr.contains("1 events printed, 0 lost"),
+        out.stderr.contains("sockwatch: 1 event printed, 0 lost"),
         "{}",
         out.stderr
     );
@@ -538,7 +538,8 @@ fn timeout_without_the_count_exits_3() {
     let out = trace.wait(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
     assert!(
-        out.stderr.contains("timed out before 1 events"),
+        out.stderr
+            .ends_with("sockwatch: 0 events printed, 0 lost; timed out before 1 event"),
         "{}",
         out.stderr
     );
@@ -866,10 +867,14 @@ fn a_daemons_listener_belongs_to_the_child_after_the_parent_exits() {
         .find(|l| l.pid != parent_pid)
         .expect("child lines")
         .pid;
+    // The child's first line links it to its parent.
+    let fork = lines.iter().find(|l| l.pid == child).unwrap();
+    assert_eq!(fork.details, format!("ppid={parent_pid}"));
     assert_lines(
         &lines,
         child,
         &[
+            format!("{srv} FORK - - - ppid=*"),
             format!("{srv} ACCEPT tcp {addr} {local}"),
             format!("{srv} RECV tcp {addr} {local} bytes=3"),
             format!("{srv} SEND tcp {addr} {local} bytes=3"),
@@ -907,12 +912,12 @@ fn exec_releases_close_on_exec_sockets() {
     assert_eq!(
         keys,
         [
-            format!("{name} EXEC - - - path={path}"),
+            format!("{name} EXEC - - - path={path} ppid=*"),
             format!("{name} CONNECT tcp {local} {peer} result=ok latency=*"),
             format!("{name} SEND tcp {local} {peer} bytes=9"),
             format!("{name} RECV tcp {local} {peer} bytes=9"),
             format!("{name} CLOSE tcp {local} {peer} sent=9 received=9 lifetime=*"),
-            format!("{name} EXEC - - - path={path}"),
+            format!("{name} EXEC - - - path={path} ppid=*"),
             exit_line(&name),
         ]
     );

@@ -40,7 +40,7 @@ fn a_non_root_user_with_the_documented_capabilities_traces() {
         &lines,
         pid,
         &[
-            format!("{srv} EXEC - - - path={}", dir.join(&srv).display()),
+            format!("{srv} EXEC - - - path={} ppid=*", dir.join(&srv).display()),
             format!("{srv} LISTEN tcp {listen} * backlog=64"),
             format!("{srv} ACCEPT tcp {listen} {client}"),
             format!("{srv} RECV tcp {listen} {client} bytes=5"),

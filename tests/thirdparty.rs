@@ -56,7 +56,7 @@ fn redis_cli_and_redis_server() {
         &lines,
         clients[0].pid,
         &[
-            "redis-cli EXEC - - - path=/usr/bin/redis-cli".into(),
+            "redis-cli EXEC - - - path=/usr/bin/redis-cli ppid=*".into(),
             format!("redis-cli CONNECT tcp {set} {srv} result=ok latency=*"),
             format!("redis-cli SEND tcp {set} {srv} bytes=39"),
             format!("redis-cli RECV tcp {set} {srv} bytes=5"),
@@ -68,7 +68,7 @@ fn redis_cli_and_redis_server() {
         &lines,
         clients[1].pid,
         &[
-            "redis-cli EXEC - - - path=/usr/bin/redis-cli".into(),
+            "redis-cli EXEC - - - path=/usr/bin/redis-cli ppid=*".into(),
             format!("redis-cli CONNECT tcp {get} {srv} result=ok latency=*"),
             format!("redis-cli SEND tcp {get} {srv} bytes=28"),
             format!("redis-cli RECV tcp {get} {srv} bytes=11"),
@@ -81,7 +81,7 @@ fn redis_cli_and_redis_server() {
         &lines,
         server.id(),
         &[
-            r(format!("EXEC - - - path={}", server_bin.display())),
+            r(format!("EXEC - - - path={} ppid=*", server_bin.display())),
             r(format!("LISTEN tcp {srv} * backlog=511")),
             r(format!("ACCEPT tcp {srv} {set}")),
             r(format!("RECV tcp {srv} {set} bytes=39")),
@@ -172,7 +172,7 @@ fn curl_against_python_http_server() {
     let (local, srv) = (&connect.local, format!("127.0.0.1:{port}"));
     assert_eq!(
         keys.first().unwrap(),
-        &format!("curl EXEC - - - path={}", curl.display())
+        &format!("curl EXEC - - - path={} ppid=*", curl.display())
     );
     assert_eq!(
         keys[1],

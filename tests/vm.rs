@@ -112,7 +112,7 @@ fn tracepoint_path_on_debian_6_12() {
     let keys: Vec<String> = lines.iter().map(Line::key).collect();
 
     let expected_tcp_server = [
-        "echo_server EXEC - - - path=./echo_server".to_string(),
+        "echo_server EXEC - - - path=./echo_server ppid=*".to_string(),
         format!("echo_server LISTEN tcp {srv} * backlog=64"),
         format!("echo_server ACCEPT tcp {srv} {tcp_client}"),
         format!("echo_server RECV tcp {srv} {tcp_client} bytes=5"),
@@ -130,7 +130,7 @@ fn tracepoint_path_on_debian_6_12() {
         &lines,
         client,
         &[
-            "echo_client EXEC - - - path=./echo_client".to_string(),
+            "echo_client EXEC - - - path=./echo_client ppid=*".to_string(),
             format!("echo_client CONNECT tcp {tcp_client} {srv} result=ok latency=*"),
             format!("echo_client SEND tcp {tcp_client} {srv} bytes=5"),
             format!("echo_client RECV tcp {tcp_client} {srv} bytes=5"),
@@ -172,7 +172,7 @@ fn tracepoint_path_on_debian_6_12() {
         [
             format!("exec_with_sock RECV tcp {exec_local} {esrv} bytes=4"),
             format!("exec_with_sock CLOSE tcp {exec_local} {esrv} sent=4 received=4 lifetime=*"),
-            "exec_with_sock EXEC - - - path=/w/exec_with_sock".to_string(),
+            "exec_with_sock EXEC - - - path=/w/exec_with_sock ppid=*".to_string(),
             "exec_with_sock EXIT - - - exit_code=0".to_string(),
         ],
         "{exec_keys:#?}"
@@ -213,9 +213,9 @@ SOCKWATCH_ARGS="--events exec,exit,listen,connect,accept""#,
     assert_eq!(
         keys[..5],
         [
-            "echo_server EXEC - - - path=./echo_server".to_string(),
+            "echo_server EXEC - - - path=./echo_server ppid=*".to_string(),
             format!("echo_server LISTEN tcp {srv} * backlog=64"),
-            "echo_client EXEC - - - path=./echo_client".to_string(),
+            "echo_client EXEC - - - path=./echo_client ppid=*".to_string(),
             format!("echo_client CONNECT tcp {tcp_client} {srv} result=ok latency=*"),
             format!("echo_server ACCEPT tcp {srv} {tcp_client}"),
         ],

@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 #include "sockwatch.h"
 
+#define AF_UNSPEC 0
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 0x2
@@ -51,6 +52,8 @@ const volatile __u32 pids[MAX_PIDS] = {};
 const volatile __u32 n_pids = 0;
 /* Bit (1 << enum event_kind) set for each event kind to report. */
 const volatile __u32 selected = 0;
+/* CLOCK_BOOTTIME when tracing began: sockets open before then count from it. */
+const volatile __u64 start_ns = 0;
 
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};
@@ -77,9 +80,12 @@ struct sock_state {
 	__u64 socket;
 	__u32 pid;
 	__u32 tid;
+	/* The descriptor it was born on, which forked children share; -1 when unknown. */
+	__s32 fd;
 	char comm[TASK_COMM_LEN];
 	struct ends ends;
 	__u8 partial;
+	__u8 connected; /* a connect was tried, even one that failed before any handshake */
 };
 
 /* A connect() in progress in one thread. */
@@ -332,7 +338,7 @@ static __always_inline struct pt_regs *user_regs(void)
  * (`born`), or one it uses that was open before tracing began.
  */
 static __always_inline struct sock_state *track(const struct sock *sk, const struct proc *p,
-						__u64 connect_ns, bool born)
+						__u64 connect_ns, bool born, long fd)
 {
 	__u64 key = (__u64)sk;
 	__u8 one = 1;
@@ -342,6 +348,8 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 		.socket = (__u64)BPF_CORE_READ(sk, sk_socket),
 		.pid = p->pid,
 		.tid = p->tid,
+		.fd = fd,
+		.connected = connect_ns != 0,
 	};
 
 	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
@@ -382,9 +390,11 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 	/* Born while the table was full: its totals would be wrong. */
 	if (any_skipped && bpf_map_lookup_elem(&skipped, &key))
 		return NULL;
-	st = track(sk, p, 0, false);
-	if (st)
+	st = track(sk, p, 0, false, -1);
+	if (st) {
 		st->partial = 1;
+		st->born_ns = start_ns;
+	}
 	return st;
 }
 
@@ -464,19 +474,21 @@ static __always_inline void release(const struct sock *sk, struct sock_state *st
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_boot_ns();
-	struct event *e;
+	struct event e;
 
 	if (st->connect_ns && wanted(EV_CONNECT))
 		emit_connect(sk, st, 0, EF_ABORTED, now - st->connect_ns, 0);
 	if (wanted(EV_CLOSE)) {
-		e = reserve(EV_CLOSE, pid, tid, comm);
-		if (e) {
-			fill_closed_sock(e, sk, st);
-			e->sent = st->sent;
-			e->received = st->received;
-			e->duration_ns = now - st->born_ns;
-			e->flags = st->partial ? EF_PARTIAL : 0;
-			bpf_ringbuf_submit(e, 0);
+		fill_proc(&e, EV_CLOSE, pid, tid, comm);
+		fill_closed_sock(&e, sk, st);
+		/* Never bound, connected or listened on, and no bytes: nothing to report. */
+		if (e.lport || e.rport || st->sent || st->received || st->connected) {
+			e.sent = st->sent;
+			e.received = st->received;
+			e.duration_ns = now - st->born_ns;
+			e.flags = st->partial ? EF_PARTIAL : 0;
+			if (bpf_ringbuf_output(&events, &e, sizeof(e), 0))
+				bump(CTR_LOST);
 		}
 	}
 	bpf_map_delete_elem(&socks, &key);
@@ -621,17 +633,24 @@ struct owner_ctx {
 /*
  * A process's sockets at its exec or exit. Those released behind our hooks (close on
  * exec, dup2, close_range) are reported now. At exit, the rest close with it, except
- * those another process still holds (a daemon's child), which wait for their next user.
+ * those another process still holds (a daemon's child, a server's forked handler),
+ * which wait for their next user or the exit of the last process holding them. A
+ * forked child holds its parent's sockets under the same descriptor numbers.
  */
 static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
 			  struct owner_ctx *ctx)
 {
 	const struct sock *sk = (const struct sock *)*key;
-	struct socket *socket = BPF_CORE_READ(sk, sk_socket);
+	struct socket *socket;
 	struct file *file;
+	bool mine = st->pid == ctx->p.pid;
 	long refs = 0;
 
-	if (st->pid != ctx->p.pid)
+	if (!mine && !ctx->exiting)
+		return 0;
+	socket = BPF_CORE_READ(sk, sk_socket);
+	file = BPF_CORE_READ(socket, file);
+	if (!mine && (!file || st->fd < 0 || file_from_fd(st->fd) != file))
 		return 0;
 	if (socket && (__u64)socket != st->socket) {
 		/* The memory now holds another socket: this one's release was missed. */
@@ -639,7 +658,6 @@ static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st
 		bump(CTR_UNTRACKED);
 		return 0;
 	}
-	file = BPF_CORE_READ(socket, file);
 	if (file)
 		refs = file_refs(file);
 	/*
@@ -650,7 +668,8 @@ static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st
 		if (!ctx->exiting)
 			return 0;
 		if (refs > 1) {
-			st->pid = 0;
+			if (mine)
+				st->pid = 0;
 			return 0;
 		}
 	}
@@ -686,6 +705,7 @@ int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux
 		return 0;
 	}
 	fill_proc(&e->base, EV_EXEC, owner.p.pid, owner.p.tid, owner.p.comm);
+	e->base.value = BPF_CORE_READ(task, real_parent, tgid);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -713,6 +733,35 @@ int BPF_PROG(process_exit, struct task_struct *task)
 	return 0;
 }
 
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	struct proc c = {};
+	struct event *e;
+	__u8 one = 1;
+
+	/* A new thread shares its process's descriptors and name: only new processes count. */
+	c.pid = BPF_CORE_READ(child, tgid);
+	c.tid = BPF_CORE_READ(child, pid);
+	if (c.pid != c.tid)
+		return 0;
+	/* The child holds the parent's sockets: its exit may be the last release of some. */
+	if (tracking() && bpf_map_lookup_elem(&owners, &ppid))
+		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);
+	if (!wanted(EV_FORK))
+		return 0;
+	BPF_CORE_READ_INTO(&c.comm, child, comm);
+	if (!proc_matches(&c))
+		return 0;
+	e = reserve(EV_FORK, c.pid, c.tid, c.comm);
+	if (!e)
+		return 0;
+	e->value = ppid;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -734,10 +783,11 @@ int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const in
 		}
 		st = bpf_map_lookup_elem(&socks, &key);
 		if (!st) {
-			track(sk, &p, now, true);
+			track(sk, &p, now, true, -1);
 			return 0;
 		}
 		st->connect_ns = now;
+		st->connected = 1;
 		st->pid = p.pid;
 		st->tid = p.tid;
 		__builtin_memcpy(st->comm, p.comm, TASK_COMM_LEN);
@@ -788,8 +838,9 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct connect_call *call = bpf_map_lookup_elem(&connects, &tid);
 	struct pt_regs *regs = user_regs();
-	struct sock_state owner = {};
-	__u64 start_ns, now;
+	struct sock_state owner = {}, *st;
+	__u64 start_ns, now, uaddr, key;
+	__u16 family = 0;
 	struct sock *sk;
 	struct proc p;
 	struct sock_kind kind;
@@ -806,6 +857,15 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
 	if (!sk || !inet_sock(sk, &kind))
 		return 0;
+	/* connect() with AF_UNSPEC dissolves a UDP association: no connect at all. */
+	uaddr = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	bpf_probe_read_user(&family, sizeof(family), (void *)uaddr);
+	if (family == AF_UNSPEC)
+		return 0;
+	key = (__u64)sk;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (st)
+		st->connected = 1;
 	/* A TCP handshake reports through inet_sock_set_state; here only what never started one. */
 	if (kind.protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
 		return 0;
@@ -813,8 +873,11 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	owner.pid = p.pid;
 	owner.tid = p.tid;
 	__builtin_memcpy(owner.comm, p.comm, TASK_COMM_LEN);
-	/* The peer as the process named it: the socket's own fields may not be set yet. */
-	emit_connect(sk, &owner, ret, 0, now - start_ns, PT_REGS_PARM2_CORE_SYSCALL(regs));
+	/*
+	 * A connected socket names its ends as the kernel resolved them (a wildcard peer
+	 * is loopback); a failed one may have none yet: then the peer as the process named it.
+	 */
+	emit_connect(sk, &owner, ret, 0, now - start_ns, ret ? uaddr : 0);
 	return 0;
 }
 
@@ -841,6 +904,35 @@ int exit_listen(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* A UDP socket bound to a port it named is a UDP server starting: its LISTEN. */
+SEC("tracepoint/syscalls/sys_exit_bind")
+int exit_bind(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+	struct sockaddr_in sa = {};
+	struct event *e;
+	struct sock *sk;
+	struct proc p;
+	struct sock_kind kind;
+
+	if (ctx->ret != 0 || !current_proc(&p))
+		return 0;
+	regs = user_regs();
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
+	if (!sk || !inet_sock(sk, &kind) || kind.protocol != IPPROTO_UDP)
+		return 0;
+	/* Port 0 asks for an ephemeral port, as clients do: not a server. */
+	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)PT_REGS_PARM2_CORE_SYSCALL(regs)) ||
+	    !sa.sin_port)
+		return 0;
+	e = reserve(EV_LISTEN, p.pid, p.tid, p.comm);
+	if (!e)
+		return 0;
+	fill_ends(e, sk, &kind);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 static __always_inline int on_accept(long fd)
 {
 	struct sock *sk, *listener;
@@ -854,7 +946,7 @@ static __always_inline int on_accept(long fd)
 	if (!sk || !inet_sock(sk, &kind))
 		return 0;
 	if (wanted(EV_CLOSE)) {
-		track(sk, &p, 0, true);
+		track(sk, &p, 0, true, fd);
 		/* A listener opened before tracing began is adopted at its first accept. */
 		listener = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
 		if (listener)
@@ -893,7 +985,7 @@ int exit_socket(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	sk = sock_from_file(file_from_fd(ctx->ret));
 	if (sk && inet_sock(sk, &kind))
-		track(sk, &p, 0, true);
+		track(sk, &p, 0, true, ctx->ret);
 	return 0;
 }
 
@@ -913,11 +1005,19 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	sk = sock_from_file(file);
 	if (!sk)
 		return 0;
-	/* Another descriptor (dup, fork) still holds the socket: this close releases nothing. */
-	if (file_refs(file) > 1 || !inet_sock(sk, &kind))
+	if (!inet_sock(sk, &kind))
 		return 0;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
+	/*
+	 * Another descriptor (dup, fork) still holds the socket: this close releases
+	 * nothing, and the process that closed it need not be the one that closes it last.
+	 */
+	if (file_refs(file) > 1) {
+		if (st && st->pid == p.pid)
+			st->pid = 0;
+		return 0;
+	}
 	if (!st && wanted(EV_CLOSE))
 		st = adopt(sk, &p);
 	if (st)

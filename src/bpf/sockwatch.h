@@ -17,6 +17,7 @@ enum event_kind {
 	EV_SEND = 6,
 	EV_RECV = 7,
 	EV_CLOSE = 8,
+	EV_FORK = 9,
 };
 
 enum event_flag {
@@ -41,7 +42,8 @@ enum counter {
  */
 struct event {
 	__u64 ts_ns;       /* CLOCK_BOOTTIME */
-	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status */
+	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status,
+			      EXEC/FORK parent pid */
 	__u64 duration_ns; /* CONNECT latency, CLOSE lifetime */
 	__u64 sent;        /* CLOSE: bytes sent over the socket's life */
 	__u64 received;    /* CLOSE: bytes received */

@@ -273,7 +273,8 @@ pub struct Line {
 }
 
 impl Line {
-    /// The line without time and pid, with durations checked and replaced by `*`.
+    /// The line without time and pid, with durations and parent pids checked and
+    /// replaced by `*`.
     pub fn key(&self) -> String {
         let details: Vec<String> = self
             .details
@@ -283,6 +284,10 @@ impl Line {
                 Some((k @ ("latency" | "lifetime"), v)) => {
                     assert!(is_duration(v), "bad duration {v:?} in {self:?}");
                     format!("{k}=*")
+                }
+                Some(("ppid", v)) => {
+                    assert!(v.parse::<u32>().is_ok(), "bad ppid {v:?} in {self:?}");
+                    "ppid=*".to_string()
                 }
                 _ => d.to_string(),
             })
@@ -297,6 +302,26 @@ impl Line {
         }
         key
     }
+}
+
+/// A printed duration (`1.500s`, `81.234us`) in nanoseconds, to the precision printed.
+pub fn duration_ns(v: &str) -> u64 {
+    assert!(is_duration(v), "not a duration: {v:?}");
+    let unit = v.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        _ => 1e9,
+    };
+    (v[..v.len() - unit.len()].parse::<f64>().unwrap() * scale) as u64
+}
+
+/// The value of `key=` in a line's details.
+pub fn detail<'a>(line: &'a Line, key: &str) -> Option<&'a str> {
+    line.details
+        .split(' ')
+        .find_map(|d| d.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn is_duration(v: &str) -> bool {
