@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::event::Kind;
+use crate::event::{EventSet, Kind};
 use crate::format::escape;
+use crate::probes::{Buffer, Mode};
 
 /// Most process names and pids the kernel-side filter holds (MAX_NAMES, MAX_PIDS).
 pub const MAX_NAMES: usize = 8;
@@ -66,6 +67,14 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=MAX_SOCKETS as i64))]
     pub max_sockets: Option<u32>,
 
+    /// How to hook the kernel: auto tries fentry, then kprobe, then tracepoint
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = ProbeArg::Auto)]
+    pub probe: ProbeArg,
+
+    /// Event transport: auto uses the ring buffer where the kernel has one (5.8+)
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = BufferArg::Auto)]
+    pub buffer: BufferArg,
+
     /// Show libbpf's own messages (verifier logs) on stderr
     #[arg(short, long)]
     pub verbose: bool,
@@ -73,6 +82,23 @@ pub struct Args {
     /// Print a man page or a shell completion script and exit
     #[arg(long, value_name = "KIND", hide = true)]
     pub generate: Option<Generate>,
+}
+
+/// `--probe`: a mode, or the first that works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeArg {
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+/// `--buffer`: a transport, or the best the kernel has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BufferArg {
+    Auto,
+    Ring,
+    Perf,
 }
 
 /// What `--generate` prints.
@@ -185,42 +211,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A set of event kinds, as the bit mask the BPF program reads (`1 << kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventSet(pub u32);
-
-impl EventSet {
-    pub const ALL: EventSet = {
-        let mut bits = 0;
-        let mut i = 0;
-        while i < Kind::ALL.len() {
-            bits |= Kind::ALL[i].bit();
-            i += 1;
-        }
-        EventSet(bits)
-    };
-
-    pub fn contains(self, kind: Kind) -> bool {
-        self.0 & kind.bit() != 0
-    }
-
-    pub fn names(self) -> Vec<&'static str> {
-        Kind::ALL
-            .iter()
-            .filter(|k| self.contains(**k))
-            .map(|k| k.name())
-            .collect()
-    }
-
-    /// The union of the `--events` items; all when there are none.
-    fn union(items: &[EventSet]) -> EventSet {
-        if items.is_empty() {
-            return EventSet::ALL;
-        }
-        EventSet(items.iter().fold(0, |m, e| m | e.0))
-    }
-}
-
 /// What to trace and how to report it, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -240,6 +230,10 @@ pub struct Config {
     pub buffer_size: u64,
     /// Socket table entries.
     pub max_sockets: u32,
+    /// The attach mode asked for; None tries each.
+    pub probe: Option<Mode>,
+    /// The event transport asked for; None picks.
+    pub buffer: Option<Buffer>,
     /// Notes for stderr about how the arguments were taken (truncated names).
     pub notes: Vec<String>,
 }
@@ -287,6 +281,20 @@ impl Config {
                 buffer_size
             ));
         }
+        let probe = match args.probe {
+            ProbeArg::Auto => None,
+            ProbeArg::Fentry => Some(Mode::Fentry),
+            ProbeArg::Kprobe => Some(Mode::Kprobe),
+            ProbeArg::Tracepoint => Some(Mode::Tracepoint),
+        };
+        let buffer = match args.buffer {
+            BufferArg::Auto => None,
+            BufferArg::Ring => Some(Buffer::Ring),
+            BufferArg::Perf => Some(Buffer::Perf),
+        };
+        if probe == Some(Mode::Tracepoint) && buffer == Some(Buffer::Perf) {
+            bail!("--probe tracepoint needs the ring buffer: its tracepoints came after it (6.3, 5.8)");
+        }
         Ok(Config {
             names,
             names_given,
@@ -300,6 +308,8 @@ impl Config {
             verbose: args.verbose,
             buffer_size,
             max_sockets: args.max_sockets.unwrap_or(DEFAULT_MAX_SOCKETS),
+            probe,
+            buffer,
             notes,
         })
     }
@@ -396,6 +406,20 @@ mod tests {
         let c = config(&["x"]).unwrap();
         assert_eq!((c.buffer_size, c.max_sockets), (8 << 20, 65536));
         assert!(c.notes.is_empty());
+    }
+
+    #[test]
+    fn probe_and_buffer() {
+        let c = config(&["x"]).unwrap();
+        assert_eq!((c.probe, c.buffer), (None, None));
+        let c = config(&["--probe", "kprobe", "--buffer", "perf", "x"]).unwrap();
+        assert_eq!(
+            (c.probe, c.buffer),
+            (Some(Mode::Kprobe), Some(Buffer::Perf))
+        );
+        let err = config(&["--probe", "tracepoint", "--buffer", "perf", "x"]).unwrap_err();
+        assert!(err.to_string().contains("needs the ring buffer"), "{err}");
+        assert!(config(&["--probe", "uprobe", "x"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Result};
 
-use crate::probes::types::{event, event_flag, event_kind, exec_event};
+use crate::skel::types::{event, event_flag, event_kind, exec_event};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -74,6 +74,42 @@ impl Kind {
             Kind::Recv => "recv",
             Kind::Close => "close",
         }
+    }
+}
+
+/// A set of event kinds, as the bit mask the BPF program reads (`1 << kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSet(pub u32);
+
+impl EventSet {
+    pub const ALL: EventSet = {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < Kind::ALL.len() {
+            bits |= Kind::ALL[i].bit();
+            i += 1;
+        }
+        EventSet(bits)
+    };
+
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        Kind::ALL
+            .iter()
+            .filter(|k| self.contains(**k))
+            .map(|k| k.name())
+            .collect()
+    }
+
+    /// The union of the `--events` items; all when there are none.
+    pub fn union(items: &[EventSet]) -> EventSet {
+        if items.is_empty() {
+            return EventSet::ALL;
+        }
+        EventSet(items.iter().fold(0, |m, e| m | e.0))
     }
 }
 

@@ -12,15 +12,16 @@ mod cli;
 mod event;
 mod format;
 mod generate;
+mod loader;
 mod probes;
 mod procs;
 #[cfg(test)]
 mod properties;
+mod skel;
 mod system;
 mod tracer;
 
 use std::io::Write as _;
-use std::mem::MaybeUninit;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -95,19 +96,18 @@ fn run() -> Result<ExitCode> {
         libbpf_rs::set_print(None);
     }
 
-    system::preflight(probes::needed(cfg.events))?;
+    system::preflight()?;
     tracer::handle_signals()?;
     let clock = Clock::now()?;
     let style = Style {
         json: cfg.json,
         offset: *Local::now().offset(),
     };
-    let mut object = MaybeUninit::uninit();
-    let mut tracer = probes::start(&cfg, event::boot_now_ns()?, &mut object)?;
+    let mut tracer = loader::start(&cfg, event::boot_now_ns()?)?;
     for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
         note!("sockwatch: {hint}");
     }
-    note!("sockwatch: tracing {}", describe(&cfg));
+    note!("sockwatch: tracing {}", describe(&cfg, &tracer));
 
     let summary = tracer::run(&cfg, &mut tracer, style, clock)?;
     if summary.outcome == Outcome::OutputClosed {
@@ -131,7 +131,7 @@ fn run() -> Result<ExitCode> {
 }
 
 /// The ready line's description of what is traced; scripts wait for "sockwatch: tracing".
-fn describe(cfg: &Config) -> String {
+fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
     let mut who = Vec::new();
     if !cfg.names.is_empty() {
         let names: Vec<String> = cfg.names.iter().map(|n| format::escape(n)).collect();
@@ -142,9 +142,11 @@ fn describe(cfg: &Config) -> String {
         who.push(format!("pid {}", pids.join(", ")));
     }
     format!(
-        "{} (events: {}; via tracepoints); Ctrl-C to stop",
+        "{} (events: {}; via {}, {}); Ctrl-C to stop",
         who.join(" and "),
-        cfg.events.names().join(",")
+        cfg.events.names().join(","),
+        tracer.mode,
+        tracer.buffer.name()
     )
 }
 

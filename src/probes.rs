@@ -1,295 +1,416 @@
-//! The BPF skeleton: choosing programs, setting filters, loading and attaching.
+//! The probe table: every BPF program, what it hooks, the lifecycle step it serves
+//! and the attach mode that loads it. Choosing a mode is a filter over this table.
 
-use std::mem::MaybeUninit;
+use std::fmt;
 
-use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use crate::event::{EventSet, Kind};
 
-use crate::cli::{Config, EventSet, MAX_NAMES, MAX_PIDS};
-use crate::event::Kind;
-
-mod skel {
-    #![allow(clippy::all, clippy::pedantic, non_camel_case_types, dead_code)]
-    include!(concat!(env!("OUT_DIR"), "/sockwatch.skel.rs"));
+/// The kernel mechanism a run attaches with. Each mode loads one variant of each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// fentry/fexit on the kernel's socket functions (5.5+, needs BTF)
+    Fentry,
+    /// kprobes on the same functions
+    Kprobe,
+    /// tracepoints: the 6.3 send/receive tracepoints and syscall tracepoints
+    Tracepoint,
 }
 
-pub use skel::types;
-use skel::{SockwatchSkel, SockwatchSkelBuilder};
+impl Mode {
+    /// The order `--probe auto` tries them in: cheapest first.
+    pub const PREFERENCE: [Mode; 3] = [Mode::Fentry, Mode::Kprobe, Mode::Tracepoint];
 
-// SAFETY: these are repr(C) structs of integers and byte arrays generated from the
-// BPF ABI header; every bit pattern is a valid value.
-unsafe impl plain::Plain for types::event {}
-unsafe impl plain::Plain for types::exec_event {}
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Fentry => "fentry",
+            Mode::Kprobe => "kprobe",
+            Mode::Tracepoint => "tracepoint",
+        }
+    }
+}
 
-/// One BPF program: the tracepoint it hooks and the events that need it.
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where events go: the ring buffer (5.8+), or per-CPU perf buffers before that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Buffer {
+    /// one ring buffer shared by all CPUs
+    Ring,
+    /// per-CPU perf buffers, merged into time order by sockwatch
+    Perf,
+}
+
+impl Buffer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Buffer::Ring => "ring buffer",
+            Buffer::Perf => "perf buffer",
+        }
+    }
+}
+
+/// How a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A perf tracepoint (its id is read from tracefs).
+    Tracepoint,
+    /// A BTF-typed raw tracepoint.
+    TpBtf,
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+}
+
+impl Attach {
+    /// The variant family: programs of one step in one mode share it.
+    #[cfg(test)]
+    fn family(self) -> &'static str {
+        match self {
+            Attach::Tracepoint | Attach::TpBtf => "tracepoint",
+            Attach::Fentry | Attach::Fexit => "fentry",
+            Attach::Kprobe | Attach::Kretprobe => "kprobe",
+        }
+    }
+
+    /// BTF-typed tracepoints and perf tracepoints are the same hook to the user.
+    pub fn is_tracepoint(self) -> bool {
+        matches!(self, Attach::Tracepoint | Attach::TpBtf)
+    }
+}
+
+/// A step of the socket lifecycle, or of the process around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Fork,
+    Exec,
+    Exit,
+    /// A socket is created (for its lifetime).
+    Born,
+    /// connect() starts and returns.
+    Connect,
+    /// The TCP handshake settles.
+    Outcome,
+    Listen,
+    /// A UDP server binds its port.
+    Bind,
+    Accept,
+    Send,
+    Recv,
+    /// The sender of a datagram, read at syscall exit (tracepoint mode).
+    Peer,
+    /// The socket goes away.
+    Release,
+}
+
+#[cfg(test)]
+impl Step {
+    const ALL: [Step; 13] = [
+        Step::Fork,
+        Step::Exec,
+        Step::Exit,
+        Step::Born,
+        Step::Connect,
+        Step::Outcome,
+        Step::Listen,
+        Step::Bind,
+        Step::Accept,
+        Step::Send,
+        Step::Recv,
+        Step::Peer,
+        Step::Release,
+    ];
+}
+
+/// One BPF program.
+#[derive(Debug)]
 pub struct Probe {
     pub program: &'static str,
-    /// `category/name` under tracefs' events directory.
-    pub tracepoint: &'static str,
+    pub attach: Attach,
+    /// The tracepoint (`category/name`) or kernel function it hooks.
+    pub target: &'static str,
+    /// What it serves; the unit tests check each mode has one variant per step.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub step: Step,
+    pub modes: &'static [Mode],
+    /// The events that need it; it is not loaded when none of them is selected.
     pub serves: &'static [Kind],
+    /// Which kernels load it.
+    pub only: Only,
 }
 
-/// Every program in the object. CLOSE needs the byte counts and socket births;
-/// CLOSE and CONNECT need close, exec and exit to retire socket state.
+/// Kernels a program is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// Every kernel the mode runs on.
+    All,
+    /// Those that have its function (sendpage, before 6.5).
+    WithFunction,
+    /// Receive functions with (true) or without (false) the `nonblock` argument (before 5.19).
+    RecvNonblock(bool),
+}
+
+const ALL_MODES: &[Mode] = &[Mode::Fentry, Mode::Kprobe, Mode::Tracepoint];
+const TP: &[Mode] = &[Mode::Tracepoint];
+const FX: &[Mode] = &[Mode::Fentry];
+const KP: &[Mode] = &[Mode::Kprobe];
+const FX_KP: &[Mode] = &[Mode::Fentry, Mode::Kprobe];
+
+const SEND: &[Kind] = &[Kind::Send, Kind::Close];
+const RECV: &[Kind] = &[Kind::Recv, Kind::Close];
+const ACCEPT: &[Kind] = &[Kind::Accept, Kind::Close];
+const RELEASE: &[Kind] = &[Kind::Close, Kind::Connect];
+
+const fn probe(
+    program: &'static str,
+    attach: Attach,
+    target: &'static str,
+    step: Step,
+    modes: &'static [Mode],
+    serves: &'static [Kind],
+) -> Probe {
+    Probe {
+        program,
+        attach,
+        target,
+        step,
+        modes,
+        serves,
+        only: Only::All,
+    }
+}
+
+const fn only(only: Only, p: Probe) -> Probe {
+    Probe { only, ..p }
+}
+
+const fn optional(p: Probe) -> Probe {
+    only(Only::WithFunction, p)
+}
+
+const NONBLOCK: Only = Only::RecvNonblock(true);
+const NO_NONBLOCK: Only = Only::RecvNonblock(false);
+
+use Attach::*;
+
+/// Every program in the object, by step; within a step, one variant per mode.
+#[rustfmt::skip]
 pub const PROBES: &[Probe] = &[
-    Probe {
-        program: "process_exec",
-        tracepoint: "sched/sched_process_exec",
-        serves: &[Kind::Exec, Kind::Close, Kind::Connect],
-    },
-    Probe {
-        program: "process_fork",
-        tracepoint: "sched/sched_process_fork",
-        serves: &[Kind::Fork, Kind::Close, Kind::Connect],
-    },
-    Probe {
-        program: "process_exit",
-        tracepoint: "sched/sched_process_exit",
-        serves: &[Kind::Exit, Kind::Close, Kind::Connect],
-    },
-    Probe {
-        program: "sock_set_state",
-        tracepoint: "sock/inet_sock_set_state",
-        serves: &[Kind::Connect],
-    },
-    Probe {
-        program: "enter_connect",
-        tracepoint: "syscalls/sys_enter_connect",
-        serves: &[Kind::Connect],
-    },
-    Probe {
-        program: "exit_connect",
-        tracepoint: "syscalls/sys_exit_connect",
-        serves: &[Kind::Connect],
-    },
-    Probe {
-        program: "exit_listen",
-        tracepoint: "syscalls/sys_exit_listen",
-        serves: &[Kind::Listen],
-    },
-    Probe {
-        program: "exit_bind",
-        tracepoint: "syscalls/sys_exit_bind",
-        serves: &[Kind::Listen],
-    },
-    Probe {
-        program: "exit_accept4",
-        tracepoint: "syscalls/sys_exit_accept4",
-        serves: &[Kind::Accept, Kind::Close],
-    },
-    Probe {
-        program: "exit_accept",
-        tracepoint: "syscalls/sys_exit_accept",
-        serves: &[Kind::Accept, Kind::Close],
-    },
-    Probe {
-        program: "send_length",
-        tracepoint: "sock/sock_send_length",
-        serves: &[Kind::Send, Kind::Close],
-    },
-    Probe {
-        program: "recv_length",
-        tracepoint: "sock/sock_recv_length",
-        serves: &[Kind::Recv, Kind::Close],
-    },
-    Probe {
-        program: "exit_recvfrom",
-        tracepoint: "syscalls/sys_exit_recvfrom",
-        serves: &[Kind::Recv],
-    },
-    Probe {
-        program: "exit_recvmsg",
-        tracepoint: "syscalls/sys_exit_recvmsg",
-        serves: &[Kind::Recv],
-    },
-    Probe {
-        program: "exit_socket",
-        tracepoint: "syscalls/sys_exit_socket",
-        serves: &[Kind::Close],
-    },
-    Probe {
-        program: "enter_close",
-        tracepoint: "syscalls/sys_enter_close",
-        serves: &[Kind::Close, Kind::Connect],
-    },
+    probe("tp_fork", TpBtf, "sched/sched_process_fork", Step::Fork, ALL_MODES, &[Kind::Fork, Kind::Close, Kind::Connect]),
+    probe("tp_exec_scan", TpBtf, "sched/sched_process_exec", Step::Exec, TP, &[Kind::Exec, Kind::Close, Kind::Connect]),
+    probe("tp_exec", TpBtf, "sched/sched_process_exec", Step::Exec, FX_KP, &[Kind::Exec]),
+    probe("tp_exit_scan", TpBtf, "sched/sched_process_exit", Step::Exit, TP, &[Kind::Exit, Kind::Close, Kind::Connect]),
+    probe("tp_exit", TpBtf, "sched/sched_process_exit", Step::Exit, FX_KP, &[Kind::Exit]),
+    // Born: for lifetimes.
+    probe("tp_socket", Tracepoint, "syscalls/sys_exit_socket", Step::Born, TP, &[Kind::Close]),
+    probe("fx_socket", Fentry, "security_socket_post_create", Step::Born, FX, &[Kind::Close]),
+    probe("kp_socket", Kprobe, "security_socket_post_create", Step::Born, KP, &[Kind::Close]),
+    // Connect: started and returned in the process; the handshake settles it.
+    probe("tp_connect", Tracepoint, "syscalls/sys_enter_connect", Step::Connect, TP, &[Kind::Connect]),
+    probe("tp_connect_r", Tracepoint, "syscalls/sys_exit_connect", Step::Connect, TP, &[Kind::Connect]),
+    probe("fx_connect", Fentry, "inet_stream_connect", Step::Connect, FX, &[Kind::Connect]),
+    probe("fx_connect_r", Fexit, "inet_stream_connect", Step::Connect, FX, &[Kind::Connect]),
+    probe("fx_dconnect", Fentry, "inet_dgram_connect", Step::Connect, FX, &[Kind::Connect]),
+    probe("fx_dconnect_r", Fexit, "inet_dgram_connect", Step::Connect, FX, &[Kind::Connect]),
+    probe("kp_connect", Kprobe, "inet_stream_connect", Step::Connect, KP, &[Kind::Connect]),
+    probe("kp_connect_r", Kretprobe, "inet_stream_connect", Step::Connect, KP, &[Kind::Connect]),
+    probe("kp_dconnect", Kprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
+    probe("kp_dconnect_r", Kretprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
+    probe("tp_set_state", TpBtf, "sock/inet_sock_set_state", Step::Outcome, ALL_MODES, &[Kind::Connect]),
+    // Listen, and a UDP server's bind.
+    probe("tp_listen", Tracepoint, "syscalls/sys_exit_listen", Step::Listen, TP, &[Kind::Listen]),
+    probe("fx_listen", Fexit, "inet_listen", Step::Listen, FX, &[Kind::Listen]),
+    probe("kp_listen", Kprobe, "inet_listen", Step::Listen, KP, &[Kind::Listen]),
+    probe("kp_listen_r", Kretprobe, "inet_listen", Step::Listen, KP, &[Kind::Listen]),
+    probe("tp_bind", Tracepoint, "syscalls/sys_exit_bind", Step::Bind, TP, &[Kind::Listen]),
+    probe("fx_bind", Fexit, "inet_bind", Step::Bind, FX, &[Kind::Listen]),
+    probe("fx_bind6", Fexit, "inet6_bind", Step::Bind, FX, &[Kind::Listen]),
+    probe("kp_bind", Kprobe, "inet_bind", Step::Bind, KP, &[Kind::Listen]),
+    probe("kp_bind_r", Kretprobe, "inet_bind", Step::Bind, KP, &[Kind::Listen]),
+    probe("kp_bind6", Kprobe, "inet6_bind", Step::Bind, KP, &[Kind::Listen]),
+    probe("kp_bind6_r", Kretprobe, "inet6_bind", Step::Bind, KP, &[Kind::Listen]),
+    // Accept.
+    probe("tp_accept4", Tracepoint, "syscalls/sys_exit_accept4", Step::Accept, TP, ACCEPT),
+    probe("tp_accept", Tracepoint, "syscalls/sys_exit_accept", Step::Accept, TP, ACCEPT),
+    probe("fx_accept", Fentry, "security_sock_graft", Step::Accept, FX, ACCEPT),
+    probe("kp_accept", Kprobe, "security_sock_graft", Step::Accept, KP, ACCEPT),
+    // Send.
+    probe("tp_send", TpBtf, "sock/sock_send_length", Step::Send, TP, SEND),
+    probe("fx_tcp_send", Fexit, "tcp_sendmsg", Step::Send, FX, SEND),
+    probe("fx_udp_send", Fexit, "udp_sendmsg", Step::Send, FX, SEND),
+    probe("fx_udp6_send", Fexit, "udpv6_sendmsg", Step::Send, FX, SEND),
+    optional(probe("fx_tcp_page", Fexit, "tcp_sendpage", Step::Send, FX, SEND)),
+    optional(probe("fx_udp_page", Fexit, "udp_sendpage", Step::Send, FX, SEND)),
+    probe("kp_tcp_send", Kprobe, "tcp_sendmsg", Step::Send, KP, SEND),
+    probe("kp_tcp_send_r", Kretprobe, "tcp_sendmsg", Step::Send, KP, SEND),
+    probe("kp_udp_send", Kprobe, "udp_sendmsg", Step::Send, KP, SEND),
+    probe("kp_udp_send_r", Kretprobe, "udp_sendmsg", Step::Send, KP, SEND),
+    probe("kp_udp6_send", Kprobe, "udpv6_sendmsg", Step::Send, KP, SEND),
+    probe("kp_udp6_send_r", Kretprobe, "udpv6_sendmsg", Step::Send, KP, SEND),
+    optional(probe("kp_tcp_page", Kprobe, "tcp_sendpage", Step::Send, KP, SEND)),
+    optional(probe("kp_tcp_page_r", Kretprobe, "tcp_sendpage", Step::Send, KP, SEND)),
+    optional(probe("kp_udp_page", Kprobe, "udp_sendpage", Step::Send, KP, SEND)),
+    optional(probe("kp_udp_page_r", Kretprobe, "udp_sendpage", Step::Send, KP, SEND)),
+    // Receive.
+    probe("tp_recv", TpBtf, "sock/sock_recv_length", Step::Recv, TP, RECV),
+    only(NO_NONBLOCK, probe("fx_tcp_recv", Fexit, "tcp_recvmsg", Step::Recv, FX, RECV)),
+    only(NONBLOCK, probe("fx_tcp_recv_nb", Fexit, "tcp_recvmsg", Step::Recv, FX, RECV)),
+    only(NO_NONBLOCK, probe("fx_udp_recv", Fexit, "udp_recvmsg", Step::Recv, FX, RECV)),
+    only(NONBLOCK, probe("fx_udp_recv_nb", Fexit, "udp_recvmsg", Step::Recv, FX, RECV)),
+    only(NO_NONBLOCK, probe("fx_udp6_recv", Fexit, "udpv6_recvmsg", Step::Recv, FX, RECV)),
+    only(NONBLOCK, probe("fx_udp6_recv_nb", Fexit, "udpv6_recvmsg", Step::Recv, FX, RECV)),
+    probe("fx_tcp_splice", Fexit, "tcp_splice_read", Step::Recv, FX, RECV),
+    probe("kp_tcp_recv", Kprobe, "tcp_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_tcp_recv_r", Kretprobe, "tcp_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_udp_recv", Kprobe, "udp_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_udp_recv_r", Kretprobe, "udp_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_udp6_recv", Kprobe, "udpv6_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_udp6_recv_r", Kretprobe, "udpv6_recvmsg", Step::Recv, KP, RECV),
+    probe("kp_tcp_splice", Kprobe, "tcp_splice_read", Step::Recv, KP, RECV),
+    probe("kp_tcp_splice_r", Kretprobe, "tcp_splice_read", Step::Recv, KP, RECV),
+    probe("tp_recvfrom_r", Tracepoint, "syscalls/sys_exit_recvfrom", Step::Peer, TP, &[Kind::Recv]),
+    probe("tp_recvmsg_r", Tracepoint, "syscalls/sys_exit_recvmsg", Step::Peer, TP, &[Kind::Recv]),
+    // Release.
+    probe("tp_close", Tracepoint, "syscalls/sys_enter_close", Step::Release, TP, RELEASE),
+    probe("fx_release", Fentry, "inet_release", Step::Release, FX, RELEASE),
+    probe("kp_release", Kprobe, "inet_release", Step::Release, KP, RELEASE),
 ];
 
-/// The probes the selected events need.
-pub fn needed(events: EventSet) -> impl Iterator<Item = &'static Probe> {
-    PROBES
-        .iter()
-        .filter(move |p| p.serves.iter().any(|k| events.contains(*k)))
+/// The probes a mode loads for the selected events, on a kernel whose receive
+/// functions do or do not take `nonblock`.
+pub fn needed(
+    mode: Mode,
+    events: EventSet,
+    nonblock: bool,
+) -> impl Iterator<Item = &'static Probe> {
+    PROBES.iter().filter(move |p| {
+        p.modes.contains(&mode)
+            && p.serves.iter().any(|k| events.contains(*k))
+            && p.only != Only::RecvNonblock(!nonblock)
+    })
 }
 
-/// The loaded and attached BPF object. Dropping it detaches everything.
-pub struct Tracer<'obj> {
-    pub skel: SockwatchSkel<'obj>,
-    /// Dropping a link detaches its program.
-    pub links: Vec<Link>,
-}
-
-impl Tracer<'_> {
-    /// Sums a per-CPU counter (`enum counter`).
-    pub fn counter(&self, which: types::counter) -> Result<u64> {
-        let key = which.0.to_ne_bytes();
-        let per_cpu = self
-            .skel
-            .maps
-            .counters
-            .lookup_percpu(&key, MapFlags::ANY)
-            .context("reading the event counters")?
-            .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .filter_map(|v| {
-                v.get(..8)
-                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
-            })
-            .sum())
-    }
-}
-
-/// Processes with sockets are fewer than sockets, but a tiny socket table must not
-/// leave a process's sockets unreleased at its exit.
-const MIN_OWNERS: u32 = 4096;
-
-/// A load error, with the likely cause when the kernel could not allocate the maps.
-fn load_error(e: libbpf_rs::Error, cfg: &Config) -> anyhow::Error {
-    if e.kind() == libbpf_rs::ErrorKind::OutOfMemory {
-        return anyhow::Error::new(e).context(format!(
-            "the kernel could not allocate the event buffer ({} bytes) and socket table ({} sockets): try a smaller --buffer-size or --max-sockets",
-            cfg.buffer_size, cfg.max_sockets
-        ));
-    }
-    anyhow::Error::new(e).context("loading the BPF programs (try --verbose)")
-}
-
-/// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
-fn name_words(name: &[u8]) -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name);
-    [
-        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
-        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
-    ]
-}
-
-/// Opens the object, sets the read-only filters, loads the needed programs and attaches them.
-pub fn start<'obj>(
-    cfg: &Config,
-    start_ns: u64,
-    object: &'obj mut MaybeUninit<OpenObject>,
-) -> Result<Tracer<'obj>> {
-    let mut open = SockwatchSkelBuilder::default()
-        .open(object)
-        .context("opening the BPF object")?;
-
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("the BPF object has no read-only data")?;
-    assert!(cfg.names.len() <= MAX_NAMES && cfg.pids.len() <= MAX_PIDS);
-    for (slot, name) in rodata.names.iter_mut().zip(&cfg.names) {
-        *slot = name_words(name);
-    }
-    rodata.n_names = cfg.names.len() as u32;
-    rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
-    rodata.n_pids = cfg.pids.len() as u32;
-    rodata.selected = cfg.events.0;
-    rodata.start_ns = start_ns;
-
-    // Sizes the operator chose; the kernel allocates them at load.
-    let maps = &mut open.maps;
-    maps.events
-        .set_max_entries(cfg.buffer_size as u32)
-        .context("sizing the event buffer")?;
-    maps.socks
-        .set_max_entries(cfg.max_sockets)
-        .context("sizing the socket table")?;
-    maps.owners
-        .set_max_entries(cfg.max_sockets.max(MIN_OWNERS))
-        .context("sizing the owner table")?;
-
-    let wanted: Vec<&str> = needed(cfg.events).map(|p| p.program).collect();
-    for mut prog in open.open_object_mut().progs_mut() {
-        let name = prog.name().to_string_lossy().into_owned();
-        if !PROBES.iter().any(|p| p.program == name) {
-            bail!("BPF program {name} has no entry in the probe table");
+/// Where the probe table says a program is, for messages.
+pub fn describe(p: &Probe) -> String {
+    match p.attach {
+        Attach::Tracepoint | Attach::TpBtf => {
+            let (cat, name) = p.target.split_once('/').unwrap_or(("", p.target));
+            format!("the tracepoint {cat}:{name}")
         }
-        prog.set_autoload(wanted.contains(&name.as_str()));
+        Attach::Fentry => format!("fentry on {}", p.target),
+        Attach::Fexit => format!("fexit on {}", p.target),
+        Attach::Kprobe => format!("a kprobe on {}", p.target),
+        Attach::Kretprobe => format!("a kretprobe on {}", p.target),
     }
-
-    let skel = open.load().map_err(|e| load_error(e, cfg))?;
-    let mut links = Vec::new();
-    for prog in skel.object().progs_mut() {
-        if !prog.autoload() {
-            continue;
-        }
-        let name = prog.name().to_string_lossy().into_owned();
-        let tp = PROBES
-            .iter()
-            .find(|p| p.program == name)
-            .map_or("?", |p| p.tracepoint);
-        links.push(
-            prog.attach()
-                .with_context(|| format!("attaching {name} to tracepoint {tp}"))?,
-        );
-    }
-    Ok(Tracer { skel, links })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn programs(mode: Mode, events: EventSet) -> Vec<&'static str> {
+        needed(mode, events, false).map(|p| p.program).collect()
+    }
+
     #[test]
-    fn every_program_is_in_the_table_and_back() {
-        let mut object = MaybeUninit::uninit();
-        let open = SockwatchSkelBuilder::default().open(&mut object).unwrap();
-        let names: Vec<String> = open
-            .open_object()
-            .progs()
-            .map(|p| p.name().to_string_lossy().into_owned())
-            .collect();
+    fn each_mode_loads_one_variant_of_each_step() {
+        for mode in Mode::PREFERENCE {
+            let chosen: Vec<&Probe> = needed(mode, EventSet::ALL, false).collect();
+            for step in Step::ALL {
+                let mut families: Vec<&str> = chosen
+                    .iter()
+                    .filter(|p| p.step == step)
+                    .map(|p| p.attach.family())
+                    .collect();
+                families.dedup();
+                let expected = match (mode, step) {
+                    // The datagram sender comes with the socket functions' msghdr.
+                    (Mode::Fentry | Mode::Kprobe, Step::Peer) => 0,
+                    _ => 1,
+                };
+                assert_eq!(families.len(), expected, "{mode} {step:?}: {families:?}");
+                // Shared steps are tracepoints in every mode; the rest are the mode's own.
+                if let [family] = families[..] {
+                    let shared =
+                        matches!(step, Step::Fork | Step::Exec | Step::Exit | Step::Outcome);
+                    let own = if shared { "tracepoint" } else { mode.name() };
+                    assert_eq!(family, own, "{mode} {step:?}");
+                }
+            }
+            // No program hooks the same target twice in one mode.
+            for p in &chosen {
+                let twins = chosen
+                    .iter()
+                    .filter(|q| q.target == p.target && q.attach == p.attach)
+                    .count();
+                assert_eq!(twins, 1, "{mode}: {} is hooked twice", p.target);
+            }
+        }
+    }
+
+    #[test]
+    fn every_program_belongs_to_a_mode_and_fits_the_kernels_name_length() {
         for p in PROBES {
+            assert!(!p.modes.is_empty(), "{}", p.program);
             assert!(
-                names.iter().any(|n| n == p.program),
-                "{} is not in the object",
+                p.program.len() <= 15,
+                "{} is longer than the kernel keeps",
                 p.program
             );
-        }
-        assert_eq!(names.len(), PROBES.len());
-        for n in &names {
-            assert!(n.len() <= 15, "{n} is longer than the kernel keeps");
+            let prefix = &p.program[..3];
+            let expected = match p.attach.family() {
+                "tracepoint" => "tp_",
+                "fentry" => "fx_",
+                _ => "kp_",
+            };
+            assert_eq!(prefix, expected, "{}", p.program);
         }
     }
 
     #[test]
     fn deselected_events_load_nothing_of_theirs() {
-        let only_exec: Vec<_> = needed(EventSet(Kind::Exec.bit()))
-            .map(|p| p.program)
-            .collect();
-        assert_eq!(only_exec, ["process_exec"]);
-        let accept: Vec<_> = needed(EventSet(Kind::Accept.bit()))
-            .map(|p| p.program)
-            .collect();
-        assert_eq!(accept, ["exit_accept4", "exit_accept"]);
+        let exec = EventSet(Kind::Exec.bit());
+        assert_eq!(programs(Mode::Tracepoint, exec), ["tp_exec_scan"]);
+        assert_eq!(programs(Mode::Fentry, exec), ["tp_exec"]);
+        let accept = EventSet(Kind::Accept.bit());
+        assert_eq!(
+            programs(Mode::Tracepoint, accept),
+            ["tp_accept4", "tp_accept"]
+        );
+        assert_eq!(programs(Mode::Kprobe, accept), ["kp_accept"]);
         // CLOSE's totals need the byte counters even when SEND/RECV are not shown.
-        let close: Vec<_> = needed(EventSet(Kind::Close.bit()))
-            .map(|p| p.program)
-            .collect();
-        assert!(close.contains(&"send_length") && close.contains(&"recv_length"));
-        assert_eq!(needed(EventSet::ALL).count(), PROBES.len());
+        let close = programs(Mode::Fentry, EventSet(Kind::Close.bit()));
+        for p in ["fx_tcp_send", "fx_udp6_recv", "fx_release", "fx_socket"] {
+            assert!(close.contains(&p), "{p}: {close:?}");
+        }
+        assert!(!close.contains(&"fx_listen"));
     }
 
     #[test]
-    fn names_pack_like_comm() {
-        let w = name_words(b"redis-server");
-        let mut bytes = w[0].to_ne_bytes().to_vec();
-        bytes.extend(w[1].to_ne_bytes());
-        assert_eq!(&bytes[..12], b"redis-server");
-        assert!(bytes[12..].iter().all(|&b| b == 0));
+    fn each_kernel_gets_one_receive_signature() {
+        for nonblock in [false, true] {
+            let recv: Vec<&str> = needed(Mode::Fentry, EventSet(Kind::Recv.bit()), nonblock)
+                .filter(|p| p.target == "tcp_recvmsg")
+                .map(|p| p.program)
+                .collect();
+            let expected = if nonblock {
+                "fx_tcp_recv_nb"
+            } else {
+                "fx_tcp_recv"
+            };
+            assert_eq!(recv, [expected]);
+        }
+    }
+
+    #[test]
+    fn modes_by_preference() {
+        assert_eq!(
+            Mode::PREFERENCE.map(Mode::name),
+            ["fentry", "kprobe", "tracepoint"]
+        );
     }
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use crate::event::tests::bytes;
 use crate::event::{decode, Clock, Event};
 use crate::format::{write_event, Style};
-use crate::probes::types::{event, exec_event};
+use crate::skel::types::{event, exec_event};
 
 /// Mostly the values the kernel side writes, sometimes anything.
 fn kind() -> impl Strategy<Value = u8> {

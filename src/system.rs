@@ -5,8 +5,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::probes::Probe;
-
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -30,7 +28,8 @@ fn has(caps: u64, cap: u32) -> bool {
 }
 
 /// What a non-root user needs, for error messages.
-const CAPS_HINT: &str = "run as root, or grant CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH";
+const CAPS_HINT: &str =
+    "run as root, or grant CAP_BPF and CAP_PERFMON (and CAP_DAC_READ_SEARCH for the tracepoint mode)";
 
 /// The capabilities, of those loading and attaching need, that `caps` lacks.
 /// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as the kernel allows.
@@ -43,10 +42,9 @@ fn missing_caps(caps: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Fails with one line naming what is missing: privileges, BTF, tracefs, tracepoints.
-pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> {
-    let caps = effective_caps()?;
-    let missing = missing_caps(caps);
+/// Fails with one line naming what every mode needs and is missing: privileges, BTF.
+pub fn preflight() -> Result<()> {
+    let missing = missing_caps(effective_caps()?);
     if !missing.is_empty() {
         bail!(
             "permission denied: missing {} ({CAPS_HINT})",
@@ -56,6 +54,13 @@ pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> 
     if !Path::new(BTF).exists() {
         bail!("this kernel has no BTF ({BTF} is missing): sockwatch needs CONFIG_DEBUG_INFO_BTF=y");
     }
+    Ok(())
+}
+
+/// The tracepoint mode's checks: tracefs readable (mounting it if need be), and
+/// every tracepoint present. Perf tracepoints are attached by the id tracefs holds.
+pub fn check_tracepoints<'a>(tracepoints: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let caps = effective_caps()?;
     let events = Path::new(TRACEFS).join("events");
     match fs::metadata(&events) {
         Ok(_) => {}
@@ -73,13 +78,13 @@ pub fn preflight<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Result<()> 
         ),
         Err(_) => mount_tracefs()?,
     }
-    for p in probes {
-        if !events.join(p.tracepoint).exists() {
-            let (cat, name) = p.tracepoint.split_once('/').unwrap_or(("", p.tracepoint));
+    for tracepoint in tracepoints {
+        if !events.join(tracepoint).exists() {
+            let (cat, name) = tracepoint.split_once('/').unwrap_or(("", tracepoint));
             bail!(
                 "this kernel lacks the tracepoint {cat}:{name}{}",
                 if name.starts_with("sock_") {
-                    " (added in Linux 6.3; older kernels can run --events exec,exit,listen,connect,accept)"
+                    " (added in Linux 6.3; --probe fentry or kprobe hook the socket functions instead)"
                 } else {
                     ""
                 }

@@ -1,27 +1,109 @@
 //! The poll loop: read the ring buffer, print, and stop when told to.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use libbpf_rs::RingBufferBuilder;
+use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::cli::Config;
+use crate::event::boot_now_ns;
 use crate::event::{decode, Clock};
 use crate::format::{count, write_event, write_header, Style};
-use crate::probes::{types::counter, Tracer};
+use crate::loader::Tracer;
+use crate::probes::Buffer;
+use crate::skel::types::counter;
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
+/// Per-CPU perf buffer pages (a power of two) for about `bytes` in all.
+fn perf_pages(bytes: u64) -> usize {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1) as u64;
+    (bytes / 4096 / cpus).max(1).next_power_of_two() as usize
+}
+
 /// Pause after a non-empty batch. The kernel wakes the reader for a record only when
 /// the reader had caught up; pausing lets records gather, so a busy trace costs one
 /// wakeup per pause instead of one per event, for at most this much more latency.
 const GATHER: Duration = Duration::from_millis(2);
+
+/// How long perf-buffer records wait to be put in time order with other CPUs'.
+/// Each CPU's buffer is in order; a record can only be overtaken by one another
+/// CPU wrote at about the same moment, which the next poll reads.
+const REORDER_NS: u64 = 10_000_000;
+
+/// Records from the per-CPU perf buffers, released in time order.
+#[derive(Default)]
+struct Reorder {
+    heap: BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>,
+    seq: u64,
+}
+
+impl Reorder {
+    fn push(&mut self, data: &[u8]) {
+        // Every record starts with its CLOCK_BOOTTIME stamp.
+        let ts = data
+            .get(..8)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
+        self.seq += 1;
+        self.heap.push(Reverse((ts, self.seq, data.to_vec())));
+    }
+
+    /// The records stamped before `until`, oldest first.
+    fn release(&mut self, until: u64) -> Vec<Vec<u8>> {
+        let mut ready = Vec::new();
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse((ts, _, _))| *ts <= until)
+        {
+            ready.push(self.heap.pop().unwrap().0 .2);
+        }
+        ready
+    }
+}
+
+/// The kernel's event buffer, as read.
+enum Source<'a> {
+    Ring(libbpf_rs::RingBuffer<'a>),
+    Perf(libbpf_rs::PerfBuffer<'a>),
+}
+
+impl Source<'_> {
+    /// Waits for records up to `wait`; true when any came.
+    fn poll(&self, wait: Duration, reorder: &RefCell<Reorder>) -> Result<bool> {
+        match self {
+            Source::Ring(ring) => Ok(ring.poll_raw(wait) > 0),
+            Source::Perf(perf) => {
+                let before = reorder.borrow().seq;
+                match perf.poll(wait) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(anyhow::Error::new(e).context("reading the perf buffer")),
+                }
+                Ok(reorder.borrow().seq > before)
+            }
+        }
+    }
+
+    /// Takes whatever is already there.
+    fn consume(&self) -> Result<()> {
+        match self {
+            Source::Ring(ring) => {
+                ring.consume_raw();
+            }
+            Source::Perf(perf) => perf.consume().context("reading the perf buffer")?,
+        }
+        Ok(())
+    }
+}
 
 /// Why tracing ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +217,13 @@ struct LossReport {
 }
 
 impl LossReport {
-    fn check(&mut self, tracer: &Tracer, force: bool) -> Result<()> {
+    /// `perf_lost`: what the perf buffers reported lost, beside the kernel's count.
+    fn check(&mut self, tracer: &Tracer, perf_lost: u64, force: bool) -> Result<()> {
         if !force && self.last_check.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }
         self.last_check = Instant::now();
-        let lost = tracer.counter(counter::CTR_LOST)?;
+        let lost = tracer.counter(counter::CTR_LOST)? + perf_lost;
         if lost > self.lost {
             note!(
                 "sockwatch: {} lost (the event buffer was full); {lost} in all",
@@ -174,13 +257,35 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
         limit: cfg.count,
         error: None,
     });
-    let mut builder = RingBufferBuilder::new();
-    builder
-        .add(&tracer.skel.maps.events, |data| {
-            printer.borrow_mut().record(data)
-        })
-        .context("setting up the event buffer")?;
-    let ring = builder.build().context("setting up the event buffer")?;
+    let reorder = RefCell::new(Reorder::default());
+    let perf_lost = Cell::new(0u64);
+    let source = match tracer.buffer {
+        Buffer::Ring => {
+            let mut builder = RingBufferBuilder::new();
+            builder
+                .add(&tracer.skel.maps.events, |data| {
+                    printer.borrow_mut().record(data)
+                })
+                .context("setting up the event buffer")?;
+            Source::Ring(builder.build().context("setting up the event buffer")?)
+        }
+        Buffer::Perf => Source::Perf(
+            PerfBufferBuilder::new(&tracer.skel.maps.perf_events)
+                .pages(perf_pages(cfg.buffer_size))
+                .sample_cb(|_cpu, data: &[u8]| reorder.borrow_mut().push(data))
+                .lost_cb(|_cpu, n| perf_lost.set(perf_lost.get() + n))
+                .build()
+                .context("setting up the perf buffer")?,
+        ),
+    };
+    // Perf records wait in `reorder`; `until` is how far they may be printed.
+    let print_ordered = |until: u64| {
+        for data in reorder.borrow_mut().release(until) {
+            if printer.borrow_mut().record(&data) < 0 {
+                break;
+            }
+        }
+    };
 
     let start = Instant::now();
     let duration_end = cfg.duration.map(|d| start + d);
@@ -207,7 +312,8 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
             .map(|t| t - now)
             .fold(POLL, Duration::min);
         // EINTR (a signal) and a stop from the callback both land at the checks above.
-        let batch = ring.poll_raw(wait);
+        let batch = source.poll(wait, &reorder)?;
+        print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? || output_closed() {
@@ -217,8 +323,8 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
             break Outcome::CountReached;
         }
         drop(p);
-        losses.check(tracer, false)?;
-        if batch > 0 {
+        losses.check(tracer, perf_lost.get(), false)?;
+        if batch {
             std::thread::sleep(GATHER);
         }
     };
@@ -230,7 +336,8 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
         outcome,
         Outcome::Interrupted | Outcome::DurationElapsed | Outcome::TimedOut
     ) {
-        ring.consume_raw();
+        source.consume()?;
+        print_ordered(u64::MAX);
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? {
@@ -239,8 +346,8 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
             outcome = Outcome::CountReached;
         }
     }
-    drop(ring);
-    losses.check(tracer, true)?;
+    drop(source);
+    losses.check(tracer, perf_lost.get(), true)?;
     Ok(Summary {
         outcome,
         printed: printer.into_inner().printed,

@@ -98,6 +98,6 @@ fn without_privileges_a_clear_error_and_status_1() {
     assert_eq!(
         err,
         "sockwatch: error: permission denied: missing CAP_BPF and CAP_PERFMON (run as root, \
-         or grant CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH)\n"
+         or grant CAP_BPF and CAP_PERFMON (and CAP_DAC_READ_SEARCH for the tracepoint mode))\n"
     );
 }

@@ -808,13 +808,13 @@ fn missing_tracepoint_is_named() {
     require_root();
     let o = with_private_mounts(
         r#"mount -t tmpfs none /sys/kernel/tracing && mkdir /sys/kernel/tracing/events &&
-           exec "$SOCKWATCH" --events send x"#,
+           exec "$SOCKWATCH" --probe tracepoint --events send x"#,
     );
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "sockwatch: error: this kernel lacks the tracepoint sock:sock_send_length \
-         (added in Linux 6.3; older kernels can run --events exec,exit,listen,connect,accept)\n"
+         (added in Linux 6.3; --probe fentry or kprobe hook the socket functions instead)\n"
     );
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::Signal;
 
-/// What a non-root user needs for the default events (README, "Running without root").
+/// What a non-root user needs in the tracepoint mode (README, "Running without root").
 const CAPS: &str = "+bpf,+perfmon,+dac_read_search";
 
 fn wrapper(caps: &str) -> Vec<String> {
@@ -55,13 +55,14 @@ fn a_non_root_user_with_the_documented_capabilities_traces() {
     );
 }
 
-/// sockwatch's stderr and status as `nobody` with `caps`, in a private mount
-/// namespace after `prelude` (a shell command) ran there as root.
+/// sockwatch's stderr and status as `nobody` with `caps` in the tracepoint mode
+/// (this machine's), in a private mount namespace after `prelude` (a shell command)
+/// ran there as root.
 fn as_nobody(caps: &str, prelude: &str) -> (Option<i32>, String) {
     require_root();
     let script = format!(
         r#"{prelude}
-exec "$@" --duration 100ms nothing-here"#
+exec "$@" --probe tracepoint --duration 100ms nothing-here"#
     );
     let o = Command::new("unshare")
         .args([
@@ -85,7 +86,8 @@ exec "$@" --duration 100ms nothing-here"#
 
 #[test]
 fn each_missing_capability_is_named() {
-    let hint = "(run as root, or grant CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH)";
+    let hint = "(run as root, or grant CAP_BPF and CAP_PERFMON (and CAP_DAC_READ_SEARCH for \
+                the tracepoint mode))";
     for (caps, missing) in [
         ("", "permission denied: missing CAP_BPF and CAP_PERFMON"),
         (

@@ -6,6 +6,12 @@
  * the group leader's name) and returns at once if not. Per-socket state lives
  * in `socks`, keyed by the struct sock pointer, because TCP state changes run
  * in softirq context where the current task is not the socket's owner.
+ *
+ * The file follows a socket's life: process events, birth, connect, listen and
+ * bind, accept, send, receive, release. Each step has one handler that takes
+ * resolved arguments, then thin wrappers per attach mode side by side: `tp_`
+ * (tracepoints: syscall tracepoints and the 6.3 send/receive tracepoints),
+ * `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe). User space loads one mode.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -47,6 +53,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Filters, set by user space before load. Zero counts mean "no filter of this kind". */
 const volatile __u64 names[MAX_NAMES][2] = {};
+/*
+ * Each name's bytes and its NUL: before 5.17 the kernel did not zero a comm's
+ * bytes after the NUL, so a short name can be followed by an older name's tail.
+ */
+const volatile __u64 names_mask[MAX_NAMES][2] = {};
 const volatile __u32 n_names = 0;
 const volatile __u32 pids[MAX_PIDS] = {};
 const volatile __u32 n_pids = 0;
@@ -54,6 +65,15 @@ const volatile __u32 n_pids = 0;
 const volatile __u32 selected = 0;
 /* CLOCK_BOOTTIME when tracing began: sockets open before then count from it. */
 const volatile __u64 start_ns = 0;
+/* Events go to the ring buffer; false: to the perf buffer (kernels before 5.8). */
+const volatile bool use_ringbuf = true;
+/*
+ * Tracepoint mode sees no socket release: exec and exit look for the sockets a
+ * process let go, which needs the table of processes that own sockets.
+ */
+const volatile bool release_by_scan = false;
+/* tcp_recvmsg and udp(v6)_recvmsg still take `nonblock` (before 5.19): for kprobes. */
+const volatile bool recv_has_nonblock = false;
 
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};
@@ -69,6 +89,7 @@ struct ends {
 	__u16 lport;
 	__u16 rport;
 	__u8 family;
+	__u8 protocol;
 };
 
 struct sock_state {
@@ -88,10 +109,17 @@ struct sock_state {
 	__u8 connected; /* a connect was tried, even one that failed before any handshake */
 };
 
-/* A connect() in progress in one thread. */
-struct connect_call {
+/*
+ * A kernel call in progress in one thread: a connect (for its start and whether
+ * it began a handshake), or a kprobe whose kretprobe needs the entry's arguments.
+ * One per thread: none of these calls nests in another.
+ */
+struct call {
 	__u64 start_ns;
-	__u8 syn_sent; /* the call put a TCP socket into SYN_SENT */
+	__u64 arg0; /* the struct socket or struct sock */
+	__u64 arg1; /* the address, or the struct msghdr */
+	__u32 flags;
+	__u8 syn_sent; /* the connect put a TCP socket into SYN_SENT */
 };
 
 /* A datagram received on an unconnected UDP socket: the sender is known only at syscall exit. */
@@ -111,6 +139,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
+
+/* The perf buffer, where there is no ring buffer; one of the two is created. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} perf_events SEC(".maps");
+
+/* Room for an EXEC event, too large for the stack beside everything else. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_event);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -152,8 +195,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, struct connect_call);
-} connects SEC(".maps");
+	__type(value, struct call);
+} calls SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -176,6 +219,8 @@ struct file___pre613 {
 	atomic_long_t f_count;
 };
 
+/* ---- Common helpers ---- */
+
 static __always_inline bool wanted(enum event_kind kind)
 {
 	return selected & (1u << kind);
@@ -196,6 +241,17 @@ static __always_inline void bump(enum counter which)
 		*n += 1;
 }
 
+/* Sends a finished record to user space. The perf buffer counts its own losses. */
+static __always_inline void emit(void *ctx, void *data, __u64 size)
+{
+	if (use_ringbuf) {
+		if (bpf_ringbuf_output(&events, data, size, 0))
+			bump(CTR_LOST);
+	} else {
+		bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
+	}
+}
+
 static __always_inline bool proc_matches(const struct proc *p)
 {
 	for (int i = 0; i < MAX_PIDS; i++) {
@@ -207,7 +263,8 @@ static __always_inline bool proc_matches(const struct proc *p)
 	for (int i = 0; i < MAX_NAMES; i++) {
 		if (i >= n_names)
 			break;
-		if (names[i][0] == p->comm_words[0] && names[i][1] == p->comm_words[1])
+		if (names[i][0] == (p->comm_words[0] & names_mask[i][0]) &&
+		    names[i][1] == (p->comm_words[1] & names_mask[i][1]))
 			return true;
 	}
 	return false;
@@ -216,13 +273,21 @@ static __always_inline bool proc_matches(const struct proc *p)
 /* Fills `p` with the current process and says whether it is traced. */
 static __always_inline bool current_proc(struct proc *p)
 {
-	/* A BTF task pointer allows plain loads: cheaper than probe reads in every hook. */
-	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
 	__u64 id = bpf_get_current_pid_tgid();
 
 	p->pid = id >> 32;
 	p->tid = (__u32)id;
-	__builtin_memcpy(p->comm, leader->comm, TASK_COMM_LEN);
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		/* A BTF task pointer allows plain loads: cheaper than probe reads in every hook. */
+		struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+
+		__builtin_memcpy(p->comm, leader->comm, TASK_COMM_LEN);
+	} else {
+		/* Before 5.11. */
+		struct task_struct *task = (void *)bpf_get_current_task();
+
+		BPF_CORE_READ_INTO(&p->comm, task, group_leader, comm);
+	}
 	return proc_matches(p);
 }
 
@@ -240,6 +305,8 @@ static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k
 
 static __always_inline bool inet_sock(const struct sock *sk, struct sock_kind *k)
 {
+	if (!sk)
+		return false;
 	read_kind(sk, k);
 	return (k->family == AF_INET || k->family == AF_INET6) &&
 	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
@@ -284,18 +351,6 @@ static __always_inline void fill_proc(struct event *e, __u8 kind, __u32 pid, __u
 	__builtin_memcpy(e->comm, comm, TASK_COMM_LEN);
 }
 
-static __always_inline struct event *reserve(__u8 kind, __u32 pid, __u32 tid, const char *comm)
-{
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		bump(CTR_LOST);
-		return NULL;
-	}
-	fill_proc(e, kind, pid, tid, comm);
-	return e;
-}
-
 static __always_inline struct file *file_from_fd(long fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -328,9 +383,167 @@ static __always_inline long file_refs(struct file *file)
 	return BPF_CORE_READ((struct file___pre613 *)file, f_count.counter);
 }
 
+/* The syscall's registers (tracepoint mode only: bpf_task_pt_regs is 5.15+). */
 static __always_inline struct pt_regs *user_regs(void)
 {
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+/*
+ * Reads a sockaddr into the event's remote end: from user memory (a syscall's
+ * argument) or kernel memory (the copy a socket function is handed).
+ */
+static __always_inline bool read_peer(struct event *e, __u64 addr, bool user)
+{
+	struct sockaddr_in6 sa = {};
+	long err;
+
+	/* An IPv4 caller's buffer may be just a sockaddr_in: read more only for IPv6. */
+	if (!addr)
+		return false;
+	err = user ? bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (void *)addr)
+		   : bpf_probe_read_kernel(&sa, sizeof(struct sockaddr_in), (void *)addr);
+	if (err)
+		return false;
+	if (sa.sin6_family == AF_INET6) {
+		err = user ? bpf_probe_read_user(&sa, sizeof(sa), (void *)addr)
+			   : bpf_probe_read_kernel(&sa, sizeof(sa), (void *)addr);
+		if (err)
+			return false;
+	}
+	if (sa.sin6_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
+
+		e->rport = bpf_ntohs(sin->sin_port);
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+		__builtin_memcpy(e->raddr, &sin->sin_addr, 4);
+		/* A v6 socket may name a v4 peer; the peer's family is what the user sees. */
+		e->family = AF_INET;
+		return true;
+	}
+	if (sa.sin6_family == AF_INET6) {
+		e->rport = bpf_ntohs(sa.sin6_port);
+		__builtin_memcpy(e->raddr, &sa.sin6_addr, 16);
+		e->family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+/* The address family a sockaddr names, or -1 when it cannot be read. */
+static __always_inline int addr_family(__u64 addr, bool user)
+{
+	__u16 family;
+	long err = user ? bpf_probe_read_user(&family, sizeof(family), (void *)addr)
+			: bpf_probe_read_kernel(&family, sizeof(family), (void *)addr);
+
+	return err ? -1 : family;
+}
+
+/* The port a sockaddr names (in and in6 keep it at the same place). */
+static __always_inline __u16 addr_port(__u64 addr, bool user)
+{
+	struct sockaddr_in sa = {};
+
+	if (user)
+		bpf_probe_read_user(&sa, sizeof(sa), (void *)addr);
+	else
+		bpf_probe_read_kernel(&sa, sizeof(sa), (void *)addr);
+	return sa.sin_port;
+}
+
+static __always_inline void save_ends(struct sock_state *st, const struct event *e)
+{
+	__builtin_memcpy(st->ends.laddr, e->laddr, 16);
+	__builtin_memcpy(st->ends.raddr, e->raddr, 16);
+	st->ends.lport = e->lport;
+	st->ends.rport = e->rport;
+	st->ends.family = e->family;
+	st->ends.protocol = e->protocol;
+}
+
+static __always_inline bool ends_known(const struct sock_state *st)
+{
+	return st->ends.lport || st->ends.rport;
+}
+
+/* Remembers a tracked socket's ends, for a CLOSE after it is gone (tracepoint mode). */
+static __always_inline void remember_ends(const struct sock *sk, const struct event *e)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *st;
+
+	if (!release_by_scan)
+		return;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (st)
+		save_ends(st, e);
+}
+
+
+/*
+ * A failed blocking connect disconnects the socket, zeroing its ports: report the
+ * ends it had. A socket released unseen (`gone`) may be freed memory by now: only
+ * the ends saved while it lived count.
+ */
+static __always_inline void fill_closed_sock(struct event *e, const struct sock *sk,
+					     const struct sock_state *st, bool gone)
+{
+	if (gone) {
+		e->protocol = st->ends.protocol;
+	} else {
+		fill_sock(e, sk);
+	}
+	if (gone || (e->protocol == IPPROTO_TCP && e->rport == 0 && st->ends.rport != 0)) {
+		__builtin_memcpy(e->laddr, st->ends.laddr, 16);
+		__builtin_memcpy(e->raddr, st->ends.raddr, 16);
+		e->lport = st->ends.lport;
+		e->rport = st->ends.rport;
+		e->family = st->ends.family;
+	}
+}
+
+/* Reports a connect outcome; `addr`, when set, is the connect() argument to name the peer. */
+static __always_inline void emit_connect(void *ctx, const struct sock *sk, struct sock_state *st,
+					 __s64 result, __u8 flags, __u64 duration_ns, __u64 addr,
+					 bool user)
+{
+	struct event e;
+
+	fill_proc(&e, EV_CONNECT, st->pid, st->tid, st->comm);
+	fill_sock(&e, sk);
+	if (addr)
+		read_peer(&e, addr, user);
+	save_ends(st, &e);
+	e.value = result;
+	e.flags = flags;
+	e.duration_ns = duration_ns;
+	emit(ctx, &e, sizeof(e));
+}
+
+/* The socket is let go: report a still-pending connect, then the totals. */
+static __always_inline void release(void *ctx, const struct sock *sk, struct sock_state *st,
+				    __u32 pid, __u32 tid, const char *comm, bool gone)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct event e;
+
+	if (st->connect_ns && wanted(EV_CONNECT) && !gone)
+		emit_connect(ctx, sk, st, 0, EF_ABORTED, now - st->connect_ns, 0, false);
+	if (wanted(EV_CLOSE)) {
+		fill_proc(&e, EV_CLOSE, pid, tid, comm);
+		fill_closed_sock(&e, sk, st, gone);
+		/* Never bound, connected or listened on, and no bytes: nothing to report. */
+		if (e.lport || e.rport || st->sent || st->received || st->connected) {
+			e.sent = st->sent;
+			e.received = st->received;
+			e.duration_ns = now - st->born_ns;
+			e.flags = st->partial ? EF_PARTIAL : 0;
+			emit(ctx, &e, sizeof(e));
+		}
+	}
+	bpf_map_delete_elem(&socks, &key);
 }
 
 /*
@@ -353,6 +566,17 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	};
 
 	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
+	if (born && release_by_scan) {
+		struct sock_state *old = bpf_map_lookup_elem(&socks, &key);
+
+		/* A socket at this address was released unseen (dup2, close_range). */
+		if (old && old->socket != st.socket) {
+			if (ends_known(old))
+				release(NULL, sk, old, old->pid, old->tid, old->comm, true);
+			else
+				bump(CTR_UNTRACKED);
+		}
+	}
 	if (bpf_map_update_elem(&socks, &key, &st, BPF_ANY)) {
 		/* A new socket replaces any old one at this address; an old one counts once. */
 		if (!bpf_map_update_elem(&skipped, &key, &one, born ? BPF_ANY : BPF_NOEXIST)) {
@@ -363,7 +587,8 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	}
 	if (any_skipped)
 		bpf_map_delete_elem(&skipped, &key);
-	bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
+	if (release_by_scan)
+		bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
@@ -383,7 +608,8 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 			st->pid = p->pid;
 			st->tid = p->tid;
 			__builtin_memcpy(st->comm, p->comm, TASK_COMM_LEN);
-			bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
+			if (release_by_scan)
+				bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 		}
 		return st;
 	}
@@ -398,232 +624,46 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 	return st;
 }
 
-/* Reads a user sockaddr into the event's remote end. */
-static __always_inline bool read_user_peer(struct event *e, __u64 uaddr)
+/* The struct sock of a struct socket a kprobe stashed (a plain variable: CO-RE
+ * relocates every field access inside its read). */
+static __always_inline struct sock *socket_sk(__u64 socket)
 {
-	struct sockaddr_in6 sa = {};
+	struct socket *sock = (struct socket *)socket;
 
-	/* An IPv4 caller's buffer may be just a sockaddr_in: read more only for IPv6. */
-	if (!uaddr || bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (void *)uaddr))
-		return false;
-	if (sa.sin6_family == AF_INET6 && bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
-		return false;
-	if (sa.sin6_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
-
-		e->rport = bpf_ntohs(sin->sin_port);
-		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-		__builtin_memcpy(e->raddr, &sin->sin_addr, 4);
-		/* A v6 socket may name a v4 peer; the peer's family is what the user sees. */
-		e->family = AF_INET;
-		return true;
-	}
-	if (sa.sin6_family == AF_INET6) {
-		e->rport = bpf_ntohs(sa.sin6_port);
-		__builtin_memcpy(e->raddr, &sa.sin6_addr, 16);
-		e->family = AF_INET6;
-		return true;
-	}
-	return false;
+	return BPF_CORE_READ(sock, sk);
 }
 
-static __always_inline void save_ends(struct sock_state *st, const struct event *e)
+/* Stashes a kprobe's arguments for its kretprobe; returns false when not traced. */
+static __always_inline bool stash(__u64 arg0, __u64 arg1, __u32 flags)
 {
-	__builtin_memcpy(st->ends.laddr, e->laddr, 16);
-	__builtin_memcpy(st->ends.raddr, e->raddr, 16);
-	st->ends.lport = e->lport;
-	st->ends.rport = e->rport;
-	st->ends.family = e->family;
-}
-
-/* A failed blocking connect disconnects the socket, zeroing its ports: report the ends it had. */
-static __always_inline void fill_closed_sock(struct event *e, const struct sock *sk,
-					     const struct sock_state *st)
-{
-	fill_sock(e, sk);
-	if (e->rport == 0 && st->ends.rport != 0) {
-		__builtin_memcpy(e->laddr, st->ends.laddr, 16);
-		__builtin_memcpy(e->raddr, st->ends.raddr, 16);
-		e->lport = st->ends.lport;
-		e->rport = st->ends.rport;
-		e->family = st->ends.family;
-	}
-}
-
-/* Reports a connect outcome; `uaddr`, when set, is the connect() argument to name the peer. */
-static __always_inline void emit_connect(const struct sock *sk, struct sock_state *st,
-					 __s64 result, __u8 flags, __u64 duration_ns, __u64 uaddr)
-{
-	struct event *e = reserve(EV_CONNECT, st->pid, st->tid, st->comm);
-
-	if (!e)
-		return;
-	fill_sock(e, sk);
-	if (uaddr)
-		read_user_peer(e, uaddr);
-	save_ends(st, e);
-	e->value = result;
-	e->flags = flags;
-	e->duration_ns = duration_ns;
-	bpf_ringbuf_submit(e, 0);
-}
-
-/* The process let go of the socket: report a still-pending connect, then the totals. */
-static __always_inline void release(const struct sock *sk, struct sock_state *st, __u32 pid,
-				    __u32 tid, const char *comm)
-{
-	__u64 key = (__u64)sk;
-	__u64 now = bpf_ktime_get_boot_ns();
-	struct event e;
-
-	if (st->connect_ns && wanted(EV_CONNECT))
-		emit_connect(sk, st, 0, EF_ABORTED, now - st->connect_ns, 0);
-	if (wanted(EV_CLOSE)) {
-		fill_proc(&e, EV_CLOSE, pid, tid, comm);
-		fill_closed_sock(&e, sk, st);
-		/* Never bound, connected or listened on, and no bytes: nothing to report. */
-		if (e.lport || e.rport || st->sent || st->received || st->connected) {
-			e.sent = st->sent;
-			e.received = st->received;
-			e.duration_ns = now - st->born_ns;
-			e.flags = st->partial ? EF_PARTIAL : 0;
-			if (bpf_ringbuf_output(&events, &e, sizeof(e), 0))
-				bump(CTR_LOST);
-		}
-	}
-	bpf_map_delete_elem(&socks, &key);
-}
-
-/*
- * The address argument of the syscall we are in, for sendto/sendmsg/recvfrom/recvmsg;
- * 0 for every other path (write, read, recvmmsg, io_uring).
- */
-static __always_inline __u64 syscall_peer_ptr(bool recv)
-{
-#ifdef NR_SENDTO
-	struct pt_regs *regs = user_regs();
-	long nr = SYSCALL_NR(regs);
-	__u64 uaddr = 0;
-
-	if (nr == (recv ? NR_RECVFROM : NR_SENDTO))
-		return PT_REGS_PARM5_CORE_SYSCALL(regs);
-	if (nr == (recv ? NR_RECVMSG : NR_SENDMSG)) {
-		struct user_msghdr *msg = (void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
-
-		bpf_probe_read_user(&uaddr, sizeof(uaddr), &msg->msg_name);
-	}
-	return uaddr;
-#else
-	return 0;
-#endif
-}
-
-static __always_inline int on_transfer(struct sock *sk, int ret, int msg_flags, __u8 kind)
-{
-	struct sock_state *st;
-	struct pending_recv pending;
-	struct event *e;
+	struct call c;
 	struct proc p;
-	__u64 uaddr = 0;
-	struct sock_kind sock;
-	bool unconnected;
 
-	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &sock))
-		return 0;
-	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
-		return 0;
-	if (wanted(EV_CLOSE)) {
-		st = adopt(sk, &p);
-		if (st) {
-			if (kind == EV_SEND)
-				__sync_fetch_and_add(&st->sent, ret);
-			else
-				__sync_fetch_and_add(&st->received, ret);
-		}
-	}
-	if (!wanted(kind))
-		return 0;
-
-	unconnected = sock.protocol == IPPROTO_UDP &&
-		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
-	if (unconnected)
-		uaddr = syscall_peer_ptr(kind == EV_RECV);
-	if (unconnected && uaddr && kind == EV_RECV) {
-		/* The kernel copies the sender out only after this point; finish at syscall exit. */
-		fill_proc(&pending.e, kind, p.pid, p.tid, p.comm);
-		fill_ends(&pending.e, sk, &sock);
-		pending.e.value = ret;
-		pending.uaddr = uaddr;
-		__sync_fetch_and_add(&pending_count, 1);
-		if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_NOEXIST)) {
-			/* This thread's entry is already counted (its syscall never exited). */
-			__sync_fetch_and_add(&pending_count, -1);
-			if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_ANY))
-				bump(CTR_LOST);
-		}
-		return 0;
-	}
-
-	e = reserve(kind, p.pid, p.tid, p.comm);
-	if (!e)
-		return 0;
-	fill_ends(e, sk, &sock);
-	e->value = ret;
-	if (unconnected && !read_user_peer(e, uaddr))
-		e->flags |= EF_PEER_UNKNOWN;
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	if (!current_proc(&p))
+		return false;
+	__builtin_memset(&c, 0, sizeof(c));
+	c.start_ns = bpf_ktime_get_boot_ns();
+	c.arg0 = arg0;
+	c.arg1 = arg1;
+	c.flags = flags;
+	bpf_map_update_elem(&calls, &p.tid, &c, BPF_ANY);
+	return true;
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(send_length, struct sock *sk, int ret, int flags)
+/* Takes this thread's stashed call out of the table. */
+static __always_inline bool unstash(struct call *c)
 {
-	return on_transfer(sk, ret, flags, EV_SEND);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct call *found = bpf_map_lookup_elem(&calls, &tid);
+
+	if (!found)
+		return false;
+	*c = *found;
+	bpf_map_delete_elem(&calls, &tid);
+	return true;
 }
 
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(recv_length, struct sock *sk, int ret, int flags)
-{
-	return on_transfer(sk, ret, flags, EV_RECV);
-}
-
-static __always_inline int finish_recv(void)
-{
-	struct pending_recv *pending;
-	struct event *e;
-	__u32 tid;
-
-	if (!pending_count)
-		return 0;
-	tid = (__u32)bpf_get_current_pid_tgid();
-	pending = bpf_map_lookup_elem(&pending_recvs, &tid);
-	if (!pending)
-		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (e) {
-		__builtin_memcpy(e, &pending->e, sizeof(*e));
-		if (!read_user_peer(e, pending->uaddr))
-			e->flags |= EF_PEER_UNKNOWN;
-		bpf_ringbuf_submit(e, 0);
-	} else {
-		bump(CTR_LOST);
-	}
-	if (!bpf_map_delete_elem(&pending_recvs, &tid))
-		__sync_fetch_and_add(&pending_count, -1);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish_recv();
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish_recv();
-}
+/* ---- Process events: fork, exec, exit ---- */
 
 struct owner_ctx {
 	struct proc p;
@@ -631,12 +671,30 @@ struct owner_ctx {
 };
 
 /*
- * A process's sockets at its exec or exit. Those released behind our hooks (close on
- * exec, dup2, close_range) are reported now. At exit, the rest close with it, except
- * those another process still holds (a daemon's child, a server's forked handler),
- * which wait for their next user or the exit of the last process holding them. A
- * forked child holds its parent's sockets under the same descriptor numbers.
+ * A process's sockets at its exec or exit (tracepoint mode). Those released behind
+ * our hooks (close on exec, dup2, close_range) are reported now. At exit, the rest
+ * close with it, except those another process still holds (a daemon's child, a
+ * server's forked handler), which wait for their next user or the exit of the last
+ * process holding them. A forked child holds its parent's sockets under the same
+ * descriptor numbers.
  */
+/*
+ * How many references to `file` the exiting process holds where it can be seen
+ * cheaply: the descriptor the socket was born on (a forked child's too), and 0-2,
+ * where inetd-style servers (busybox httpd) move a connection.
+ */
+static __always_inline long held_here(struct file *file, __s32 fd)
+{
+	long n = 0;
+
+	if (fd > 2 && file_from_fd(fd) == file)
+		n++;
+	for (int i = 0; i < 3; i++)
+		if (file_from_fd(i) == file)
+			n++;
+	return n;
+}
+
 static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
 			  struct owner_ctx *ctx)
 {
@@ -644,16 +702,23 @@ static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st
 	struct socket *socket;
 	struct file *file;
 	bool mine = st->pid == ctx->p.pid;
-	long refs = 0;
+	long refs = 0, held = 0;
 
 	if (!mine && !ctx->exiting)
 		return 0;
 	socket = BPF_CORE_READ(sk, sk_socket);
 	file = BPF_CORE_READ(socket, file);
-	if (!mine && (!file || st->fd < 0 || file_from_fd(st->fd) != file))
+	if (ctx->exiting && file)
+		held = held_here(file, st->fd);
+	if (!mine && !held)
 		return 0;
+	/* Released behind our hooks (dup2, close_range): report it from what we saved. */
+	if ((__u64)socket != st->socket && ends_known(st)) {
+		release(NULL, sk, st, st->pid ? st->pid : ctx->p.pid, ctx->p.tid, ctx->p.comm, true);
+		return 0;
+	}
 	if (socket && (__u64)socket != st->socket) {
-		/* The memory now holds another socket: this one's release was missed. */
+		/* The memory holds another socket now, and nothing tells what this one was. */
 		bpf_map_delete_elem(&socks, key);
 		bump(CTR_UNTRACKED);
 		return 0;
@@ -667,13 +732,15 @@ static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st
 	if (socket && refs >= 1) {
 		if (!ctx->exiting)
 			return 0;
-		if (refs > 1) {
+		/* Others hold it too: it closes with the last of them. */
+		if (refs > 1 && refs > held) {
 			if (mine)
 				st->pid = 0;
 			return 0;
 		}
 	}
-	release(sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm);
+	/* Only the ring buffer, which needs no context, serves tracepoint mode. */
+	release(NULL, sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm, false);
 	return 0;
 }
 
@@ -687,58 +754,80 @@ static __always_inline void release_process(struct owner_ctx *ctx)
 		bpf_map_delete_elem(&owners, &ctx->p.pid);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+static __always_inline int on_exec(void *ctx, struct task_struct *task, struct linux_binprm *bprm,
+				   bool scan)
 {
 	struct owner_ctx owner = { .exiting = false };
 	struct exec_event *e;
 	bool traced;
+	__u32 zero = 0;
 
-	/* Close-on-exec descriptors are closed by now: report those sockets first. */
 	traced = current_proc(&owner.p);
-	release_process(&owner);
+	/* Close-on-exec descriptors are closed by now: report those sockets first. */
+	if (scan)
+		release_process(&owner);
 	if (!traced || !wanted(EV_EXEC))
 		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		bump(CTR_LOST);
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
 		return 0;
-	}
 	fill_proc(&e->base, EV_EXEC, owner.p.pid, owner.p.tid, owner.p.comm);
 	e->base.value = BPF_CORE_READ(task, real_parent, tgid);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, 0);
+	emit(ctx, e, sizeof(*e));
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(process_exit, struct task_struct *task)
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tp_exec_scan, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(ctx, task, bprm, true);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tp_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(ctx, task, bprm, false);
+}
+
+static __always_inline int on_exit(void *ctx, struct task_struct *task, bool scan)
 {
 	struct owner_ctx owner = { .exiting = true };
-	struct event *e;
+	struct event e;
 	bool traced;
 
 	/* Only the last thread out ends the process. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	traced = current_proc(&owner.p);
-	release_process(&owner);
+	if (scan)
+		release_process(&owner);
 	if (!traced || !wanted(EV_EXIT))
 		return 0;
-	e = reserve(EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
-	if (!e)
-		return 0;
-	e->value = BPF_CORE_READ(task, exit_code);
-	bpf_ringbuf_submit(e, 0);
+	fill_proc(&e, EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
+	e.value = BPF_CORE_READ(task, exit_code);
+	emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tp_exit_scan, struct task_struct *task)
+{
+	return on_exit(ctx, task, true);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tp_exit, struct task_struct *task)
+{
+	return on_exit(ctx, task, false);
+}
+
 SEC("tp_btf/sched_process_fork")
-int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child)
+int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ppid = BPF_CORE_READ(parent, tgid);
 	struct proc c = {};
-	struct event *e;
+	struct event e;
 	__u8 one = 1;
 
 	/* A new thread shares its process's descriptors and name: only new processes count. */
@@ -747,26 +836,58 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	if (c.pid != c.tid)
 		return 0;
 	/* The child holds the parent's sockets: its exit may be the last release of some. */
-	if (tracking() && bpf_map_lookup_elem(&owners, &ppid))
+	if (release_by_scan && tracking() && bpf_map_lookup_elem(&owners, &ppid))
 		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);
 	if (!wanted(EV_FORK))
 		return 0;
 	BPF_CORE_READ_INTO(&c.comm, child, comm);
 	if (!proc_matches(&c))
 		return 0;
-	e = reserve(EV_FORK, c.pid, c.tid, c.comm);
-	if (!e)
-		return 0;
-	e->value = ppid;
-	bpf_ringbuf_submit(e, 0);
+	fill_proc(&e, EV_FORK, c.pid, c.tid, c.comm);
+	e.value = ppid;
+	emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
+/* ---- Socket born ---- */
+
+static __always_inline int on_born(struct sock *sk, long fd)
+{
+	struct sock_kind kind;
+	struct proc p;
+
+	if (current_proc(&p) && inet_sock(sk, &kind))
+		track(sk, &p, 0, true, fd);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_socket")
+int tp_socket(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	return on_born(sock_from_file(file_from_fd(ctx->ret)), ctx->ret);
+}
+
+SEC("fentry/security_socket_post_create")
+int BPF_PROG(fx_socket, struct socket *sock, int family, int type, int protocol, int kern)
+{
+	return on_born(BPF_CORE_READ(sock, sk), -1);
+}
+
+SEC("kprobe/security_socket_post_create")
+int BPF_KPROBE(kp_socket, struct socket *sock)
+{
+	return on_born(BPF_CORE_READ(sock, sk), -1);
+}
+
+/* ---- Connect: started by the process, settled by the handshake ---- */
+
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	__u64 key = (__u64)sk, now;
-	struct connect_call *call;
+	struct call *call;
 	struct sock_state *st;
 	struct proc p;
 	__s64 result;
@@ -776,7 +897,7 @@ int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const in
 		if (!current_proc(&p))
 			return 0;
 		now = bpf_ktime_get_boot_ns();
-		call = bpf_map_lookup_elem(&connects, &p.tid);
+		call = bpf_map_lookup_elem(&calls, &p.tid);
 		if (call) {
 			call->syn_sent = 1;
 			now = call->start_ns;
@@ -807,21 +928,10 @@ int BPF_PROG(sock_set_state, const struct sock *sk, const int oldstate, const in
 		result = -(__s64)BPF_CORE_READ(sk, sk_err);
 	}
 	if (wanted(EV_CONNECT))
-		emit_connect(sk, st, result,
+		emit_connect(ctx, sk, st, result,
 			     newstate != TCP_ESTABLISHED && !result ? EF_ABORTED : 0,
-			     now - st->connect_ns, 0);
+			     now - st->connect_ns, 0, false);
 	st->connect_ns = 0;
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	struct connect_call call = { .start_ns = bpf_ktime_get_boot_ns() };
-	struct proc p;
-
-	if (current_proc(&p))
-		bpf_map_update_elem(&connects, &p.tid, &call, BPF_ANY);
 	return 0;
 }
 
@@ -832,44 +942,34 @@ static __always_inline bool tcp_connect_pending(long ret)
 	       (ret <= -ERESTARTSYS && ret >= -ERESTARTSYS - 4);
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int connect_begin(__u64 sock, __u64 addr)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct connect_call *call = bpf_map_lookup_elem(&connects, &tid);
-	struct pt_regs *regs = user_regs();
-	struct sock_state owner = {}, *st;
-	__u64 start_ns, now, uaddr, key;
-	__u16 family = 0;
-	struct sock *sk;
-	struct proc p;
-	struct sock_kind kind;
-	__u8 syn_sent;
-	long ret = ctx->ret;
+	stash(sock, addr, 0);
+	return 0;
+}
 
-	if (!call)
-		return 0;
-	start_ns = call->start_ns;
-	syn_sent = call->syn_sent;
-	bpf_map_delete_elem(&connects, &tid);
-	if (!current_proc(&p))
-		return 0;
-	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
-	if (!sk || !inet_sock(sk, &kind))
+/*
+ * A connect call returned: report what never began a handshake (UDP, and TCP that
+ * failed at once); a handshake reports through inet_sock_set_state.
+ */
+static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u64 addr,
+				       bool user, const struct call *call)
+{
+	struct sock_state owner = {}, *st;
+	struct sock_kind kind;
+	struct proc p;
+	__u64 key = (__u64)sk;
+
+	if (!current_proc(&p) || !inet_sock(sk, &kind))
 		return 0;
 	/* connect() with AF_UNSPEC dissolves a UDP association: no connect at all. */
-	uaddr = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	bpf_probe_read_user(&family, sizeof(family), (void *)uaddr);
-	if (family == AF_UNSPEC)
+	if (addr_family(addr, user) == AF_UNSPEC)
 		return 0;
-	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
 	if (st)
 		st->connected = 1;
-	/* A TCP handshake reports through inet_sock_set_state; here only what never started one. */
-	if (kind.protocol == IPPROTO_TCP && (syn_sent || ret == 0 || tcp_connect_pending(ret)))
+	if (kind.protocol == IPPROTO_TCP && (call->syn_sent || ret == 0 || tcp_connect_pending(ret)))
 		return 0;
-	now = bpf_ktime_get_boot_ns();
 	owner.pid = p.pid;
 	owner.tid = p.tid;
 	__builtin_memcpy(owner.comm, p.comm, TASK_COMM_LEN);
@@ -877,120 +977,711 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	 * A connected socket names its ends as the kernel resolved them (a wildcard peer
 	 * is loopback); a failed one may have none yet: then the peer as the process named it.
 	 */
-	emit_connect(sk, &owner, ret, 0, now - start_ns, ret ? uaddr : 0);
+	emit_connect(ctx, sk, &owner, ret, 0, bpf_ktime_get_boot_ns() - call->start_ns,
+		     ret ? addr : 0, user);
+	/* A connected UDP socket's ends, for a CLOSE after it is gone (tracepoint mode). */
+	if (st && release_by_scan && ret == 0)
+		st->ends = owner.ends;
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tp_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	return connect_begin(0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tp_connect_r(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	regs = user_regs();
+	return connect_end(ctx, sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs))),
+			   ctx->ret, PT_REGS_PARM2_CORE_SYSCALL(regs), true, &call);
+}
+
+/* inet_stream_connect (TCP) and inet_dgram_connect (UDP) serve IPv4 and IPv6. */
+SEC("fentry/inet_stream_connect")
+int BPF_PROG(fx_connect, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin((__u64)sock, (__u64)uaddr);
+}
+
+SEC("fexit/inet_stream_connect")
+int BPF_PROG(fx_connect_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
+	     int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false, &call);
+}
+
+SEC("fentry/inet_dgram_connect")
+int BPF_PROG(fx_dconnect, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin((__u64)sock, (__u64)uaddr);
+}
+
+SEC("fexit/inet_dgram_connect")
+int BPF_PROG(fx_dconnect_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
+	     int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false, &call);
+}
+
+SEC("kprobe/inet_stream_connect")
+int BPF_KPROBE(kp_connect, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin((__u64)sock, (__u64)uaddr);
+}
+
+SEC("kretprobe/inet_stream_connect")
+int BPF_KRETPROBE(kp_connect_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, socket_sk(call.arg0), ret, call.arg1,
+			   false, &call);
+}
+
+SEC("kprobe/inet_dgram_connect")
+int BPF_KPROBE(kp_dconnect, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin((__u64)sock, (__u64)uaddr);
+}
+
+SEC("kretprobe/inet_dgram_connect")
+int BPF_KRETPROBE(kp_dconnect_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, socket_sk(call.arg0), ret, call.arg1,
+			   false, &call);
+}
+
+/* ---- Listen: TCP listen(), and a UDP server's bind() ---- */
+
+static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
+{
+	struct event e;
+	struct proc p;
+	struct sock_kind kind;
+
+	if (ret != 0 || !current_proc(&p) || !inet_sock(sk, &kind))
+		return 0;
+	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &kind);
+	remember_ends(sk, &e);
+	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
+	e.value = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_listen")
-int exit_listen(struct trace_event_raw_sys_exit *ctx)
+int tp_listen(struct trace_event_raw_sys_exit *ctx)
 {
-	struct event *e;
-	struct sock *sk;
-	struct proc p;
-	struct sock_kind kind;
+	if (ctx->ret != 0)
+		return 0;
+	return on_listen(ctx, sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))),
+			 ctx->ret);
+}
 
-	if (ctx->ret != 0 || !current_proc(&p))
-		return 0;
-	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
-	if (!sk || !inet_sock(sk, &kind))
-		return 0;
-	e = reserve(EV_LISTEN, p.pid, p.tid, p.comm);
-	if (!e)
-		return 0;
-	fill_ends(e, sk, &kind);
-	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
-	e->value = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	bpf_ringbuf_submit(e, 0);
+SEC("fexit/inet_listen")
+int BPF_PROG(fx_listen, struct socket *sock, int backlog, int ret)
+{
+	return on_listen(ctx, BPF_CORE_READ(sock, sk), ret);
+}
+
+SEC("kprobe/inet_listen")
+int BPF_KPROBE(kp_listen, struct socket *sock)
+{
+	stash((__u64)sock, 0, 0);
 	return 0;
+}
+
+SEC("kretprobe/inet_listen")
+int BPF_KRETPROBE(kp_listen_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_listen(ctx, socket_sk(call.arg0), ret);
 }
 
 /* A UDP socket bound to a port it named is a UDP server starting: its LISTEN. */
-SEC("tracepoint/syscalls/sys_exit_bind")
-int exit_bind(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int on_bind(void *ctx, struct sock *sk, long ret, __u64 addr, bool user)
 {
-	struct pt_regs *regs;
-	struct sockaddr_in sa = {};
-	struct event *e;
-	struct sock *sk;
+	struct event e;
 	struct proc p;
 	struct sock_kind kind;
 
-	if (ctx->ret != 0 || !current_proc(&p))
-		return 0;
-	regs = user_regs();
-	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs)));
-	if (!sk || !inet_sock(sk, &kind) || kind.protocol != IPPROTO_UDP)
+	if (ret != 0 || !current_proc(&p) || !inet_sock(sk, &kind) ||
+	    kind.protocol != IPPROTO_UDP)
 		return 0;
 	/* Port 0 asks for an ephemeral port, as clients do: not a server. */
-	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)PT_REGS_PARM2_CORE_SYSCALL(regs)) ||
-	    !sa.sin_port)
+	if (!addr_port(addr, user))
 		return 0;
-	e = reserve(EV_LISTEN, p.pid, p.tid, p.comm);
-	if (!e)
-		return 0;
-	fill_ends(e, sk, &kind);
-	bpf_ringbuf_submit(e, 0);
+	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &kind);
+	remember_ends(sk, &e);
+	emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
-static __always_inline int on_accept(long fd)
+SEC("tracepoint/syscalls/sys_exit_bind")
+int tp_bind(struct trace_event_raw_sys_exit *ctx)
 {
-	struct sock *sk, *listener;
-	struct event *e;
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return on_bind(ctx, sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs))),
+		       ctx->ret, PT_REGS_PARM2_CORE_SYSCALL(regs), true);
+}
+
+SEC("fexit/inet_bind")
+int BPF_PROG(fx_bind, struct socket *sock, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	return on_bind(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false);
+}
+
+SEC("fexit/inet6_bind")
+int BPF_PROG(fx_bind6, struct socket *sock, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	return on_bind(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false);
+}
+
+SEC("kprobe/inet_bind")
+int BPF_KPROBE(kp_bind, struct socket *sock, struct sockaddr *uaddr)
+{
+	stash((__u64)sock, (__u64)uaddr, 0);
+	return 0;
+}
+
+SEC("kretprobe/inet_bind")
+int BPF_KRETPROBE(kp_bind_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+}
+
+SEC("kprobe/inet6_bind")
+int BPF_KPROBE(kp_bind6, struct socket *sock, struct sockaddr *uaddr)
+{
+	stash((__u64)sock, (__u64)uaddr, 0);
+	return 0;
+}
+
+SEC("kretprobe/inet6_bind")
+int BPF_KRETPROBE(kp_bind6_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+}
+
+/* ---- Accept ---- */
+
+/* `listener`, when known, is adopted if it was opened before tracing began. */
+static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *listener, long fd)
+{
+	struct event e;
 	struct proc p;
 	struct sock_kind kind;
 
-	if (fd < 0 || !current_proc(&p))
+	if (!current_proc(&p) || !inet_sock(sk, &kind))
 		return 0;
-	sk = sock_from_file(file_from_fd(fd));
-	if (!sk || !inet_sock(sk, &kind))
-		return 0;
+	fill_proc(&e, EV_ACCEPT, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &kind);
 	if (wanted(EV_CLOSE)) {
 		track(sk, &p, 0, true, fd);
-		/* A listener opened before tracing began is adopted at its first accept. */
-		listener = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+		remember_ends(sk, &e);
 		if (listener)
 			adopt(listener, &p);
 	}
-	if (!wanted(EV_ACCEPT))
-		return 0;
-	e = reserve(EV_ACCEPT, p.pid, p.tid, p.comm);
-	if (!e)
-		return 0;
-	fill_ends(e, sk, &kind);
-	bpf_ringbuf_submit(e, 0);
+	if (wanted(EV_ACCEPT))
+		emit(ctx, &e, sizeof(e));
 	return 0;
+}
+
+static __always_inline int tp_on_accept(void *ctx, long fd)
+{
+	if (fd < 0)
+		return 0;
+	return on_accept(ctx, sock_from_file(file_from_fd(fd)),
+			 sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))), fd);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+int tp_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accept(ctx->ret);
+	return tp_on_accept(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
+int tp_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accept(ctx->ret);
+	return tp_on_accept(ctx, ctx->ret);
 }
 
-SEC("tracepoint/syscalls/sys_exit_socket")
-int exit_socket(struct trace_event_raw_sys_exit *ctx)
+/*
+ * inet_accept grafts the new socket onto its struct socket once accepted: an entry
+ * hook, so no return probe can be missed however many threads wait in accept().
+ */
+SEC("fentry/security_sock_graft")
+int BPF_PROG(fx_accept, struct sock *sk, struct socket *parent)
 {
-	struct sock *sk;
-	struct proc p;
-	struct sock_kind kind;
+	return on_accept(ctx, sk, NULL, -1);
+}
 
-	if (ctx->ret < 0 || !current_proc(&p))
+SEC("kprobe/security_sock_graft")
+int BPF_KPROBE(kp_accept, struct sock *sk)
+{
+	return on_accept(ctx, sk, NULL, -1);
+}
+
+/* ---- Send and receive ---- */
+
+/*
+ * The address argument of the syscall we are in, for sendto/sendmsg/recvfrom/recvmsg;
+ * 0 for every other path (write, read, recvmmsg, io_uring).
+ */
+static __always_inline __u64 syscall_peer_ptr(bool recv)
+{
+#ifdef NR_SENDTO
+	struct pt_regs *regs = user_regs();
+	long nr = SYSCALL_NR(regs);
+	__u64 uaddr = 0;
+
+	if (nr == (recv ? NR_RECVFROM : NR_SENDTO))
+		return PT_REGS_PARM5_CORE_SYSCALL(regs);
+	if (nr == (recv ? NR_RECVMSG : NR_SENDMSG)) {
+		struct user_msghdr *msg = (void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+
+		bpf_probe_read_user(&uaddr, sizeof(uaddr), &msg->msg_name);
+	}
+	return uaddr;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Bytes moved on a socket. An unconnected UDP socket's peer is the datagram's
+ * address: in the kernel's msghdr (`peer`), or, on the tracepoints, in the
+ * syscall's arguments, where a receive's sender is written only after the
+ * tracepoint and is read at syscall exit.
+ */
+static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int msg_flags,
+				       __u8 kind, __u64 peer, bool from_syscall)
+{
+	struct sock_state *st;
+	struct pending_recv pending;
+	struct event e;
+	struct proc p;
+	struct sock_kind sock;
+	bool unconnected;
+
+	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &sock))
 		return 0;
-	sk = sock_from_file(file_from_fd(ctx->ret));
-	if (sk && inet_sock(sk, &kind))
-		track(sk, &p, 0, true, ctx->ret);
+	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
+		return 0;
+	if (wanted(EV_CLOSE)) {
+		st = adopt(sk, &p);
+		if (st) {
+			if (kind == EV_SEND)
+				__sync_fetch_and_add(&st->sent, ret);
+			else
+				__sync_fetch_and_add(&st->received, ret);
+		}
+	}
+	if (!wanted(kind))
+		return 0;
+
+	unconnected = sock.protocol == IPPROTO_UDP &&
+		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+	if (unconnected && from_syscall)
+		peer = syscall_peer_ptr(kind == EV_RECV);
+	if (unconnected && peer && from_syscall && kind == EV_RECV) {
+		/* The kernel copies the sender out only after this point; finish at syscall exit. */
+		fill_proc(&pending.e, kind, p.pid, p.tid, p.comm);
+		fill_ends(&pending.e, sk, &sock);
+		pending.e.value = ret;
+		pending.uaddr = peer;
+		__sync_fetch_and_add(&pending_count, 1);
+		if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_NOEXIST)) {
+			/* This thread's entry is already counted (its syscall never exited). */
+			__sync_fetch_and_add(&pending_count, -1);
+			if (bpf_map_update_elem(&pending_recvs, &p.tid, &pending, BPF_ANY))
+				bump(CTR_LOST);
+		}
+		return 0;
+	}
+
+	fill_proc(&e, kind, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &sock);
+	e.value = ret;
+	if (unconnected && !read_peer(&e, peer, from_syscall))
+		e.flags |= EF_PEER_UNKNOWN;
+	emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
+/* A datagram's address in a kernel msghdr: the destination on send, the sender on receive. */
+static __always_inline __u64 msg_peer(struct msghdr *msg)
+{
+	return (__u64)BPF_CORE_READ(msg, msg_name);
+}
+
+/* The tracepoints see every send and receive path, in the calling process. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_send, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(ctx, sk, ret, flags, EV_SEND, 0, true);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_recv, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, 0, true);
+}
+
+static __always_inline int finish_recv(void *ctx)
+{
+	struct pending_recv *pending;
+	struct event e;
+	__u32 tid;
+
+	if (!pending_count)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	pending = bpf_map_lookup_elem(&pending_recvs, &tid);
+	if (!pending)
+		return 0;
+	__builtin_memcpy(&e, &pending->e, sizeof(e));
+	if (!read_peer(&e, pending->uaddr, true))
+		e.flags |= EF_PEER_UNKNOWN;
+	emit(ctx, &e, sizeof(e));
+	if (!bpf_map_delete_elem(&pending_recvs, &tid))
+		__sync_fetch_and_add(&pending_count, -1);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int tp_recvfrom_r(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int tp_recvmsg_r(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv(ctx);
+}
+
+/*
+ * The socket functions. udpv6_sendmsg hands a v4-mapped destination to udp_sendmsg:
+ * that one counts only IPv4 sockets, so no datagram counts twice. Before 6.5,
+ * sendfile and splice reach TCP and UDP through their sendpage functions.
+ */
+static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret)
+{
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET)
+		return 0;
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false);
+}
+
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(fx_tcp_send, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+}
+
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(fx_udp_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	return send_ipv4_only(ctx, sk, msg, ret);
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(fx_udp6_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false);
+}
+
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(fx_tcp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
+	     int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+}
+
+SEC("fexit/udp_sendpage")
+int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
+	     int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kp_tcp_send, struct sock *sk)
+{
+	stash((__u64)sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(kp_tcp_send_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+}
+
+SEC("kprobe/udp_sendmsg")
+int BPF_KPROBE(kp_udp_send, struct sock *sk, struct msghdr *msg)
+{
+	stash((__u64)sk, (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(kp_udp_send_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return send_ipv4_only(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1, ret);
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int BPF_KPROBE(kp_udp6_send, struct sock *sk, struct msghdr *msg)
+{
+	stash((__u64)sk, (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_sendmsg")
+int BPF_KRETPROBE(kp_udp6_send_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND,
+			   msg_peer((struct msghdr *)call.arg1), false);
+}
+
+SEC("kprobe/tcp_sendpage")
+int BPF_KPROBE(kp_tcp_page, struct sock *sk)
+{
+	stash((__u64)sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendpage")
+int BPF_KRETPROBE(kp_tcp_page_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+}
+
+SEC("kprobe/udp_sendpage")
+int BPF_KPROBE(kp_udp_page, struct sock *sk)
+{
+	stash((__u64)sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendpage")
+int BPF_KRETPROBE(kp_udp_page_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+}
+
+/*
+ * tcp_recvmsg, udp_recvmsg, udpv6_recvmsg: (sk, msg, len, [nonblock,] flags, addr_len).
+ * The sender of a datagram is in msg->msg_name once the function returns.
+ */
+static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
+				     int flags, bool ipv4_only)
+{
+	if (ipv4_only && BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET)
+		return 0;
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0, false);
+}
+
+/*
+ * The receive functions lost `nonblock` in 5.19 (user space loads the matching
+ * variant), and later `addr_len`: from 5.19 the return value comes from
+ * bpf_get_func_ret (5.17+) rather than from a fixed place after the arguments.
+ */
+static __always_inline int fx_recv(__u64 *ctx, struct sock *sk, struct msghdr *msg, int flags,
+				   bool ipv4_only)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return recv_done(ctx, sk, msg, (int)ret, flags, ipv4_only);
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fx_tcp_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, false);
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fx_tcp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, false);
+}
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(fx_udp_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, true);
+}
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(fx_udp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, true);
+}
+
+SEC("fexit/udpv6_recvmsg")
+int BPF_PROG(fx_udp6_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, false);
+}
+
+SEC("fexit/udpv6_recvmsg")
+int BPF_PROG(fx_udp6_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, false);
+}
+
+/* splice(2) from a TCP socket bypasses tcp_recvmsg. */
+SEC("fexit/tcp_splice_read")
+int BPF_PROG(fx_tcp_splice, struct socket *sock, loff_t *ppos, struct pipe_inode_info *pipe,
+	     size_t len, unsigned int flags, long ret)
+{
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false);
+}
+
+static __always_inline int kp_recv(struct pt_regs *ctx)
+{
+	/* Both read first: a choice of register offset on the context is refused. */
+	int flags4 = PT_REGS_PARM4(ctx), flags5 = PT_REGS_PARM5(ctx);
+	int flags = recv_has_nonblock ? flags5 : flags4;
+
+	stash(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), flags);
+	return 0;
+}
+
+static __always_inline int kp_recv_r(struct pt_regs *ctx, bool ipv4_only)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return recv_done(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1,
+			 (int)PT_REGS_RC(ctx), call.flags, ipv4_only);
+}
+
+SEC("kprobe/tcp_recvmsg")
+int kp_tcp_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/tcp_recvmsg")
+int kp_tcp_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/udp_recvmsg")
+int kp_udp_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/udp_recvmsg")
+int kp_udp_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, true);
+}
+
+SEC("kprobe/udpv6_recvmsg")
+int kp_udp6_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/udpv6_recvmsg")
+int kp_udp6_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/tcp_splice_read")
+int BPF_KPROBE(kp_tcp_splice, struct socket *sock)
+{
+	stash((__u64)BPF_CORE_READ(sock, sk), 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_splice_read")
+int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return recv_done(ctx, (struct sock *)call.arg0, NULL, ret, 0, false);
+}
+
+/* ---- Release ---- */
+
+/* Tracepoint mode: close() of the last descriptor; exec and exit find the rest. */
 SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+int tp_close(struct trace_event_raw_sys_enter *ctx)
 {
 	struct sock_state *st;
 	struct file *file;
@@ -1003,8 +1694,6 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	file = file_from_fd(ctx->args[0]);
 	sk = sock_from_file(file);
-	if (!sk)
-		return 0;
 	if (!inet_sock(sk, &kind))
 		return 0;
 	key = (__u64)sk;
@@ -1021,8 +1710,55 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!st && wanted(EV_CLOSE))
 		st = adopt(sk, &p);
 	if (st)
-		release(sk, st, p.pid, p.tid, p.comm);
+		release(ctx, sk, st, p.pid, p.tid, p.comm, false);
 	else if (any_skipped)
 		bpf_map_delete_elem(&skipped, &key);
 	return 0;
+}
+
+/*
+ * fentry and kprobe modes: the kernel releases the socket (inet6_release calls
+ * inet_release), whichever way its last reference went: close, dup2 over it,
+ * close_range, close-on-exec, exit, io_uring. It runs in the task that let go;
+ * when that one is not traced, the CLOSE is the owner's.
+ */
+static __always_inline int on_release(void *ctx, struct sock *sk)
+{
+	struct sock_state *st;
+	struct sock_kind kind;
+	struct proc p;
+	bool traced;
+	__u64 key = (__u64)sk;
+
+	if (!sk)
+		return 0;
+	st = bpf_map_lookup_elem(&socks, &key);
+	traced = current_proc(&p);
+	if (!st) {
+		if (!traced || !wanted(EV_CLOSE) || !inet_sock(sk, &kind)) {
+			if (any_skipped)
+				bpf_map_delete_elem(&skipped, &key);
+			return 0;
+		}
+		st = adopt(sk, &p);
+		if (!st)
+			return 0;
+	}
+	if (traced)
+		release(ctx, sk, st, p.pid, p.tid, p.comm, false);
+	else
+		release(ctx, sk, st, st->pid, st->tid, st->comm, false);
+	return 0;
+}
+
+SEC("fentry/inet_release")
+int BPF_PROG(fx_release, struct socket *sock)
+{
+	return on_release(ctx, BPF_CORE_READ(sock, sk));
+}
+
+SEC("kprobe/inet_release")
+int BPF_KPROBE(kp_release, struct socket *sock)
+{
+	return on_release(ctx, BPF_CORE_READ(sock, sk));
 }

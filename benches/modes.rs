@@ -1,0 +1,158 @@
+//! What each attach mode costs processes sockwatch does not trace: an untraced
+//! getppid() loop alone and while sockwatch traces another name, interleaved over
+//! rounds; the table shows medians, [min-max] and ratios to no tracer.
+//!
+//! The tracepoint mode runs here on the host. fentry and kprobe need a kernel that
+//! has them: all modes also run inside qemu on Debian's 6.12 (software emulation,
+//! so absolute times are slow; the ratios are what compare).
+//! `cargo bench --bench modes` as root (scripts/bench).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Trace;
+
+const ROUNDS: usize = 7;
+const HOST_CALLS: &str = "5000000";
+const VM_CALLS: &str = "300000";
+const CONFIGS: [&str; 4] = ["none", "fentry", "kprobe", "tracepoint"];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(common::SOCKWATCH)
+        .parent()
+        .unwrap()
+        .join("examples")
+}
+
+fn script(name: &str, args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts").join(name))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/{name} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn getppid_ns() -> f64 {
+    let out = Command::new(examples().join("getppid_loop"))
+        .arg(HOST_CALLS)
+        .output()
+        .expect("build the examples first: cargo build --release --examples");
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .strip_prefix("ns_per_call ")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn print_rows(place: &str, results: &mut BTreeMap<&str, Vec<f64>>) {
+    let base = median_spread(results.get_mut("none").unwrap()).0;
+    for config in CONFIGS {
+        let Some(r) = results.get_mut(config) else {
+            continue;
+        };
+        let (m, lo, hi) = median_spread(r);
+        let name = if config == "none" {
+            "no tracer"
+        } else {
+            config
+        };
+        println!(
+            "| {place} | {name} | {m:.1} | {lo:.1}-{hi:.1} | {:.3} |",
+            m / base
+        );
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "run the benchmark as root"
+    );
+
+    // Host: this machine's kernel runs the tracepoint mode only.
+    let mut host: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        eprintln!("host round {}/{ROUNDS}", round + 1);
+        for config in ["none", "tracepoint"] {
+            let tracer = (config != "none")
+                .then(|| Trace::start_with(&["--probe", config, "no-such-process"], Stdio::null()));
+            host.entry(config).or_default().push(getppid_ns());
+            if let Some(t) = tracer {
+                t.stop();
+            }
+        }
+    }
+
+    // VM: every mode on Debian's 6.12.
+    eprintln!("qemu on Debian's 6.12: {ROUNDS} rounds");
+    let bench = std::env::temp_dir().join(format!("sockwatch-bench-{}.sh", std::process::id()));
+    std::fs::write(
+        &bench,
+        format!(
+            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\n{}",
+            include_str!("../tests/vm/bench.sh")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(repo().join("tests/vm/run"))
+        .arg(script("vm-kernel", &["6.12"]))
+        .arg(&bench)
+        .arg(script("build-static", &[]))
+        .arg(examples().join("getppid_loop"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bench).unwrap();
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let release = console
+        .lines()
+        .find_map(|l| l.strip_prefix("=== scenario start "))
+        .unwrap_or("?")
+        .to_string();
+    let mut vm: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for line in console.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let ["bench", _, config, ns] = f[..] {
+            let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
+            vm.entry(config).or_default().push(ns.parse().unwrap());
+        }
+    }
+    assert!(
+        CONFIGS
+            .iter()
+            .all(|c| vm.get(c).is_some_and(|v| v.len() == ROUNDS)),
+        "the VM benchmark did not finish:\n{console}"
+    );
+
+    println!();
+    println!(
+        "An untraced process's getppid(): ns per call while sockwatch traces another name; \
+         {ROUNDS} interleaved rounds, median [min-max], ratio = median / no-tracer median"
+    );
+    println!();
+    println!("| kernel | sockwatch mode | ns per call | spread | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    let host_kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    print_rows(&format!("host {host_kernel}"), &mut host);
+    print_rows(&format!("qemu {release}"), &mut vm);
+}

@@ -1,0 +1,321 @@
+//! Opening the BPF object, setting its filters and sizes, loading and attaching it
+//! in one attach mode: the one asked for, or the first of fentry, kprobe and
+//! tracepoint that this kernel loads and attaches.
+
+use std::mem::MaybeUninit;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
+use libbpf_rs::btf::Btf;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
+
+use crate::cli::{Config, MAX_NAMES, MAX_PIDS};
+use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
+use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
+use crate::system;
+
+/// The loaded and attached BPF object. Dropping it detaches everything.
+pub struct Tracer {
+    pub skel: SockwatchSkel<'static>,
+    /// Dropping a link detaches its program.
+    pub links: Vec<Link>,
+    pub mode: Mode,
+    pub buffer: Buffer,
+}
+
+impl Tracer {
+    /// Sums a per-CPU counter (`enum counter`).
+    pub fn counter(&self, which: types::counter) -> Result<u64> {
+        let key = which.0.to_ne_bytes();
+        let per_cpu = self
+            .skel
+            .maps
+            .counters
+            .lookup_percpu(&key, MapFlags::ANY)
+            .context("reading the event counters")?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| {
+                v.get(..8)
+                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+            })
+            .sum())
+    }
+}
+
+/// What the running kernel's BTF says about the hooks.
+struct Kernel {
+    btf: Option<Btf<'static>>,
+}
+
+impl Kernel {
+    fn read() -> Kernel {
+        Kernel {
+            btf: Btf::from_vmlinux().ok(),
+        }
+    }
+
+    fn has_function(&self, name: &str) -> bool {
+        self.btf
+            .as_ref()
+            .is_some_and(|b| b.type_by_name::<Func>(name).is_some())
+    }
+
+    /// A BTF-typed tracepoint exists when its `btf_trace_` typedef does.
+    fn has_tp_btf(&self, tracepoint: &str) -> bool {
+        let name = tracepoint.rsplit('/').next().unwrap_or(tracepoint);
+        self.btf.as_ref().is_some_and(|b| {
+            b.type_by_name::<Typedef>(&format!("btf_trace_{name}"))
+                .is_some()
+        })
+    }
+
+    /// Before 5.19 the receive functions took `nonblock` before `flags`.
+    fn recv_has_nonblock(&self) -> bool {
+        self.params("tcp_recvmsg") == Some(6)
+    }
+
+    fn params(&self, function: &str) -> Option<usize> {
+        let btf = self.btf.as_ref()?;
+        let func = btf.type_by_name::<Func>(function)?;
+        let proto = FuncProto::try_from(func.next_type()?).ok()?;
+        Some(proto.len())
+    }
+}
+
+/// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
+fn name_words(name: &[u8]) -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    bytes[..name.len()].copy_from_slice(name);
+    [
+        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
+        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
+    ]
+}
+
+/// Masks the bytes of a comm that a name decides: its own and the NUL after it.
+fn name_mask(name: &[u8]) -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    let decided = (name.len() + 1).min(16);
+    bytes[..decided].fill(0xff);
+    [
+        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
+        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
+    ]
+}
+
+/// Processes with sockets are fewer than sockets, but a tiny socket table must not
+/// leave a process's sockets unreleased at its exit.
+const MIN_OWNERS: u32 = 4096;
+
+/// The buffer to use: the one asked for, else the ring buffer where the kernel has it.
+pub fn choose_buffer(cfg: &Config) -> Buffer {
+    cfg.buffer.unwrap_or_else(|| {
+        if MapType::RingBuf.is_supported().unwrap_or(false) {
+            Buffer::Ring
+        } else {
+            Buffer::Perf
+        }
+    })
+}
+
+/// Loads and attaches in the mode asked for, or the first that works here.
+pub fn start(cfg: &Config, start_ns: u64) -> Result<Tracer> {
+    let kernel = Kernel::read();
+    let buffer = choose_buffer(cfg);
+    if let Some(mode) = cfg.probe {
+        return start_mode(cfg, mode, buffer, start_ns, &kernel);
+    }
+    let mut failures = Vec::new();
+    for mode in Mode::PREFERENCE {
+        if buffer == Buffer::Perf && mode == Mode::Tracepoint {
+            continue;
+        }
+        match start_mode(cfg, mode, buffer, start_ns, &kernel) {
+            Ok(tracer) => return Ok(tracer),
+            Err(e) => failures.push(format!("{mode}: {e:#}")),
+        }
+    }
+    bail!(
+        "no attach mode works on this kernel: {}",
+        failures.join("; ")
+    )
+}
+
+/// The programs one mode loads, after checking that the kernel has their hooks.
+fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Probe>> {
+    let wanted: Vec<&Probe> =
+        probes::needed(mode, cfg.events, kernel.recv_has_nonblock()).collect();
+    if mode == Mode::Tracepoint {
+        system::check_tracepoints(wanted.iter().map(|p| p.target))?;
+        return Ok(wanted);
+    }
+    if kernel.btf.is_none() {
+        bail!("this kernel has no BTF");
+    }
+    let mut chosen = Vec::new();
+    for p in wanted {
+        let present = if p.attach.is_tracepoint() {
+            kernel.has_tp_btf(p.target)
+        } else {
+            kernel.has_function(p.target)
+        };
+        match (present, p.only) {
+            (true, _) => chosen.push(p),
+            (false, Only::WithFunction) => {}
+            (false, _) => bail!("this kernel lacks {}", probes::describe(p)),
+        }
+    }
+    Ok(chosen)
+}
+
+fn start_mode(
+    cfg: &Config,
+    mode: Mode,
+    buffer: Buffer,
+    start_ns: u64,
+    kernel: &Kernel,
+) -> Result<Tracer> {
+    if mode == Mode::Tracepoint && buffer == Buffer::Perf {
+        bail!("the tracepoint mode needs the ring buffer (Linux 5.8; its tracepoints are 6.3)");
+    }
+    let chosen = programs(cfg, mode, kernel)?;
+    // Each attempt opens its own object; a failed one is dropped before the next.
+    let object: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = SockwatchSkelBuilder::default()
+        .open(object)
+        .context("opening the BPF object")?;
+
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the BPF object has no read-only data")?;
+    assert!(cfg.names.len() <= MAX_NAMES && cfg.pids.len() <= MAX_PIDS);
+    for (i, name) in cfg.names.iter().enumerate() {
+        rodata.names[i] = name_words(name);
+        rodata.names_mask[i] = name_mask(name);
+    }
+    rodata.n_names = cfg.names.len() as u32;
+    rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
+    rodata.n_pids = cfg.pids.len() as u32;
+    rodata.selected = cfg.events.0;
+    rodata.start_ns = start_ns;
+    rodata.use_ringbuf = buffer == Buffer::Ring;
+    rodata.release_by_scan = mode == Mode::Tracepoint;
+    rodata.recv_has_nonblock = kernel.recv_has_nonblock();
+
+    // Sizes the operator chose; the kernel allocates them at load.
+    let maps = &mut open.maps;
+    maps.events
+        .set_max_entries(cfg.buffer_size as u32)
+        .context("sizing the event buffer")?;
+    maps.events.set_autocreate(buffer == Buffer::Ring)?;
+    maps.perf_events.set_autocreate(buffer == Buffer::Perf)?;
+    maps.socks
+        .set_max_entries(cfg.max_sockets)
+        .context("sizing the socket table")?;
+    maps.owners
+        .set_max_entries(if mode == Mode::Tracepoint {
+            cfg.max_sockets.max(MIN_OWNERS)
+        } else {
+            1
+        })
+        .context("sizing the owner table")?;
+
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        if !probes::PROBES.iter().any(|p| p.program == name) {
+            bail!("BPF program {name} has no entry in the probe table");
+        }
+        prog.set_autoload(chosen.iter().any(|p| p.program == name));
+    }
+
+    let skel = open.load().map_err(|e| load_error(e, cfg, mode))?;
+    let mut links = Vec::new();
+    for prog in skel.object().progs_mut() {
+        if !prog.autoload() {
+            continue;
+        }
+        let name = prog.name().to_string_lossy().into_owned();
+        let p = chosen.iter().find(|p| p.program == name).unwrap();
+        let link = prog.attach().map_err(|e| {
+            let hint = match (p.attach, e.kind()) {
+                (Attach::Kprobe | Attach::Kretprobe, libbpf_rs::ErrorKind::NotFound) => {
+                    " (kprobes need CONFIG_KPROBES)"
+                }
+                _ => "",
+            };
+            anyhow!("attaching {name} ({}){hint}: {e}", probes::describe(p))
+        })?;
+        links.push(link);
+    }
+    Ok(Tracer {
+        skel,
+        links,
+        mode,
+        buffer,
+    })
+}
+
+/// A load error, with the likely cause.
+fn load_error(e: libbpf_rs::Error, cfg: &Config, mode: Mode) -> anyhow::Error {
+    match e.kind() {
+        libbpf_rs::ErrorKind::OutOfMemory => anyhow::Error::new(e).context(format!(
+            "the kernel could not allocate the event buffer ({} bytes) and socket table ({} sockets): try a smaller --buffer-size or --max-sockets",
+            cfg.buffer_size, cfg.max_sockets
+        )),
+        libbpf_rs::ErrorKind::PermissionDenied if mode == Mode::Fentry => anyhow::Error::new(e)
+            .context("the kernel refused fentry/fexit programs (a lockdown or LSM may forbid them)"),
+        _ => anyhow::Error::new(e).context("loading the BPF programs (try --verbose)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_is_in_the_table_and_back() {
+        let mut object = MaybeUninit::uninit();
+        let open = SockwatchSkelBuilder::default().open(&mut object).unwrap();
+        let names: Vec<String> = open
+            .open_object()
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        for p in probes::PROBES {
+            assert!(
+                names.iter().any(|n| n == p.program),
+                "{} is not in the object",
+                p.program
+            );
+        }
+        assert_eq!(names.len(), probes::PROBES.len());
+    }
+
+    #[test]
+    fn a_name_ignores_what_follows_its_nul() {
+        // 5.10 leaves an older name's tail after the NUL: "httpd\0r/0".
+        let mut comm = [0u8; 16];
+        comm[..9].copy_from_slice(b"httpd\0r/0");
+        let words = name_words(&comm[..15]);
+        let (name, mask) = (name_words(b"httpd"), name_mask(b"httpd"));
+        assert_eq!([words[0] & mask[0], words[1] & mask[1]], name);
+        // The NUL is decided: "http" does not match "httpd".
+        let (short, mask) = (name_words(b"http"), name_mask(b"http"));
+        assert_ne!([words[0] & mask[0], words[1] & mask[1]], short);
+        assert_eq!(name_mask(b"fifteen-bytes-x"), [u64::MAX, u64::MAX]);
+    }
+
+    #[test]
+    fn names_pack_like_comm() {
+        let w = name_words(b"redis-server");
+        let mut bytes = w[0].to_ne_bytes().to_vec();
+        bytes.extend(w[1].to_ne_bytes());
+        assert_eq!(&bytes[..12], b"redis-server");
+        assert!(bytes[12..].iter().all(|&b| b == 0));
+    }
+}

@@ -1,0 +1,9 @@
+//! The generated BPF skeleton and the event ABI types it carries.
+
+#![allow(clippy::all, clippy::pedantic, non_camel_case_types, dead_code)]
+include!(concat!(env!("OUT_DIR"), "/sockwatch.skel.rs"));
+
+// SAFETY: these are repr(C) structs of integers and byte arrays generated from the
+// BPF ABI header; every bit pattern is a valid value.
+unsafe impl plain::Plain for types::event {}
+unsafe impl plain::Plain for types::exec_event {}

@@ -1,0 +1,103 @@
+# Runs inside the VM (busybox sh, in /w): for each item of $MODES (a --probe value,
+# or `auto`; `:perf` after it selects the perf buffer), sockwatch around the same
+# workloads, then its output in sections:
+#   === mode SPEC / key value lines / --- stdout / --- stderr / --- end
+start_sockwatch() {
+  rm -f /tmp/out /tmp/err
+  ./sockwatch "$@" > /tmp/out 2> /tmp/err &
+  sw=$!
+  n=0
+  until grep -q "sockwatch: tracing" /tmp/err 2>/dev/null; do
+    n=$((n + 1))
+    if [ $n -gt 1200 ] || ! kill -0 $sw 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+}
+ready() { # ready PID FILE: waits for the `ready PORT` line, sets $port
+  until [ -s "$2" ]; do
+    kill -0 "$1" 2>/dev/null || { echo "workload $1 died"; return 1; }
+    sleep 0.05
+  done
+  port=$(cut -d' ' -f2 "$2")
+}
+serve() { # serve ARGS...: starts echo_server, sets $srv and $port
+  rm -f /tmp/ready
+  ./echo_server "$@" > /tmp/ready &
+  srv=$!
+  ready $srv /tmp/ready
+}
+
+mkdir -p /tmp/www
+head -c 10000 /dev/zero | tr '\0' x > /tmp/www/file
+
+for spec in $MODES; do
+  mode=${spec%%:*}
+  buffer=ring
+  [ "$spec" != "$mode" ] && buffer=${spec#*:}
+  probe="--probe $mode"
+  [ "$mode" = auto ] && probe=
+  echo "=== mode $spec"
+  start_sockwatch $probe --buffer $buffer echo_server echo_client nb_connect \
+    exec_with_sock release_ways accept_storm httpd wget
+  if kill -0 $sw 2>/dev/null; then
+    serve tcp 127.0.0.1:0 1
+    echo "tcp_port $port"
+    ./echo_client tcp 127.0.0.1:$port 5 1000
+    wait $srv
+
+    serve tcp [::1]:0 2 --threads
+    echo "tcp6_port $port"
+    ./echo_client tcp [::1]:$port 11
+    ./echo_client tcp [::1]:$port 22
+    wait $srv
+
+    ./nb_connect 127.0.0.1:1
+    ./nb_connect [::ffff:127.0.0.1]:9 --v6only
+
+    serve udp 127.0.0.1:0 2
+    echo "udp_port $port"
+    ./echo_client udp-unconnected 127.0.0.1:$port 7 300
+    wait $srv
+    serve udp [::1]:0 1
+    echo "udp6_port $port"
+    ./echo_client udp [::1]:$port 9
+    wait $srv
+
+    serve tcp 127.0.0.1:0 1
+    echo "exec_port $port"
+    ./exec_with_sock 127.0.0.1:$port 4
+    wait $srv
+
+    serve tcp 127.0.0.1:0 3
+    echo "release_port $port"
+    ./release_ways 127.0.0.1:$port
+    wait $srv
+
+    rm -f /tmp/storm
+    ./accept_storm serve 127.0.0.1:0 64 > /tmp/storm &
+    storm=$!
+    ready $storm /tmp/storm
+    echo "storm_port $port"
+    ./accept_storm connect 127.0.0.1:$port 64
+    wait $storm
+
+    httpd -f -p 127.0.0.1:8080 -h /tmp/www &
+    web=$!
+    sleep 0.5
+    wget -q -O /tmp/got http://127.0.0.1:8080/file
+    echo "got_bytes $(wc -c < /tmp/got)"
+    sleep 0.3
+    kill $web
+    wait $web
+
+    sleep 0.5
+    kill -TERM $sw
+  fi
+  wait $sw
+  echo "sockwatch_rc $?"
+  echo "--- stdout"
+  cat /tmp/out
+  echo "--- stderr"
+  cat /tmp/err
+  echo "--- end"
+done
