@@ -124,7 +124,7 @@ fn main() {
     let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let release = console
         .lines()
-        .find_map(|l| l.strip_prefix("=== scenario start "))
+        .find_map(|l| Some(&l[l.find("=== scenario start ")? + 19..]))
         .unwrap_or("?")
         .to_string();
     let mut vm: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

@@ -242,12 +242,7 @@ fn start_mode(
         let name = prog.name().to_string_lossy().into_owned();
         let p = chosen.iter().find(|p| p.program == name).unwrap();
         let link = prog.attach().map_err(|e| {
-            let hint = match (p.attach, e.kind()) {
-                (Attach::Kprobe | Attach::Kretprobe, libbpf_rs::ErrorKind::NotFound) => {
-                    " (kprobes need CONFIG_KPROBES)"
-                }
-                _ => "",
-            };
+            let hint = attach_hint(p.attach, e.kind());
             anyhow!("attaching {name} ({}){hint}: {e}", probes::describe(p))
         })?;
         links.push(link);
@@ -258,6 +253,28 @@ fn start_mode(
         mode,
         buffer,
     })
+}
+
+/// The likely cause of an attach error, for the message.
+fn attach_hint(attach: Attach, kind: libbpf_rs::ErrorKind) -> String {
+    use libbpf_rs::ErrorKind::{NotFound, PermissionDenied};
+    let perf_event = matches!(
+        attach,
+        Attach::Kprobe | Attach::Kretprobe | Attach::Tracepoint
+    );
+    match kind {
+        NotFound if matches!(attach, Attach::Kprobe | Attach::Kretprobe) => {
+            " (kprobes need CONFIG_KPROBES)".into()
+        }
+        // Debian's and Ubuntu's kernels refuse perf events above level 2 without CAP_SYS_ADMIN.
+        PermissionDenied if perf_event => match system::perf_event_paranoid() {
+            Some(level) if level > 2 => format!(
+                " (kernel.perf_event_paranoid is {level}: set it to 2, or grant CAP_SYS_ADMIN)"
+            ),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    }
 }
 
 /// A load error, with the likely cause.

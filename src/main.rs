@@ -107,9 +107,10 @@ fn run() -> Result<ExitCode> {
     for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
         note!("sockwatch: {hint}");
     }
-    note!("sockwatch: tracing {}", describe(&cfg, &tracer));
+    let ready = format!("sockwatch: tracing {}", describe(&cfg, &tracer));
 
-    let summary = tracer::run(&cfg, &mut tracer, style, clock)?;
+    // The ready line comes once the event buffer is read: nothing after it is missed.
+    let summary = tracer::run(&cfg, &mut tracer, style, clock, || note!("{ready}"))?;
     if summary.outcome == Outcome::OutputClosed {
         return Ok(ExitCode::SUCCESS);
     }

@@ -13,14 +13,20 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// The effective capability set from /proc/self/status.
+/// The effective capability set, from capget(2): /proc/self may be closed to a
+/// process that changed its user (setpriv), as it is on older kernels.
 fn effective_caps() -> Result<u64> {
-    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .context("no CapEff line in /proc/self/status")?;
-    u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
+    use nix::libc;
+    // struct __user_cap_header_struct, _LINUX_CAPABILITY_VERSION_3 and this process.
+    let mut header: [u32; 2] = [0x2008_0522, 0];
+    // Two struct __user_cap_data_struct: effective, permitted, inheritable (32 bits each).
+    let mut data = [[0u32; 3]; 2];
+    // SAFETY: both buffers have the layout and size capget(2) writes for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading our capabilities");
+    }
+    Ok(u64::from(data[0][0]) | (u64::from(data[1][0]) << 32))
 }
 
 fn has(caps: u64, cap: u32) -> bool {
@@ -92,6 +98,15 @@ pub fn check_tracepoints<'a>(tracepoints: impl IntoIterator<Item = &'a str>) -> 
         }
     }
     Ok(())
+}
+
+/// kernel.perf_event_paranoid, where it can be read.
+pub fn perf_event_paranoid() -> Option<i32> {
+    fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn mount_tracefs() -> Result<()> {

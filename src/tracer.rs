@@ -244,7 +244,14 @@ impl LossReport {
 }
 
 /// Prints events until a signal, --count, --duration, --timeout, or a closed output.
-pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Result<Summary> {
+/// `ready` is called once events are being read.
+pub fn run(
+    cfg: &Config,
+    tracer: &mut Tracer,
+    style: Style,
+    clock: Clock,
+    ready: impl FnOnce(),
+) -> Result<Summary> {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if cfg.header {
         write_header(&mut out).context("writing the header")?;
@@ -278,6 +285,7 @@ pub fn run(cfg: &Config, tracer: &mut Tracer, style: Style, clock: Clock) -> Res
                 .context("setting up the perf buffer")?,
         ),
     };
+    ready();
     // Perf records wait in `reorder`; `until` is how far they may be printed.
     let print_ordered = |until: u64| {
         for data in reorder.borrow_mut().release(until) {

@@ -726,27 +726,8 @@ fn events_the_buffer_cannot_take_are_counted_not_dropped() {
     require_root();
     let (srv, cli) = (unique_name("s"), unique_name("c"));
     let trace = Trace::start(&[&cli]);
-    // Stall the reader so the 8 MiB buffer (about 61,000 events) overflows.
-    signal(trace.pid(), Signal::SIGSTOP);
-    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
-    let rounds = 40_000;
-    run_client(
-        "echo_client",
-        &cli,
-        &[
-            "tcp",
-            &format!("127.0.0.1:{port}"),
-            "1",
-            "--repeat",
-            &rounds.to_string(),
-        ],
-    );
-    server.finish();
-    signal(trace.pid(), Signal::SIGCONT);
-    let out = trace.stop();
-    assert!(out.status.success(), "{}", out.stderr);
-    // EXEC, CONNECT, a SEND and a RECV per round, CLOSE, EXIT.
-    let generated = 2 * rounds + 4;
+    // Stall the reader so the 8 MiB buffer (about 75,000 events) overflows.
+    let (out, generated) = stalled_flood(trace, &srv, &cli, 40_000);
     let printed = parse(&out.stdout).len() as u64;
     let summary = out.stderr.lines().last().unwrap();
     let lost = generated - printed;

@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::Signal;
 
 /// What a non-root user needs in the tracepoint mode (README, "Running without root").
 const CAPS: &str = "+bpf,+perfmon,+dac_read_search";
@@ -224,26 +223,9 @@ fn a_small_event_buffer_fills_sooner_and_says_so() {
         "{:?}",
         trace.early_stderr()
     );
-    signal(trace.pid(), Signal::SIGSTOP);
-    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
-    let rounds = 1000;
-    run_client(
-        "echo_client",
-        &cli,
-        &[
-            "tcp",
-            &format!("127.0.0.1:{port}"),
-            "1",
-            "--repeat",
-            &rounds.to_string(),
-        ],
-    );
-    server.finish();
-    signal(trace.pid(), Signal::SIGCONT);
-    let out = trace.stop();
-    assert!(out.status.success(), "{}", out.stderr);
+    let (out, generated) = stalled_flood(trace, &srv, &cli, 1000);
     let printed = parse(&out.stdout).len() as u64;
-    let lost = 2 * rounds + 4 - printed;
+    let lost = generated - printed;
     assert!((100..200).contains(&printed), "{printed} printed");
     assert_eq!(
         out.stderr.lines().last().unwrap(),

@@ -31,14 +31,15 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kernel(series: &str) -> PathBuf {
-    let out = Command::new(repo().join("scripts/vm-kernel"))
-        .arg(series)
+/// Runs one of scripts/ and returns the path it prints.
+fn script(name: &str, args: &[&str]) -> PathBuf {
+    let out = Command::new(repo().join("scripts").join(name))
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "fetching Debian's {series} kernel: {}",
+        "scripts/{name} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
@@ -47,27 +48,16 @@ fn kernel(series: &str) -> PathBuf {
 /// The self-contained sockwatch, built once (scripts/build-static) for all VM tests.
 fn static_sockwatch() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = Command::new(repo().join("scripts/build-static"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "scripts/build-static: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        })
-        .clone()
+    BUILT.get_or_init(|| script("build-static", &[])).clone()
 }
 
 /// One VM at a time: two emulated guests on two cores only slow each other down.
 static ONE_VM: Mutex<()> = Mutex::new(());
 
 /// Boots `series` and runs the scenario in each mode; returns the kernel's
-/// release and each mode's section of the console.
-fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>) {
+/// release, each mode's section of the console, and the errors a non-root user
+/// gets without CAP_PERFMON and, for kprobes, under perf_event_paranoid 3.
+fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [String; 2]) {
     require_root();
     let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let scenario =
@@ -79,10 +69,11 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>) {
     .unwrap();
     let examples = Path::new(SOCKWATCH).parent().unwrap().join("examples");
     let out = Command::new(repo().join("tests/vm/run"))
-        .arg(kernel(series))
+        .arg(script("vm-kernel", &[series]))
         .arg(&scenario)
         .arg(static_sockwatch())
         .args(EXAMPLES.map(|e| examples.join(e)))
+        .arg("/usr/bin/setpriv")
         .output()
         .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
     std::fs::remove_file(&scenario).unwrap();
@@ -105,7 +96,8 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>) {
     for m in modes {
         assert!(sections.contains_key(*m), "no section for {m}:\n{console}");
     }
-    (release, sections)
+    let errors = ["nocap_error", "paranoid_error"].map(|k| values(body, k).concat());
+    (release, sections, errors)
 }
 
 /// The lines between `--- NAME` and the next `--- ` marker.
@@ -163,13 +155,17 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     let mode = spec.split(':').next().unwrap();
     let stderr = section(out, "stderr");
     c.eq(values(out, "sockwatch_rc"), vec!["0"], "sockwatch's status");
+    if !c.failures.is_empty() {
+        c.failures.push(format!("stderr: {stderr}"));
+        return c.failures;
+    }
     let ready = stderr
         .lines()
         .find(|l| l.starts_with("sockwatch: tracing"))
         .unwrap_or("");
     // auto picks fentry wherever it loads: on every kernel here.
     let via = if mode == "auto" { "fentry" } else { mode };
-    let buffer = if spec.ends_with(":perf") {
+    let buffer = if spec.contains(":perf") {
         "perf buffer"
     } else {
         "ring buffer"
@@ -413,13 +409,28 @@ fn matrix_row(series: &str, cells: &[(&str, String)]) -> String {
 const MATRIX_HEAD: &str = "| kernel | fentry | kprobe | auto | tracepoint | fentry, perf buffer |";
 
 /// Runs every mode of one kernel; `tracepoint` says whether that mode must work
-/// there, `perf` whether to run the perf buffer too.
-fn kernel_variant(series: &str, label: &str, tracepoint: bool, perf: bool) {
+/// there, `more` whether to run the perf buffer and a non-root user too.
+fn kernel_variant(series: &str, label: &str, tracepoint: bool, more: bool) {
     let mut modes = vec!["fentry", "kprobe", "auto", "tracepoint"];
-    if perf {
-        modes.push("fentry:perf");
+    if more {
+        modes.extend(["fentry:perf", "fentry:nobody", "kprobe:nobody"]);
     }
-    let (release, sections) = boot(series, &modes);
+    let (release, sections, errors) = boot(series, &modes);
+    if more {
+        // The non-root runs pass with CAP_BPF and CAP_PERFMON alone; without the
+        // latter, or with Debian's perf_event_paranoid 3 for kprobes, the error says so.
+        assert_eq!(
+            errors,
+            [
+                "sockwatch: error: permission denied: missing CAP_PERFMON (run as root, or \
+                 grant CAP_BPF and CAP_PERFMON (and CAP_DAC_READ_SEARCH for the tracepoint mode))",
+                "sockwatch: error: attaching kp_socket (a kprobe on security_socket_post_create) \
+                 (kernel.perf_event_paranoid is 3: set it to 2, or grant CAP_SYS_ADMIN): failed to \
+                 attach BPF program",
+            ],
+            "on {series}"
+        );
+    }
     let mut failures = Vec::new();
     let mut cells = Vec::new();
     for m in &modes {
@@ -446,7 +457,8 @@ fn kernel_variant(series: &str, label: &str, tracepoint: bool, perf: bool) {
         };
         cells.push((*m, cell));
     }
-    if !perf {
+    cells.truncate(5);
+    if !more {
         cells.push(("fentry:perf", "-".to_string()));
     }
     let row = matrix_row(label, &cells);

@@ -26,6 +26,7 @@
 #define MSG_PEEK 0x2
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define ENOENT 2
 #define EINTR 4
 #define EISCONN 106
 #define EALREADY 114
@@ -198,6 +199,17 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+/*
+ * Processes whose EXIT was reported, with their start time (so a reused pid is a
+ * new process): two threads exiting at once can both find the process dead.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} exited SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -241,14 +253,16 @@ static __always_inline void bump(enum counter which)
 		*n += 1;
 }
 
-/* Sends a finished record to user space. The perf buffer counts its own losses. */
+/* Sends a finished record to user space. A full perf buffer counts its own losses. */
 static __always_inline void emit(void *ctx, void *data, __u64 size)
 {
 	if (use_ringbuf) {
 		if (bpf_ringbuf_output(&events, data, size, 0))
 			bump(CTR_LOST);
-	} else {
-		bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
+	} else if (bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size) ==
+		   -ENOENT) {
+		/* No buffer on this CPU (it came online later); a full one reports itself. */
+		bump(CTR_LOST);
 	}
 }
 
@@ -790,6 +804,21 @@ int BPF_PROG(tp_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return on_exec(ctx, task, bprm, false);
 }
 
+/* Whether this is the first report of the process's exit. */
+static __always_inline bool first_exit(struct task_struct *task, __u32 pid)
+{
+	__u64 start = BPF_CORE_READ(task, group_leader, start_time);
+	__u64 *seen;
+
+	if (!bpf_map_update_elem(&exited, &pid, &start, BPF_NOEXIST))
+		return true;
+	seen = bpf_map_lookup_elem(&exited, &pid);
+	if (seen && *seen == start)
+		return false;
+	bpf_map_update_elem(&exited, &pid, &start, BPF_ANY);
+	return true;
+}
+
 static __always_inline int on_exit(void *ctx, struct task_struct *task, bool scan)
 {
 	struct owner_ctx owner = { .exiting = true };
@@ -802,7 +831,7 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool sca
 	traced = current_proc(&owner.p);
 	if (scan)
 		release_process(&owner);
-	if (!traced || !wanted(EV_EXIT))
+	if (!traced || !wanted(EV_EXIT) || !first_exit(task, owner.p.pid))
 		return 0;
 	fill_proc(&e, EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
 	e.value = BPF_CORE_READ(task, exit_code);

@@ -437,3 +437,24 @@ pub fn as_nobody_with(caps: &str) -> Vec<String> {
     }
     v
 }
+
+/// A flood the traced client `cli` makes while sockwatch (`trace`) is stopped:
+/// `rounds` 1-byte echoes with a server named `srv`. Returns what sockwatch
+/// printed and the events the flood generated (EXEC, CONNECT, a SEND and a RECV
+/// per round, CLOSE, EXIT).
+pub fn stalled_flood(trace: Trace, srv: &str, cli: &str, rounds: u64) -> (Output, u64) {
+    signal(trace.pid(), nix::sys::signal::Signal::SIGSTOP);
+    let (server, port) = echo_server(srv, &["tcp", "127.0.0.1:0", "1"]);
+    let addr = format!("127.0.0.1:{port}");
+    let repeat = rounds.to_string();
+    run_client(
+        "echo_client",
+        cli,
+        &["tcp", &addr, "1", "--repeat", &repeat],
+    );
+    server.finish();
+    signal(trace.pid(), nix::sys::signal::Signal::SIGCONT);
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    (out, 2 * rounds + 4)
+}

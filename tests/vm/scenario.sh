@@ -1,10 +1,12 @@
 # Runs inside the VM (busybox sh, in /w): for each item of $MODES (a --probe value,
-# or `auto`; `:perf` after it selects the perf buffer), sockwatch around the same
-# workloads, then its output in sections:
+# or `auto`; `:perf` after it selects the perf buffer; `:nobody` runs sockwatch as
+# uid 65534 with only CAP_BPF and CAP_PERFMON, through util-linux's setpriv),
+# sockwatch around the same workloads, then its output in sections:
 #   === mode SPEC / key value lines / --- stdout / --- stderr / --- end
+NOBODY="./setpriv --reuid=65534 --regid=65534 --clear-groups"
 start_sockwatch() {
   rm -f /tmp/out /tmp/err
-  ./sockwatch "$@" > /tmp/out 2> /tmp/err &
+  $as ./sockwatch "$@" > /tmp/out 2> /tmp/err &
   sw=$!
   n=0
   until grep -q "sockwatch: tracing" /tmp/err 2>/dev/null; do
@@ -33,7 +35,16 @@ head -c 10000 /dev/zero | tr '\0' x > /tmp/www/file
 for spec in $MODES; do
   mode=${spec%%:*}
   buffer=ring
-  [ "$spec" != "$mode" ] && buffer=${spec#*:}
+  as=
+  case $spec in *:perf*) buffer=perf ;; esac
+  paranoid=$(cat /proc/sys/kernel/perf_event_paranoid)
+  case $spec in
+    *:nobody*)
+      as="$NOBODY --inh-caps=-all,+bpf,+perfmon --ambient-caps=-all,+bpf,+perfmon"
+      # Debian's level 3 keeps perf events (kprobes) from all but CAP_SYS_ADMIN.
+      [ "$mode" = kprobe ] && echo 2 > /proc/sys/kernel/perf_event_paranoid
+      ;;
+  esac
   probe="--probe $mode"
   [ "$mode" = auto ] && probe=
   echo "=== mode $spec"
@@ -95,9 +106,18 @@ for spec in $MODES; do
   fi
   wait $sw
   echo "sockwatch_rc $?"
+  echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- stdout"
   cat /tmp/out
   echo "--- stderr"
   cat /tmp/err
   echo "--- end"
 done
+
+# Without CAP_PERFMON, the error names it; so does Debian's perf_event_paranoid 3
+# for kprobes.
+if [ -x ./setpriv ]; then
+  echo "nocap_error $($NOBODY --inh-caps=-all,+bpf --ambient-caps=-all,+bpf ./sockwatch x 2>&1)"
+  echo "paranoid_error $($NOBODY --inh-caps=-all,+bpf,+perfmon --ambient-caps=-all,+bpf,+perfmon \
+    ./sockwatch --probe kprobe x 2>&1)"
+fi
