@@ -131,9 +131,9 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 /// Who may run sockwatch, and what scripts can wait for.
-pub const PRIVILEGES: &str = "Needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH. \
-Once every probe is attached, sockwatch prints \"sockwatch: tracing ...\" on stderr: \
-scripts can wait for that line.";
+pub const PRIVILEGES: &str = "Needs root, or CAP_BPF and CAP_PERFMON (the tracepoint mode \
+also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
+\"sockwatch: tracing ...\" on stderr: scripts can wait for that line.";
 
 /// Exit statuses and their meaning, as the README's table has them.
 pub const EXIT_CODES: &[(u8, &str)] = &[
