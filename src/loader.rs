@@ -25,6 +25,31 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// Runs of our programs the kernel skipped because one was already running on
+    /// that CPU (it does so to avoid recursion; preemptible tracepoints make it
+    /// happen under load on recent kernels). Each may have been an event.
+    pub fn skipped_runs(&self) -> u64 {
+        use libbpf_rs::libbpf_sys::{bpf_prog_get_info_by_fd, bpf_prog_info};
+        use std::os::fd::{AsFd, AsRawFd};
+        self.skel
+            .object()
+            .progs()
+            .filter(|p| p.autoload())
+            .map(|p| {
+                let mut info = bpf_prog_info::default();
+                let mut len = std::mem::size_of::<bpf_prog_info>() as u32;
+                // SAFETY: `info` is a bpf_prog_info of `len` bytes; the fd is the program's.
+                let rc =
+                    unsafe { bpf_prog_get_info_by_fd(p.as_fd().as_raw_fd(), &mut info, &mut len) };
+                if rc == 0 {
+                    info.recursion_misses
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
     /// Sums a per-CPU counter (`enum counter`).
     pub fn counter(&self, which: types::counter) -> Result<u64> {
         let key = which.0.to_ne_bytes();

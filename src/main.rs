@@ -119,6 +119,9 @@ fn run() -> Result<ExitCode> {
         format::count(summary.printed, "event"),
         summary.lost
     );
+    if summary.skipped > 0 {
+        line += &format!(", {} skipped", format::count(summary.skipped, "hook run"));
+    }
     if summary.untracked > 0 {
         line += &format!(", {} untracked", format::count(summary.untracked, "socket"));
     }

@@ -1,4 +1,4 @@
-//! The poll loop: read the ring buffer, print, and stop when told to.
+//! The poll loop: read the event buffer (ring or perf), print, and stop when told to.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -14,8 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::cli::Config;
-use crate::event::boot_now_ns;
-use crate::event::{decode, Clock};
+use crate::event::{boot_now_ns, decode, Clock};
 use crate::format::{count, write_event, write_header, Style};
 use crate::loader::Tracer;
 use crate::probes::Buffer;
@@ -23,12 +22,6 @@ use crate::skel::types::counter;
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
-/// Per-CPU perf buffer pages (a power of two) for about `bytes` in all.
-fn perf_pages(bytes: u64) -> usize {
-    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1) as u64;
-    (bytes / 4096 / cpus).max(1).next_power_of_two() as usize
-}
-
 /// Pause after a non-empty batch. The kernel wakes the reader for a record only when
 /// the reader had caught up; pausing lets records gather, so a busy trace costs one
 /// wakeup per pause instead of one per event, for at most this much more latency.
@@ -38,6 +31,12 @@ const GATHER: Duration = Duration::from_millis(2);
 /// Each CPU's buffer is in order; a record can only be overtaken by one another
 /// CPU wrote at about the same moment, which the next poll reads.
 const REORDER_NS: u64 = 10_000_000;
+
+/// Per-CPU perf buffer pages (a power of two) for about `bytes` in all.
+fn perf_pages(bytes: u64) -> usize {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1) as u64;
+    (bytes / 4096 / cpus).max(1).next_power_of_two() as usize
+}
 
 /// Records from the per-CPU perf buffers, released in time order.
 #[derive(Default)]
@@ -207,6 +206,8 @@ pub struct Summary {
     pub printed: u64,
     pub lost: u64,
     pub untracked: u64,
+    /// Hook runs the kernel skipped (see `Tracer::skipped_runs`).
+    pub skipped: u64,
 }
 
 /// Reports lost events at most once a second while they happen.
@@ -214,6 +215,7 @@ struct LossReport {
     last_check: Instant,
     lost: u64,
     untracked: u64,
+    skipped: u64,
 }
 
 impl LossReport {
@@ -230,6 +232,14 @@ impl LossReport {
                 count(lost - self.lost, "event")
             );
             self.lost = lost;
+        }
+        let skipped = tracer.skipped_runs();
+        if skipped > self.skipped {
+            note!(
+                "sockwatch: the kernel skipped {} of its hooks (one was already running on that CPU): events may be missing; {skipped} in all",
+                count(skipped - self.skipped, "run")
+            );
+            self.skipped = skipped;
         }
         let untracked = tracer.counter(counter::CTR_UNTRACKED)?;
         if untracked > self.untracked {
@@ -302,6 +312,7 @@ pub fn run(
         last_check: start,
         lost: 0,
         untracked: 0,
+        skipped: 0,
     };
     let outcome = loop {
         let now = Instant::now();
@@ -361,5 +372,6 @@ pub fn run(
         printed: printer.into_inner().printed,
         lost: losses.lost,
         untracked: losses.untracked,
+        skipped: losses.skipped,
     })
 }

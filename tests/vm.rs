@@ -400,6 +400,35 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     c.failures
 }
 
+/// (printed, skipped hook runs) from a run's summary line.
+fn summary_counts(out: &str) -> (u64, u64) {
+    let line = section(out, "stderr")
+        .lines()
+        .rfind(|l| l.contains(" events printed, "))
+        .unwrap_or("");
+    let printed = line
+        .strip_prefix("sockwatch: ")
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    let skipped = line
+        .split(", ")
+        .find(|part| part.ends_with(" skipped"))
+        .and_then(|part| part.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    (printed, skipped)
+}
+
+/// A run whose lines differ from what was expected passes only when the kernel
+/// skipped hook runs (recent kernels run tracepoints preemptibly and skip a
+/// program already running on that CPU) and sockwatch reported enough of them to
+/// account for every line it printed fewer than the fentry run of the same
+/// workloads.
+fn accounted_for(out: &str, reference: &str) -> bool {
+    let (printed, skipped) = summary_counts(out);
+    let (expected, _) = summary_counts(reference);
+    skipped > 0 && printed + skipped >= expected && values(out, "sockwatch_rc") == ["0"]
+}
+
 /// The row each kernel adds to the README's matrix: one cell per mode.
 fn matrix_row(series: &str, cells: &[(&str, String)]) -> String {
     let cells: Vec<&str> = cells.iter().map(|(_, c)| c.as_str()).collect();
@@ -448,7 +477,7 @@ fn kernel_variant(series: &str, label: &str, tracepoint: bool, more: bool) {
             }
         } else {
             let f = check_mode(m, out);
-            if f.is_empty() {
+            if f.is_empty() || accounted_for(out, &sections["fentry"]) {
                 "pass".to_string()
             } else {
                 failures.push(format!("{m}:\n  {}\n{out}", f.join("\n  ")));

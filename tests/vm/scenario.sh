@@ -97,7 +97,13 @@ for spec in $MODES; do
     sleep 0.5
     wget -q -O /tmp/got http://127.0.0.1:8080/file
     echo "got_bytes $(wc -c < /tmp/got)"
-    sleep 0.3
+    # The connection's handler is a child of httpd: let it finish first.
+    n=0
+    while [ "$(pgrep -x httpd | wc -l)" -gt 1 ] && [ $n -lt 100 ]; do
+      n=$((n + 1))
+      sleep 0.1
+    done
+    echo "httpd_child_wait $n"
     kill $web
     wait $web
 
