@@ -114,6 +114,11 @@ impl Kernel {
 fn name_words(name: &[u8]) -> [u64; 2] {
     let mut bytes = [0u8; 16];
     bytes[..name.len()].copy_from_slice(name);
+    comm_words(bytes)
+}
+
+/// A comm's 16 bytes as the two words the BPF program compares.
+fn comm_words(bytes: [u8; 16]) -> [u64; 2] {
     [
         u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
         u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
@@ -125,10 +130,7 @@ fn name_mask(name: &[u8]) -> [u64; 2] {
     let mut bytes = [0u8; 16];
     let decided = (name.len() + 1).min(16);
     bytes[..decided].fill(0xff);
-    [
-        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
-        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
-    ]
+    comm_words(bytes)
 }
 
 /// Processes with sockets are fewer than sockets, but a tiny socket table must not

@@ -165,14 +165,21 @@ fn a_full_socket_table_is_reported_and_tracing_recovers() {
     assert!(out.status.success(), "{}", out.stderr);
     let lines = parse(&out.stdout);
 
-    let mut expected: Vec<String> = senders[..3]
-        .iter()
-        .map(|s| format!("{name} CLOSE udp {s} {receiver} sent=1 received=0 lifetime=*"))
-        .collect();
-    expected.push(format!(
-        "{name} CLOSE udp {receiver} * sent=0 received=10 lifetime=*"
-    ));
-    assert_eq!(closes(&lines, pid), expected);
+    // A batch's CLOSE lines: each sender sent 1 byte, the receiver got them all.
+    let batch_closes = |senders: &[String], receiver: &str, received: usize| {
+        let mut lines: Vec<String> = senders
+            .iter()
+            .map(|s| format!("{name} CLOSE udp {s} {receiver} sent=1 received=0 lifetime=*"))
+            .collect();
+        lines.push(format!(
+            "{name} CLOSE udp {receiver} * sent=0 received={received} lifetime=*"
+        ));
+        lines
+    };
+    assert_eq!(
+        closes(&lines, pid),
+        batch_closes(&senders[..3], &receiver, 10)
+    );
     // Sends and receives of untracked sockets are still printed.
     let count = |pid: u32, event: &str| {
         lines
@@ -181,15 +188,7 @@ fn a_full_socket_table_is_reported_and_tracing_recovers() {
             .count()
     };
     assert_eq!((count(pid, "SEND"), count(pid, "RECV")), (10, 10));
-
-    let mut expected: Vec<String> = senders2
-        .iter()
-        .map(|s| format!("{name} CLOSE udp {s} {receiver2} sent=1 received=0 lifetime=*"))
-        .collect();
-    expected.push(format!(
-        "{name} CLOSE udp {receiver2} * sent=0 received=2 lifetime=*"
-    ));
-    assert_eq!(closes(&lines, pid2), expected);
+    assert_eq!(closes(&lines, pid2), batch_closes(&senders2, &receiver2, 2));
 
     assert!(
         out.stderr.contains(

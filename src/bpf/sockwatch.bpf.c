@@ -404,27 +404,25 @@ static __always_inline struct pt_regs *user_regs(void)
 }
 
 /*
- * Reads a sockaddr into the event's remote end: from user memory (a syscall's
- * argument) or kernel memory (the copy a socket function is handed).
+ * Reads an address the caller named: from user memory (a syscall's argument) or
+ * kernel memory (the copy a socket function is handed).
  */
+static __always_inline long read_addr(void *dst, __u32 size, __u64 addr, bool user)
+{
+	return user ? bpf_probe_read_user(dst, size, (void *)addr)
+		    : bpf_probe_read_kernel(dst, size, (void *)addr);
+}
+
+/* Reads a sockaddr into the event's remote end. */
 static __always_inline bool read_peer(struct event *e, __u64 addr, bool user)
 {
 	struct sockaddr_in6 sa = {};
-	long err;
 
 	/* An IPv4 caller's buffer may be just a sockaddr_in: read more only for IPv6. */
-	if (!addr)
+	if (!addr || read_addr(&sa, sizeof(struct sockaddr_in), addr, user))
 		return false;
-	err = user ? bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (void *)addr)
-		   : bpf_probe_read_kernel(&sa, sizeof(struct sockaddr_in), (void *)addr);
-	if (err)
+	if (sa.sin6_family == AF_INET6 && read_addr(&sa, sizeof(sa), addr, user))
 		return false;
-	if (sa.sin6_family == AF_INET6) {
-		err = user ? bpf_probe_read_user(&sa, sizeof(sa), (void *)addr)
-			   : bpf_probe_read_kernel(&sa, sizeof(sa), (void *)addr);
-		if (err)
-			return false;
-	}
 	if (sa.sin6_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
 
@@ -448,10 +446,8 @@ static __always_inline bool read_peer(struct event *e, __u64 addr, bool user)
 static __always_inline int addr_family(__u64 addr, bool user)
 {
 	__u16 family;
-	long err = user ? bpf_probe_read_user(&family, sizeof(family), (void *)addr)
-			: bpf_probe_read_kernel(&family, sizeof(family), (void *)addr);
 
-	return err ? -1 : family;
+	return read_addr(&family, sizeof(family), addr, user) ? -1 : family;
 }
 
 /* The port a sockaddr names (in and in6 keep it at the same place). */
@@ -459,10 +455,7 @@ static __always_inline __u16 addr_port(__u64 addr, bool user)
 {
 	struct sockaddr_in sa = {};
 
-	if (user)
-		bpf_probe_read_user(&sa, sizeof(sa), (void *)addr);
-	else
-		bpf_probe_read_kernel(&sa, sizeof(sa), (void *)addr);
+	read_addr(&sa, sizeof(sa), addr, user);
 	return sa.sin_port;
 }
 
@@ -1014,6 +1007,27 @@ static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u
 	return 0;
 }
 
+/* fexit: the call's own arguments are at hand. */
+static __always_inline int fx_connect_done(void *ctx, struct socket *sock, struct sockaddr *uaddr,
+					   int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false, &call);
+}
+
+/* kretprobe: the arguments the kprobe stashed. */
+static __always_inline int kp_connect_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return connect_end(ctx, socket_sk(call.arg0), ret, call.arg1, false, &call);
+}
+
 SEC("tracepoint/syscalls/sys_enter_connect")
 int tp_connect(struct trace_event_raw_sys_enter *ctx)
 {
@@ -1044,11 +1058,7 @@ SEC("fexit/inet_stream_connect")
 int BPF_PROG(fx_connect_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
 	     int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return connect_end(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false, &call);
+	return fx_connect_done(ctx, sock, uaddr, ret);
 }
 
 SEC("fentry/inet_dgram_connect")
@@ -1061,11 +1071,7 @@ SEC("fexit/inet_dgram_connect")
 int BPF_PROG(fx_dconnect_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
 	     int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return connect_end(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false, &call);
+	return fx_connect_done(ctx, sock, uaddr, ret);
 }
 
 SEC("kprobe/inet_stream_connect")
@@ -1077,12 +1083,7 @@ int BPF_KPROBE(kp_connect, struct socket *sock, struct sockaddr *uaddr)
 SEC("kretprobe/inet_stream_connect")
 int BPF_KRETPROBE(kp_connect_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return connect_end(ctx, socket_sk(call.arg0), ret, call.arg1,
-			   false, &call);
+	return kp_connect_done(ctx, ret);
 }
 
 SEC("kprobe/inet_dgram_connect")
@@ -1094,12 +1095,7 @@ int BPF_KPROBE(kp_dconnect, struct socket *sock, struct sockaddr *uaddr)
 SEC("kretprobe/inet_dgram_connect")
 int BPF_KRETPROBE(kp_dconnect_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return connect_end(ctx, socket_sk(call.arg0), ret, call.arg1,
-			   false, &call);
+	return kp_connect_done(ctx, ret);
 }
 
 /* ---- Listen: TCP listen(), and a UDP server's bind() ---- */
@@ -1197,6 +1193,15 @@ int BPF_PROG(fx_bind6, struct socket *sock, struct sockaddr *uaddr, int addr_len
 	return on_bind(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false);
 }
 
+static __always_inline int kp_bind_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+}
+
 SEC("kprobe/inet_bind")
 int BPF_KPROBE(kp_bind, struct socket *sock, struct sockaddr *uaddr)
 {
@@ -1207,11 +1212,7 @@ int BPF_KPROBE(kp_bind, struct socket *sock, struct sockaddr *uaddr)
 SEC("kretprobe/inet_bind")
 int BPF_KRETPROBE(kp_bind_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+	return kp_bind_done(ctx, ret);
 }
 
 SEC("kprobe/inet6_bind")
@@ -1224,11 +1225,7 @@ int BPF_KPROBE(kp_bind6, struct socket *sock, struct sockaddr *uaddr)
 SEC("kretprobe/inet6_bind")
 int BPF_KRETPROBE(kp_bind6_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+	return kp_bind_done(ctx, ret);
 }
 
 /* ---- Accept ---- */
@@ -1474,6 +1471,16 @@ int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t
 	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
 }
 
+/* A send whose peer, if any, the socket holds (TCP, and UDP's sendpage). */
+static __always_inline int kp_send_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+}
+
 SEC("kprobe/tcp_sendmsg")
 int BPF_KPROBE(kp_tcp_send, struct sock *sk)
 {
@@ -1484,11 +1491,7 @@ int BPF_KPROBE(kp_tcp_send, struct sock *sk)
 SEC("kretprobe/tcp_sendmsg")
 int BPF_KRETPROBE(kp_tcp_send_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+	return kp_send_done(ctx, ret);
 }
 
 SEC("kprobe/udp_sendmsg")
@@ -1536,11 +1539,7 @@ int BPF_KPROBE(kp_tcp_page, struct sock *sk)
 SEC("kretprobe/tcp_sendpage")
 int BPF_KRETPROBE(kp_tcp_page_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+	return kp_send_done(ctx, ret);
 }
 
 SEC("kprobe/udp_sendpage")
@@ -1553,11 +1552,7 @@ int BPF_KPROBE(kp_udp_page, struct sock *sk)
 SEC("kretprobe/udp_sendpage")
 int BPF_KRETPROBE(kp_udp_page_r, int ret)
 {
-	struct call call;
-
-	if (!unstash(&call))
-		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+	return kp_send_done(ctx, ret);
 }
 
 /*
