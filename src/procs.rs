@@ -70,6 +70,10 @@ fn running_names() -> Vec<Vec<u8>> {
 /// Notes for names no running process has: it may start later, but a path or a
 /// prefix of a real name is the usual mistake.
 pub fn name_hints(names: &[Vec<u8>], given: &[Vec<u8>]) -> Vec<String> {
+    // Reading every process's name is start-up work only a NAME needs.
+    if names.is_empty() {
+        return Vec::new();
+    }
     let running = running_names();
     names
         .iter()

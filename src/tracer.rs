@@ -332,7 +332,9 @@ pub fn run(
             .fold(POLL, Duration::min);
         // EINTR (a signal) and a stop from the callback both land at the checks above.
         let batch = source.poll(wait, &reorder)?;
-        print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
+        if matches!(source, Source::Perf(_)) {
+            print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
+        }
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? || output_closed() {
