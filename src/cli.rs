@@ -2,25 +2,33 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::event::{EventSet, Kind};
+use crate::assertion::Expr;
+use crate::event::{EventSet, Kind, Protocol};
 use crate::format::escape;
+use crate::prefix::Prefix;
 use crate::probes::{Buffer, Mode};
+use crate::summary;
 
-/// Most process names and pids the kernel-side filter holds (MAX_NAMES, MAX_PIDS).
+/// Most process names, pids, ports and peers the kernel-side filter holds
+/// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS).
 pub const MAX_NAMES: usize = 8;
 pub const MAX_PIDS: usize = 8;
+pub const MAX_PORTS: usize = 8;
+pub const MAX_PEERS: usize = 8;
 /// The kernel keeps 15 bytes of a process name plus a NUL.
 pub const COMM_LEN: usize = 15;
 
 /// Trace the socket lifecycle of processes by name: exec, listen, connect,
 /// accept, every send and receive, close with totals, exit.
 #[derive(Debug, Parser)]
-#[command(name = "sockwatch", version, after_help = after_help())]
+#[command(name = "sockwatch", version, after_help = after_help(),
+          override_usage = "sockwatch [OPTIONS] [NAME]... [-- COMMAND [ARG]...]")]
 pub struct Args {
     /// Process names to trace (the process's name as `pgrep -x` matches it)
     #[arg(value_name = "NAME", value_parser = clap::value_parser!(OsString))]
@@ -30,6 +38,58 @@ pub struct Args {
     #[arg(short, long = "pid", value_name = "PID",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub pids: Vec<u32>,
+
+    /// Run COMMAND once tracing is ready and trace it and every process it starts;
+    /// exit with its status when it exits
+    #[arg(last = true, value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
+
+    /// Run COMMAND as this user (name or uid), as `strace -u` does
+    #[arg(short, long, value_name = "USER", requires = "command")]
+    pub user: Option<String>,
+
+    /// Also trace the processes that traced processes start, whatever their names
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Only sockets with this local or remote port (repeatable)
+    #[arg(long = "port", value_name = "PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+
+    /// Only sockets whose remote address is in ADDR[/LEN], IPv4 or IPv6 (repeatable)
+    #[arg(long = "peer", value_name = "ADDR[/LEN]", value_parser = Prefix::parse)]
+    pub peers: Vec<Prefix>,
+
+    /// Only TCP or only UDP sockets
+    #[arg(long, value_name = "PROTO", value_enum)]
+    pub proto: Option<ProtoArg>,
+
+    /// Only processes in this cgroup v2 directory or below it (a systemd service, a
+    /// container); with no NAME, PID or COMMAND, all of them
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Exit with status 4 unless an event matches EXPR by the end (repeatable)
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
+    pub expect: Vec<Expr>,
+
+    /// Print the first event that matches EXPR, terminate COMMAND, exit with status 4
+    /// (repeatable)
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
+    pub forbid: Vec<Expr>,
+
+    /// Print a table per process and remote end at the end instead of the events
+    #[arg(short = 'c', long, conflicts_with = "summary")]
+    pub summary_only: bool,
+
+    /// Print the events, then the table of --summary-only
+    #[arg(short = 'C', long)]
+    pub summary: bool,
+
+    /// Write events and the summary to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// Comma-separated events to show [default: all]
     #[arg(short, long, value_name = "LIST", value_delimiter = ',', value_parser = parse_event)]
@@ -84,6 +144,13 @@ pub struct Args {
     pub generate: Option<Generate>,
 }
 
+/// `--proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtoArg {
+    Tcp,
+    Udp,
+}
+
 /// `--probe`: a mode, or the first that works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProbeArg {
@@ -128,6 +195,18 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "sockwatch -e accept -n 1 -t 30s redis-server",
         "exit 0 at redis-server's first accept, 3 if none came within 30 s",
     ),
+    (
+        "sockwatch --expect 'connect rport=5432 result=ok' -- ./app",
+        "run ./app traced; exit 4 unless it (or a process it started) reached port 5432",
+    ),
+    (
+        "sockwatch -e connect --forbid 'connect peer!=127.0.0.0/8 peer!=::1' -- make test",
+        "stop the tests and exit 4 at their first connect beyond localhost",
+    ),
+    (
+        "sockwatch -c -- curl -s http://127.0.0.1:8080/",
+        "curl's connects and bytes per remote end, as a table",
+    ),
 ];
 
 /// Who may run sockwatch, and what scripts can wait for.
@@ -139,7 +218,7 @@ also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         0,
-        "success: interrupted (Ctrl-C, SIGTERM), --count reached, --duration elapsed, or the output was closed",
+        "success: interrupted (Ctrl-C, SIGTERM), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once it exits (128+N if signal N ended it)",
     ),
     (
         1,
@@ -147,6 +226,12 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (2, "bad arguments"),
     (3, "--timeout elapsed before --count events were printed"),
+    (
+        4,
+        "an assertion failed: an --expect matched no event, or a --forbid event was seen",
+    ),
+    (126, "COMMAND could not be run (permissions, --user)"),
+    (127, "COMMAND was not found"),
 ];
 
 fn after_help() -> String {
@@ -219,7 +304,22 @@ pub struct Config {
     /// Each name as given, before truncation (for hints about paths).
     pub names_given: Vec<Vec<u8>>,
     pub pids: Vec<u32>,
+    /// The events the kernel reports: those printed, asserted on and summarized.
     pub events: EventSet,
+    /// The events printed as lines (`--events`).
+    pub print: EventSet,
+    /// COMMAND and its arguments; empty without one.
+    pub command: Vec<OsString>,
+    pub user: Option<String>,
+    pub follow: bool,
+    pub ports: Vec<u16>,
+    pub peers: Vec<Prefix>,
+    pub proto: Option<Protocol>,
+    pub cgroup: Option<PathBuf>,
+    pub expect: Vec<Expr>,
+    pub forbid: Vec<Expr>,
+    pub summary: Option<SummaryMode>,
+    pub output: Option<PathBuf>,
     pub json: bool,
     pub header: bool,
     pub count: Option<u64>,
@@ -238,11 +338,34 @@ pub struct Config {
     pub notes: Vec<String>,
 }
 
+/// `-c` or `-C`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryMode {
+    /// The table instead of the lines.
+    Only,
+    /// The lines, then the table.
+    After,
+}
+
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
-        if args.names.is_empty() && args.pids.is_empty() {
-            bail!("nothing to trace: give a process NAME or --pid PID");
+        if args.names.is_empty()
+            && args.pids.is_empty()
+            && args.command.is_empty()
+            && args.cgroup.is_none()
+        {
+            bail!("nothing to trace: give a process NAME, --pid PID, --cgroup PATH or -- COMMAND");
         }
+        let mut ports = args.ports;
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() > MAX_PORTS {
+            bail!("at most {MAX_PORTS} --port values can be given");
+        }
+        if args.peers.len() > MAX_PEERS {
+            bail!("at most {MAX_PEERS} --peer values can be given");
+        }
+        let cgroup = args.cgroup.map(|p| cgroup_dir(&p)).transpose()?;
         if args.names.len() > MAX_NAMES {
             bail!("at most {MAX_NAMES} process names can be traced at once");
         }
@@ -295,13 +418,41 @@ impl Config {
         if probe == Some(Mode::Tracepoint) && buffer == Some(Buffer::Perf) {
             bail!("--probe tracepoint needs the ring buffer: its tracepoints came after it (6.3, 5.8)");
         }
+        let print = EventSet::union(&args.events);
+        let summary = match (args.summary_only, args.summary) {
+            (true, _) => Some(SummaryMode::Only),
+            (false, true) => Some(SummaryMode::After),
+            _ => None,
+        };
+        let mut events = print.0;
+        for expr in args.expect.iter().chain(&args.forbid) {
+            events |= expr.kinds().0;
+        }
+        if summary.is_some() {
+            events |= summary::KINDS.0;
+        }
         Ok(Config {
             names,
             names_given,
             pids,
-            events: EventSet::union(&args.events),
+            events: EventSet(events),
+            print,
+            command: args.command,
+            user: args.user,
+            follow: args.follow,
+            ports,
+            peers: args.peers,
+            proto: args.proto.map(|p| match p {
+                ProtoArg::Tcp => Protocol::Tcp,
+                ProtoArg::Udp => Protocol::Udp,
+            }),
+            cgroup,
+            expect: args.expect,
+            forbid: args.forbid,
+            summary,
+            output: args.output,
             json: args.json,
-            header: !args.no_header && !args.json,
+            header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
             count: args.count,
             duration: args.duration,
             timeout: args.timeout,
@@ -313,6 +464,35 @@ impl Config {
             notes,
         })
     }
+}
+
+/// A cgroup v2 directory, as given or relative to where cgroup v2 is mounted.
+fn cgroup_dir(path: &std::path::Path) -> Result<PathBuf> {
+    let mut candidates = vec![path.to_path_buf()];
+    if path.is_relative() {
+        if let Some(root) = cgroup2_mount() {
+            candidates.push(root.join(path));
+        }
+    }
+    for p in candidates {
+        if let Ok(fs) = nix::sys::statfs::statfs(&p) {
+            if p.is_dir() && fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+                return Ok(p);
+            }
+            bail!("--cgroup {}: not a cgroup v2 directory", p.display());
+        }
+    }
+    bail!("--cgroup {}: no such directory", path.display())
+}
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(dir))
+    })
 }
 
 /// A ring buffer's size must be a power of two and a multiple of the page size.

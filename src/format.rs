@@ -78,7 +78,7 @@ pub fn escape(bytes: &[u8]) -> String {
 
 /// The PROCESS column: never empty, so that every line keeps its columns. A process
 /// may set an empty name (prctl); it prints as `-`, and a name that is `-` as `\x2d`.
-fn process_field(name: &[u8]) -> String {
+pub fn process_field(name: &[u8]) -> String {
     match name {
         b"" => "-".into(),
         b"-" => "\\x2d".into(),

@@ -3,6 +3,7 @@
 //! tracepoint that this kernel loads and attaches.
 
 use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
@@ -10,7 +11,8 @@ use libbpf_rs::btf::Btf;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
-use crate::cli::{Config, MAX_NAMES, MAX_PIDS};
+use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
+use crate::event::Protocol;
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
 use crate::system;
@@ -48,6 +50,15 @@ impl Tracer {
                 }
             })
             .sum()
+    }
+
+    /// Traces `pid` and, as it forks, its descendants.
+    pub fn follow(&self, pid: u32) -> Result<()> {
+        self.skel
+            .maps
+            .followed
+            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("adding COMMAND to the traced processes")
     }
 
     /// Sums a per-CPU counter (`enum counter`).
@@ -171,10 +182,18 @@ pub fn start(cfg: &Config, start_ns: u64) -> Result<Tracer> {
     )
 }
 
+/// Whether processes are traced by descent: COMMAND's tree, or --follow.
+fn follows(cfg: &Config) -> bool {
+    !cfg.command.is_empty() || cfg.follow
+}
+
+/// Most processes traced by descent at once.
+const MAX_FOLLOWED: u32 = 16384;
+
 /// The programs one mode loads, after checking that the kernel has their hooks.
 fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Probe>> {
     let wanted: Vec<&Probe> =
-        probes::needed(mode, cfg.events, kernel.recv_has_nonblock()).collect();
+        probes::needed(mode, cfg.events, kernel.recv_has_nonblock(), follows(cfg)).collect();
     if mode == Mode::Tracepoint {
         system::check_tracepoints(wanted.iter().map(|p| p.target))?;
         return Ok(wanted);
@@ -233,6 +252,28 @@ fn start_mode(
     rodata.use_ringbuf = buffer == Buffer::Ring;
     rodata.release_by_scan = mode == Mode::Tracepoint;
     rodata.recv_has_nonblock = kernel.recv_has_nonblock();
+    rodata.use_followed = follows(cfg);
+    rodata.follow_children = cfg.follow;
+    rodata.in_cgroup = cfg.cgroup.is_some();
+    rodata.every_process = cfg.cgroup.is_some()
+        && cfg.names.is_empty()
+        && cfg.pids.is_empty()
+        && cfg.command.is_empty();
+    assert!(cfg.ports.len() <= MAX_PORTS && cfg.peers.len() <= MAX_PEERS);
+    rodata.ports[..cfg.ports.len()].copy_from_slice(&cfg.ports);
+    rodata.n_ports = cfg.ports.len() as u32;
+    for (i, peer) in cfg.peers.iter().enumerate() {
+        let (addr, mask, family) = peer.words();
+        rodata.peers[i].addr = addr;
+        rodata.peers[i].mask = mask;
+        rodata.peers[i].family = family;
+    }
+    rodata.n_peers = cfg.peers.len() as u32;
+    rodata.only_protocol = match cfg.proto {
+        None => 0,
+        Some(Protocol::Tcp) => 6,
+        Some(Protocol::Udp) => 17,
+    };
 
     // Sizes the operator chose; the kernel allocates them at load.
     let maps = &mut open.maps;
@@ -251,6 +292,9 @@ fn start_mode(
             1
         })
         .context("sizing the owner table")?;
+    maps.followed
+        .set_max_entries(if follows(cfg) { MAX_FOLLOWED } else { 1 })
+        .context("sizing the table of followed processes")?;
 
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
@@ -261,6 +305,18 @@ fn start_mode(
     }
 
     let skel = open.load().map_err(|e| load_error(e, cfg, mode))?;
+    if let Some(dir) = &cfg.cgroup {
+        let fd = std::fs::File::open(dir)
+            .with_context(|| format!("opening the cgroup {}", dir.display()))?;
+        skel.maps
+            .cgroups
+            .update(
+                &0u32.to_ne_bytes(),
+                &fd.as_raw_fd().to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .context("setting the cgroup filter")?;
+    }
     let mut links = Vec::new();
     for prog in skel.object().progs_mut() {
         if !prog.autoload() {

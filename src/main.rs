@@ -8,43 +8,53 @@ macro_rules! note {
     }};
 }
 
+mod assertion;
 mod cli;
+mod command;
 mod event;
 mod format;
 mod generate;
 mod loader;
+mod prefix;
 mod probes;
 mod procs;
 #[cfg(test)]
 mod properties;
 mod skel;
+mod summary;
 mod system;
 mod tracer;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use chrono::Local;
 use clap::Parser;
 use libbpf_rs::PrintLevel;
 
 use crate::cli::{Args, Config};
+use crate::command::{CommandFailed, EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
 use crate::event::Clock;
 use crate::format::Style;
-use crate::tracer::Outcome;
+use crate::tracer::{Outcome, Output};
 
 /// Exit statuses, as documented in `--help` and the README.
 const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_TIMEOUT: u8 = 3;
+const EXIT_ASSERTION: u8 = 4;
 
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            match e.downcast_ref::<CommandFailed>() {
+                Some(CommandFailed(nix::errno::Errno::ENOENT, _)) => ExitCode::from(EXIT_NOT_FOUND),
+                Some(_) => ExitCode::from(EXIT_CANNOT_RUN),
+                None => ExitCode::from(EXIT_ERROR),
+            }
         }
     }
 }
@@ -96,6 +106,30 @@ fn run() -> Result<ExitCode> {
         libbpf_rs::set_print(None);
     }
 
+    let command = match cfg.command.is_empty() {
+        true => None,
+        false => match command::Command::prepare(&cfg.command, cfg.user.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                note!("sockwatch: error: {}", e.message);
+                return Ok(ExitCode::from(e.status));
+            }
+        },
+    };
+    let output = match &cfg.output {
+        None => Output {
+            writer: Box::new(std::io::stdout().lock()),
+            stdout: true,
+        },
+        Some(path) => Output {
+            writer: Box::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            stdout: false,
+        },
+    };
+
     system::preflight()?;
     tracer::handle_signals()?;
     let clock = Clock::now()?;
@@ -103,40 +137,97 @@ fn run() -> Result<ExitCode> {
         json: cfg.json,
         offset: *Local::now().offset(),
     };
+    // COMMAND waits, forked, until tracing is ready; its pid must be known at load.
+    let mut child = command.as_ref().map(command::Command::spawn).transpose()?;
     let mut tracer = loader::start(&cfg, event::boot_now_ns()?)?;
+    if let Some(child) = &child {
+        tracer.follow(child.pid())?;
+    }
     for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
         note!("sockwatch: {hint}");
     }
     let ready = format!("sockwatch: tracing {}", describe(&cfg, &tracer));
 
     // The ready line comes once the event buffer is read: nothing after it is missed.
-    let summary = tracer::run(&cfg, &mut tracer, style, clock, || note!("{ready}"))?;
-    if summary.outcome == Outcome::OutputClosed {
+    let report = tracer::run(
+        &cfg,
+        &mut tracer,
+        style,
+        clock,
+        output,
+        child.as_mut(),
+        || note!("{ready}"),
+    )?;
+    if report.outcome == Outcome::OutputClosed {
         return Ok(ExitCode::SUCCESS);
     }
+    let verb = if cfg.summary == Some(cli::SummaryMode::Only) {
+        "counted"
+    } else {
+        "printed"
+    };
     let mut line = format!(
-        "sockwatch: {} printed, {} lost",
-        format::count(summary.printed, "event"),
-        summary.lost
+        "sockwatch: {} {verb}, {} lost",
+        format::count(report.printed, "event"),
+        report.lost
     );
-    if summary.skipped > 0 {
-        line += &format!(", {} skipped", format::count(summary.skipped, "hook run"));
+    if report.skipped > 0 {
+        line += &format!(", {} skipped", format::count(report.skipped, "hook run"));
     }
-    if summary.untracked > 0 {
-        line += &format!(", {} untracked", format::count(summary.untracked, "socket"));
+    if report.untracked > 0 {
+        line += &format!(", {} untracked", format::count(report.untracked, "socket"));
     }
-    if summary.outcome == Outcome::TimedOut {
-        let want = format::count(cfg.count.unwrap_or_default(), "event");
-        note!("{line}; timed out before {want}");
-        return Ok(ExitCode::from(EXIT_TIMEOUT));
+    if report.unfollowed > 0 {
+        line += &format!(
+            ", {} not followed",
+            format::count(report.unfollowed, "process")
+        );
+    }
+    match report.outcome {
+        Outcome::TimedOut => {
+            let want = format::count(cfg.count.unwrap_or_default(), "event");
+            line += &format!("; timed out before {want}");
+        }
+        Outcome::CommandExited(status) => line += &format!("; COMMAND exited with status {status}"),
+        _ => {}
     }
     note!("{line}");
-    Ok(ExitCode::SUCCESS)
+    let verdict = report.assertions.verdict();
+    if let Some(v) = &verdict {
+        note!("sockwatch: {}", v.line);
+    }
+    Ok(ExitCode::from(exit_status(
+        report.outcome,
+        verdict.is_some_and(|v| !v.passed),
+    )))
+}
+
+/// sockwatch's exit status: a failed assertion first, then COMMAND's own status.
+fn exit_status(outcome: Outcome, assertion_failed: bool) -> u8 {
+    match outcome {
+        _ if assertion_failed => EXIT_ASSERTION,
+        Outcome::Forbidden => EXIT_ASSERTION,
+        Outcome::CommandExited(status) => status,
+        Outcome::TimedOut => EXIT_TIMEOUT,
+        Outcome::Interrupted
+        | Outcome::CountReached
+        | Outcome::DurationElapsed
+        | Outcome::OutputClosed => 0,
+    }
 }
 
 /// The ready line's description of what is traced; scripts wait for "sockwatch: tracing".
 fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
     let mut who = Vec::new();
+    if let Some(program) = cfg.command.first() {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .unwrap_or(program.as_os_str());
+        who.push(format!(
+            "command {} and its children",
+            format::escape(name.as_encoded_bytes())
+        ));
+    }
     if !cfg.names.is_empty() {
         let names: Vec<String> = cfg.names.iter().map(|n| format::escape(n)).collect();
         who.push(format!("process {}", names.join(", ")));
@@ -145,10 +236,36 @@ fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
         let pids: Vec<String> = cfg.pids.iter().map(u32::to_string).collect();
         who.push(format!("pid {}", pids.join(", ")));
     }
+    if cfg.follow {
+        who.push("their children".into());
+    }
+    let mut who = who.join(" and ");
+    if let Some(dir) = &cfg.cgroup {
+        if who.is_empty() {
+            who = format!("every process in cgroup {}", dir.display());
+        } else {
+            who += &format!(" in cgroup {}", dir.display());
+        }
+    }
+    let mut only = Vec::new();
+    if !cfg.ports.is_empty() {
+        let ports: Vec<String> = cfg.ports.iter().map(u16::to_string).collect();
+        only.push(format!("port {}", ports.join(",")));
+    }
+    if !cfg.peers.is_empty() {
+        let peers: Vec<String> = cfg.peers.iter().map(ToString::to_string).collect();
+        only.push(format!("peer {}", peers.join(",")));
+    }
+    if let Some(p) = cfg.proto {
+        only.push(p.name().to_string());
+    }
+    let only = match only.is_empty() {
+        true => String::new(),
+        false => format!("; only {}", only.join(", ")),
+    };
     format!(
-        "{} (events: {}; via {}, {}); Ctrl-C to stop",
-        who.join(" and "),
-        cfg.events.names().join(","),
+        "{who} (events: {}{only}; via {}, {}); Ctrl-C to stop",
+        cfg.print.names().join(","),
         tracer.mode,
         tracer.buffer.name()
     )

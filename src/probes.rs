@@ -282,14 +282,17 @@ pub const PROBES: &[Probe] = &[
 
 /// The probes a mode loads for the selected events, on a kernel whose receive
 /// functions do or do not take `nonblock`.
+/// Following processes by descent needs their forks and exits whatever is printed.
 pub fn needed(
     mode: Mode,
     events: EventSet,
     nonblock: bool,
+    follow: bool,
 ) -> impl Iterator<Item = &'static Probe> {
     PROBES.iter().filter(move |p| {
         p.modes.contains(&mode)
-            && p.serves.iter().any(|k| events.contains(*k))
+            && (p.serves.iter().any(|k| events.contains(*k))
+                || (follow && matches!(p.step, Step::Fork | Step::Exit)))
             && p.only != Only::RecvNonblock(!nonblock)
     })
 }
@@ -313,13 +316,15 @@ mod tests {
     use super::*;
 
     fn programs(mode: Mode, events: EventSet) -> Vec<&'static str> {
-        needed(mode, events, false).map(|p| p.program).collect()
+        needed(mode, events, false, false)
+            .map(|p| p.program)
+            .collect()
     }
 
     #[test]
     fn each_mode_loads_one_variant_of_each_step() {
         for mode in Mode::PREFERENCE {
-            let chosen: Vec<&Probe> = needed(mode, EventSet::ALL, false).collect();
+            let chosen: Vec<&Probe> = needed(mode, EventSet::ALL, false, false).collect();
             for step in Step::ALL {
                 let mut families: Vec<&str> = chosen
                     .iter()
@@ -391,9 +396,22 @@ mod tests {
     }
 
     #[test]
+    fn following_loads_fork_and_exit_whatever_is_printed() {
+        for mode in Mode::PREFERENCE {
+            let send = EventSet(Kind::Send.bit());
+            let steps = |follow| -> Vec<Step> {
+                needed(mode, send, false, follow).map(|p| p.step).collect()
+            };
+            assert!(!steps(false).contains(&Step::Fork), "{mode}");
+            assert!(steps(true).contains(&Step::Fork), "{mode}");
+            assert!(steps(true).contains(&Step::Exit), "{mode}");
+        }
+    }
+
+    #[test]
     fn each_kernel_gets_one_receive_signature() {
         for nonblock in [false, true] {
-            let recv: Vec<&str> = needed(Mode::Fentry, EventSet(Kind::Recv.bit()), nonblock)
+            let recv: Vec<&str> = needed(Mode::Fentry, EventSet(Kind::Recv.bit()), nonblock, false)
                 .filter(|p| p.target == "tcp_recvmsg")
                 .map(|p| p.program)
                 .collect();

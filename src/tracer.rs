@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -13,12 +13,15 @@ use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use crate::cli::Config;
-use crate::event::{boot_now_ns, decode, Clock};
+use crate::assertion::Assertions;
+use crate::cli::{Config, SummaryMode};
+use crate::command::Child;
+use crate::event::{boot_now_ns, decode, Clock, EventSet};
 use crate::format::{count, write_event, write_header, Style};
 use crate::loader::Tracer;
 use crate::probes::Buffer;
 use crate::skel::types::counter;
+use crate::summary::Summary;
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -112,30 +115,62 @@ pub enum Outcome {
     DurationElapsed,
     TimedOut,
     OutputClosed,
+    /// COMMAND exited with this status (128+N for signal N).
+    CommandExited(u8),
+    /// A --forbid expression matched.
+    Forbidden,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// The last SIGINT or SIGTERM received (0: none), and whether a terminal sent it.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static FROM_TERMINAL: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn request_stop(_: nix::libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(
+    sig: nix::libc::c_int,
+    info: *mut nix::libc::siginfo_t,
+    _: *mut nix::libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    FROM_TERMINAL.store(code == nix::libc::SI_KERNEL, Ordering::Relaxed);
+    SIGNAL.store(sig, Ordering::Relaxed);
 }
 
-/// SIGINT and SIGTERM set a flag; without SA_RESTART they also cut the poll short.
+extern "C" fn on_child(_: nix::libc::c_int) {}
+
+/// SIGINT and SIGTERM are recorded; without SA_RESTART they, and SIGCHLD, also cut
+/// the poll short.
 pub fn handle_signals() -> Result<()> {
     let action = SigAction::new(
-        SigHandler::Handler(request_stop),
+        SigHandler::SigAction(on_signal),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    let child = SigAction::new(
+        SigHandler::Handler(on_child),
         SaFlags::empty(),
         SigSet::empty(),
     );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { sigaction(sig, &action) }.context("installing signal handlers")?;
+    // SAFETY: the handlers only store to atomics.
+    unsafe {
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            sigaction(sig, &action).context("installing signal handlers")?;
+        }
+        sigaction(Signal::SIGCHLD, &child).context("installing signal handlers")?;
     }
     Ok(())
 }
 
+/// A signal received since the last call, and whether a terminal sent it (to the
+/// whole foreground process group, COMMAND included).
+fn take_signal() -> Option<(Signal, bool)> {
+    let sig = SIGNAL.swap(0, Ordering::Relaxed);
+    let sig = Signal::try_from(sig).ok()?;
+    Some((sig, FROM_TERMINAL.load(Ordering::Relaxed)))
+}
+
 /// Whether stdout is a pipe whose reader has gone (`sockwatch ... | head`).
-fn output_closed() -> bool {
+fn stdout_closed() -> bool {
     let stdout = io::stdout();
     let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
@@ -148,19 +183,28 @@ fn is_broken_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
-/// Decodes and prints records; stops taking them once the count is reached.
+/// Decodes records, checks them against the assertions, counts them for the
+/// summary and prints them; stops taking them once the count is reached or a
+/// forbidden event is seen.
 struct Printer<W: Write> {
     out: W,
     style: Style,
     clock: Clock,
+    /// Events of these kinds count toward --count, and are printed unless `lines` is off.
+    print: EventSet,
+    lines: bool,
     printed: u64,
     limit: Option<u64>,
+    assertions: Assertions,
+    summary: Option<Summary>,
     error: Option<anyhow::Error>,
 }
 
 impl<W: Write> Printer<W> {
     fn done(&self) -> bool {
-        self.error.is_some() || self.limit.is_some_and(|n| self.printed >= n)
+        self.error.is_some()
+            || self.assertions.forbidden_seen()
+            || self.limit.is_some_and(|n| self.printed >= n)
     }
 
     /// The ring-buffer callback: a negative return stops this poll's consumption.
@@ -169,10 +213,20 @@ impl<W: Write> Printer<W> {
             return -1;
         }
         let result = decode(data, self.clock).and_then(|ev| {
-            write_event(&mut self.out, &ev, self.style).map_err(anyhow::Error::from)
+            let forbidden = self.assertions.observe(&ev);
+            if let Some(summary) = &mut self.summary {
+                summary.add(&ev);
+            }
+            let shown = self.print.contains(ev.kind());
+            // The forbidden event is printed whatever the options: it is the evidence.
+            if forbidden || (shown && self.lines) {
+                write_event(&mut self.out, &ev, self.style)?;
+            }
+            Ok(shown)
         });
         match result {
-            Ok(()) => self.printed += 1,
+            Ok(true) => self.printed += 1,
+            Ok(false) => {}
             Err(e) => self.error = Some(e),
         }
         if self.done() {
@@ -200,14 +254,17 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// What the summary line reports.
-pub struct Summary {
+/// How a trace ended, and what the closing lines report.
+pub struct Report {
     pub outcome: Outcome,
     pub printed: u64,
     pub lost: u64,
     pub untracked: u64,
     /// Hook runs the kernel skipped (see `Tracer::skipped_runs`).
     pub skipped: u64,
+    /// Processes that could not be followed (the table was full).
+    pub unfollowed: u64,
+    pub assertions: Assertions,
 }
 
 /// Reports lost events at most once a second while they happen.
@@ -216,6 +273,7 @@ struct LossReport {
     lost: u64,
     untracked: u64,
     skipped: u64,
+    unfollowed: u64,
 }
 
 impl LossReport {
@@ -249,20 +307,38 @@ impl LossReport {
             );
             self.untracked = untracked;
         }
+        let unfollowed = tracer.counter(counter::CTR_UNFOLLOWED)?;
+        if unfollowed > self.unfollowed {
+            note!(
+                "sockwatch: {} not followed (the table of followed processes was full): their events will be missing",
+                count(unfollowed - self.unfollowed, "process")
+            );
+            self.unfollowed = unfollowed;
+        }
         Ok(())
     }
 }
 
-/// Prints events until a signal, --count, --duration, --timeout, or a closed output.
-/// `ready` is called once events are being read.
+/// Where the lines go: stdout, or the --output file.
+pub struct Output {
+    pub writer: Box<dyn Write>,
+    /// Whether it is stdout, whose reader may go away.
+    pub stdout: bool,
+}
+
+/// Prints events until a signal, --count, --duration, --timeout, a closed output,
+/// a forbidden event, or COMMAND's exit. `ready` is called once events are being
+/// read; COMMAND is released to run right after it.
 pub fn run(
     cfg: &Config,
     tracer: &mut Tracer,
     style: Style,
     clock: Clock,
+    output: Output,
+    mut command: Option<&mut Child>,
     ready: impl FnOnce(),
-) -> Result<Summary> {
-    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+) -> Result<Report> {
+    let mut out = BufWriter::with_capacity(1 << 16, output.writer);
     if cfg.header {
         write_header(&mut out).context("writing the header")?;
     }
@@ -270,8 +346,12 @@ pub fn run(
         out,
         style,
         clock,
+        print: cfg.print,
+        lines: cfg.summary != Some(SummaryMode::Only),
         printed: 0,
         limit: cfg.count,
+        assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
+        summary: cfg.summary.map(|_| Summary::default()),
         error: None,
     });
     let reorder = RefCell::new(Reorder::default());
@@ -296,6 +376,9 @@ pub fn run(
         ),
     };
     ready();
+    if let Some(child) = command.as_deref_mut() {
+        child.release()?;
+    }
     // Perf records wait in `reorder`; `until` is how far they may be printed.
     let print_ordered = |until: u64| {
         for data in reorder.borrow_mut().release(until) {
@@ -313,11 +396,23 @@ pub fn run(
         lost: 0,
         untracked: 0,
         skipped: 0,
+        unfollowed: 0,
     };
     let outcome = loop {
         let now = Instant::now();
-        if STOP.load(Ordering::Relaxed) {
-            break Outcome::Interrupted;
+        if let Some((sig, from_terminal)) = take_signal() {
+            match command.as_deref_mut() {
+                // A terminal signalled COMMAND itself; anyone else meant it for COMMAND too.
+                Some(child) if !from_terminal => child.signal(sig),
+                Some(_) => {}
+                None => break Outcome::Interrupted,
+            }
+        }
+        if let Some(child) = command.as_deref_mut() {
+            // Its exit's events are in the buffer before its parent learns of it.
+            if let Some(status) = child.try_wait()? {
+                break Outcome::CommandExited(status);
+            }
         }
         if duration_end.is_some_and(|t| now >= t) {
             break Outcome::DurationElapsed;
@@ -337,8 +432,11 @@ pub fn run(
         }
         let mut p = printer.borrow_mut();
         p.flush();
-        if p.check()? || output_closed() {
+        if p.check()? || (output.stdout && stdout_closed()) {
             break Outcome::OutputClosed;
+        }
+        if p.assertions.forbidden_seen() {
+            break Outcome::Forbidden;
         }
         if p.done() {
             break Outcome::CountReached;
@@ -355,7 +453,10 @@ pub fn run(
     let mut outcome = outcome;
     if matches!(
         outcome,
-        Outcome::Interrupted | Outcome::DurationElapsed | Outcome::TimedOut
+        Outcome::Interrupted
+            | Outcome::DurationElapsed
+            | Outcome::TimedOut
+            | Outcome::CommandExited(_)
     ) {
         source.consume()?;
         print_ordered(u64::MAX);
@@ -363,17 +464,39 @@ pub fn run(
         p.flush();
         if p.check()? {
             outcome = Outcome::OutputClosed;
-        } else if p.done() {
+        } else if p.assertions.forbidden_seen() {
+            outcome = Outcome::Forbidden;
+        } else if p.done() && !matches!(outcome, Outcome::CommandExited(_)) {
             outcome = Outcome::CountReached;
         }
     }
     drop(source);
+    if outcome == Outcome::Forbidden {
+        if let Some(child) = command {
+            child.terminate(Duration::from_secs(5))?;
+        }
+    }
+    let mut p = printer.into_inner();
+    if let (Some(summary), false) = (&p.summary, outcome == Outcome::OutputClosed) {
+        let written = if style.json {
+            summary.write_json(&mut p.out)
+        } else {
+            summary.write_text(&mut p.out)
+        };
+        match written.and_then(|()| p.out.flush()) {
+            Ok(()) => {}
+            Err(e) if is_broken_pipe(&e) => outcome = Outcome::OutputClosed,
+            Err(e) => return Err(anyhow::Error::new(e).context("writing the summary")),
+        }
+    }
     losses.check(tracer, perf_lost.get(), true)?;
-    Ok(Summary {
+    Ok(Report {
         outcome,
-        printed: printer.into_inner().printed,
+        printed: p.printed,
         lost: losses.lost,
         untracked: losses.untracked,
         skipped: losses.skipped,
+        unfollowed: losses.unfollowed,
+        assertions: p.assertions,
     })
 }

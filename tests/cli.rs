@@ -37,6 +37,11 @@ fn help_documents_events_and_exit_codes() {
         "--pid",
         "Exit status",
         "3 --timeout",
+        "[-- COMMAND [ARG]...]",
+        "--expect <EXPR>",
+        "--forbid <EXPR>",
+        "--summary-only",
+        "4 an assertion failed",
     ] {
         assert!(out.contains(needle), "{needle} missing from --help");
     }
@@ -71,6 +76,96 @@ fn bad_arguments_are_one_line_errors_with_status_2() {
     assert_usage_error(&["--max-sockets", "0", "x"], "invalid value '0'");
     assert_usage_error(&["--max-sockets", "99999999", "x"], "1..=16777216");
     assert_usage_error(&["a", "b", "c", "d", "e", "f", "g", "h", "i"], "at most 8");
+    assert_usage_error(&["--port", "0", "x"], "invalid value '0'");
+    assert_usage_error(&["--port", "http", "x"], "invalid value 'http'");
+    assert_usage_error(&["--peer", "10.0.0.0/33", "x"], "prefix length");
+    assert_usage_error(
+        &["--peer", "example.org", "x"],
+        "not an IPv4 or IPv6 address",
+    );
+    assert_usage_error(&["--proto", "sctp", "x"], "invalid value 'sctp'");
+    assert_usage_error(&["--cgroup", "/no/such/cgroup"], "no such directory");
+    assert_usage_error(&["--cgroup", "/tmp"], "not a cgroup v2 directory");
+    assert_usage_error(&["-u", "nobody", "x"], "<COMMAND>");
+    assert_usage_error(&["-c", "-C", "x"], "cannot be used with");
+}
+
+#[test]
+fn a_malformed_expression_names_the_bad_term() {
+    assert_usage_error(
+        &["--expect", "connect rport=abc", "x"],
+        "invalid value 'connect rport=abc' for '--expect <EXPR>': bad term \"rport=abc\": not a port (1-65535)",
+    );
+    assert_usage_error(
+        &["--forbid", "connect peer!=10.0.0.0/40", "x"],
+        "bad term \"peer!=10.0.0.0/40\": prefix length \"40\" is not 0 to 32",
+    );
+    assert_usage_error(&["--forbid", "conect", "x"], "\"conect\" is not an event");
+    assert_usage_error(
+        &["--expect", "connect color=red", "x"],
+        "unknown key (keys: port, lport",
+    );
+    assert_usage_error(&["--expect", "", "x"], "empty expression");
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_127_or_126() {
+    let plain = std::env::temp_dir().join(format!("sockwatch-plain-{}", std::process::id()));
+    std::fs::write(&plain, "not a program").unwrap();
+    let plain = plain.to_str().unwrap();
+    for (command, status, needle) in [
+        (
+            "no-such-command-here",
+            127,
+            "no-such-command-here: command not found".to_string(),
+        ),
+        (
+            "/no/such/path",
+            127,
+            "/no/such/path: command not found".to_string(),
+        ),
+        (plain, 126, format!("{plain}: not an executable file")),
+    ] {
+        let o = sockwatch(&["--", command]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(status), "{err}");
+        assert_eq!(err, format!("sockwatch: error: {needle}\n"));
+    }
+    let _ = std::fs::remove_file(plain);
+    let o = sockwatch(&["-u", "no-such-user-here", "--", "true"]);
+    assert_eq!(o.status.code(), Some(126));
+    assert_eq!(
+        stderr(&o),
+        "sockwatch: error: --user no-such-user-here: no such user\n"
+    );
+}
+
+/// Every status `--help` documents has its row in the README's table, and back.
+#[test]
+fn readme_and_help_agree_on_exit_statuses() {
+    let help = String::from_utf8(sockwatch(&["--help"]).stdout).unwrap();
+    let section = help
+        .split("Exit status:")
+        .nth(1)
+        .expect("an exit status section");
+    let from_help: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u8>().is_ok())
+        .map(String::from)
+        .collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("## Exit status").nth(1).unwrap();
+    let from_readme: Vec<String> = table
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next())
+        .filter(|w| w.parse::<u8>().is_ok())
+        .map(String::from)
+        .collect();
+    assert_eq!(from_help, ["0", "1", "2", "3", "4", "126", "127"]);
+    assert_eq!(from_readme, from_help);
 }
 
 #[test]

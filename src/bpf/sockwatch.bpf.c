@@ -75,6 +75,24 @@ const volatile bool use_ringbuf = true;
 const volatile bool release_by_scan = false;
 /* tcp_recvmsg and udp(v6)_recvmsg still take `nonblock` (before 5.19): for kprobes. */
 const volatile bool recv_has_nonblock = false;
+/*
+ * Processes traced because they descend from one (`followed`): COMMAND's tree, and
+ * with --follow the children of every traced process.
+ */
+const volatile bool use_followed = false;
+const volatile bool follow_children = false;
+/* --cgroup: only processes in `cgroups`[0] or below it; with no other target, all of them. */
+const volatile bool in_cgroup = false;
+const volatile bool every_process = false;
+/*
+ * Socket filters (--port, --peer, --proto): a socket event is reported only when its
+ * own ends pass every filter given. Process events always pass.
+ */
+const volatile __u16 ports[MAX_PORTS] = {};
+const volatile __u32 n_ports = 0;
+const volatile struct peer_prefix peers[MAX_PEERS] = {};
+const volatile __u32 n_peers = 0;
+const volatile __u8 only_protocol = 0;
 
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};
@@ -82,6 +100,7 @@ struct exec_event _exec_event = {};
 enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
 enum counter _counter = CTR_LOST;
+struct peer_prefix _peer_prefix = {};
 
 /* A socket's two ends as last reported, for CLOSE after the kernel reset them. */
 struct ends {
@@ -217,6 +236,22 @@ struct {
 	__type(value, struct pending_recv);
 } pending_recvs SEC(".maps");
 
+/* Processes traced by descent, by pid; sized by user space (1 when unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} followed SEC(".maps");
+
+/* --cgroup: the cgroup v2 directory user space opened. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cgroups SEC(".maps");
+
 /* The traced process a program runs in. */
 struct proc {
 	__u32 pid;
@@ -253,9 +288,63 @@ static __always_inline void bump(enum counter which)
 		*n += 1;
 }
 
+static __always_inline bool filtering(void)
+{
+	return n_ports || n_peers || only_protocol;
+}
+
+static __always_inline bool ports_pass(__u16 lport, __u16 rport)
+{
+	if (!n_ports)
+		return true;
+	for (int i = 0; i < MAX_PORTS; i++) {
+		if (i >= n_ports)
+			break;
+		if (ports[i] == lport || ports[i] == rport)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool peer_passes(__u8 family, const __u8 *raddr)
+{
+	__u32 w[4];
+
+	if (!n_peers)
+		return true;
+	__builtin_memcpy(w, raddr, sizeof(w));
+	/* An IPv4-mapped IPv6 peer (::ffff:a.b.c.d) is an IPv4 peer, as sockwatch prints it. */
+	if (family == AF_INET6 && !w[0] && !w[1] && w[2] == bpf_htonl(0xffff)) {
+		family = AF_INET;
+		w[0] = w[3];
+	}
+	for (int i = 0; i < MAX_PEERS; i++) {
+		if (i >= n_peers)
+			break;
+		if (peers[i].family == family && (w[0] & peers[i].mask[0]) == peers[i].addr[0] &&
+		    (w[1] & peers[i].mask[1]) == peers[i].addr[1] &&
+		    (w[2] & peers[i].mask[2]) == peers[i].addr[2] &&
+		    (w[3] & peers[i].mask[3]) == peers[i].addr[3])
+			return true;
+	}
+	return false;
+}
+
+/* Whether an event passes the socket filters; process events carry no family and pass. */
+static __always_inline bool event_passes(const struct event *e)
+{
+	if (!e->family || !filtering())
+		return true;
+	if (only_protocol && e->protocol != only_protocol)
+		return false;
+	return ports_pass(e->lport, e->rport) && peer_passes(e->family, e->raddr);
+}
+
 /* Sends a finished record to user space. A full perf buffer counts its own losses. */
 static __always_inline void emit(void *ctx, void *data, __u64 size)
 {
+	if (!event_passes(data))
+		return;
 	if (use_ringbuf) {
 		if (bpf_ringbuf_output(&events, data, size, 0))
 			bump(CTR_LOST);
@@ -266,8 +355,11 @@ static __always_inline void emit(void *ctx, void *data, __u64 size)
 	}
 }
 
-static __always_inline bool proc_matches(const struct proc *p)
+/* Named by pid or name, or descended from a traced process (COMMAND, --follow). */
+static __always_inline bool targeted(const struct proc *p)
 {
+	if (every_process)
+		return true;
 	for (int i = 0; i < MAX_PIDS; i++) {
 		if (i >= n_pids)
 			break;
@@ -281,7 +373,15 @@ static __always_inline bool proc_matches(const struct proc *p)
 		    names[i][1] == (p->comm_words[1] & names_mask[i][1]))
 			return true;
 	}
-	return false;
+	return use_followed && bpf_map_lookup_elem(&followed, &p->pid);
+}
+
+/* The cgroup test runs in the process itself: callers are never in softirq context. */
+static __always_inline bool proc_matches(const struct proc *p)
+{
+	if (!targeted(p))
+		return false;
+	return !in_cgroup || bpf_current_task_under_cgroup(&cgroups, 0) == 1;
 }
 
 /* Fills `p` with the current process and says whether it is traced. */
@@ -824,11 +924,14 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool sca
 	traced = current_proc(&owner.p);
 	if (scan)
 		release_process(&owner);
-	if (!traced || !wanted(EV_EXIT) || !first_exit(task, owner.p.pid))
-		return 0;
-	fill_proc(&e, EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
-	e.value = BPF_CORE_READ(task, exit_code);
-	emit(ctx, &e, sizeof(e));
+	if (traced && wanted(EV_EXIT) && first_exit(task, owner.p.pid)) {
+		fill_proc(&e, EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
+		e.value = BPF_CORE_READ(task, exit_code);
+		emit(ctx, &e, sizeof(e));
+	}
+	/* The pid may be reused by a process outside the tree. */
+	if (use_followed)
+		bpf_map_delete_elem(&followed, &owner.p.pid);
 	return 0;
 }
 
@@ -848,7 +951,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ppid = BPF_CORE_READ(parent, tgid);
-	struct proc c = {};
+	struct proc c = {}, p;
 	struct event e;
 	__u8 one = 1;
 
@@ -857,6 +960,11 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 	c.tid = BPF_CORE_READ(child, pid);
 	if (c.pid != c.tid)
 		return 0;
+	/* Runs in the parent. COMMAND's tree is followed; with --follow, every traced tree. */
+	if (use_followed &&
+	    (bpf_map_lookup_elem(&followed, &ppid) || (follow_children && current_proc(&p))) &&
+	    bpf_map_update_elem(&followed, &c.pid, &one, BPF_ANY))
+		bump(CTR_UNFOLLOWED);
 	/* The child holds the parent's sockets: its exit may be the last release of some. */
 	if (release_by_scan && tracking() && bpf_map_lookup_elem(&owners, &ppid))
 		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);
@@ -1241,6 +1349,9 @@ static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *li
 		return 0;
 	fill_proc(&e, EV_ACCEPT, p.pid, p.tid, p.comm);
 	fill_ends(&e, sk, &kind);
+	/* A connection the filters exclude needs no tracking: none of its events will pass. */
+	if (!event_passes(&e))
+		return 0;
 	if (wanted(EV_CLOSE)) {
 		track(sk, &p, 0, true, fd);
 		remember_ends(sk, &e);
@@ -1315,6 +1426,31 @@ static __always_inline __u64 syscall_peer_ptr(bool recv)
 }
 
 /*
+ * Whether a socket's events can pass the filters. Its ends are fixed, except an
+ * unconnected UDP socket's peer, which each datagram names: those are decided per event.
+ */
+static __always_inline bool sock_may_pass(const struct sock *sk, const struct sock_kind *k,
+					  bool unconnected)
+{
+	__u8 raddr[16] = {};
+
+	if (only_protocol && k->protocol != only_protocol)
+		return false;
+	if (unconnected)
+		return true;
+	if (n_ports && !ports_pass(bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)),
+				   bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+		return false;
+	if (!n_peers)
+		return true;
+	if (k->family == AF_INET6)
+		BPF_CORE_READ_INTO(&raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	else
+		BPF_CORE_READ_INTO((__u32 *)raddr, sk, __sk_common.skc_daddr);
+	return peer_passes(k->family, raddr);
+}
+
+/*
  * Bytes moved on a socket. An unconnected UDP socket's peer is the datagram's
  * address: in the kernel's msghdr (`peer`), or, on the tracepoints, in the
  * syscall's arguments, where a receive's sender is written only after the
@@ -1334,6 +1470,11 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 		return 0;
 	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
 		return 0;
+	unconnected = sock.protocol == IPPROTO_UDP &&
+		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+	/* Cheap for a busy socket the filters exclude: no accounting, no copy. */
+	if (filtering() && !sock_may_pass(sk, &sock, unconnected))
+		return 0;
 	if (wanted(EV_CLOSE)) {
 		st = adopt(sk, &p);
 		if (st) {
@@ -1346,8 +1487,6 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	if (!wanted(kind))
 		return 0;
 
-	unconnected = sock.protocol == IPPROTO_UDP &&
-		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
 	if (unconnected && from_syscall)
 		peer = syscall_peer_ptr(kind == EV_RECV);
 	if (unconnected && peer && from_syscall && kind == EV_RECV) {

@@ -6,6 +6,8 @@
 #define TASK_COMM_LEN 16
 #define MAX_NAMES 8
 #define MAX_PIDS 8
+#define MAX_PORTS 8
+#define MAX_PEERS 8
 #define PATH_LEN 256
 
 enum event_kind {
@@ -33,7 +35,8 @@ enum event_flag {
 enum counter {
 	CTR_LOST = 0,      /* events the ring buffer had no room for */
 	CTR_UNTRACKED = 1, /* sockets the socket table had no room for */
-	CTR_MAX = 2,
+	CTR_UNFOLLOWED = 2, /* processes the table of followed processes had no room for */
+	CTR_MAX = 3,
 };
 
 /*
@@ -58,6 +61,16 @@ struct event {
 	__u8 family;   /* AF_INET, AF_INET6, or 0 for process events */
 	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP */
 	__u8 flags;    /* enum event_flag */
+};
+
+/*
+ * A --peer prefix: an address in network byte order (IPv4 in the first word) and
+ * the mask of the bits it decides, as four 32-bit words.
+ */
+struct peer_prefix {
+	__u32 addr[4];
+	__u32 mask[4];
+	__u8 family; /* AF_INET or AF_INET6 */
 };
 
 /* EV_EXEC carries the executed path after the common part. */
