@@ -1,5 +1,6 @@
 //! `-- COMMAND`: started once tracing is ready, watched, signalled, and its status passed on.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -12,8 +13,6 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid, User};
-
-use crate::procs;
 
 /// Exit statuses for a COMMAND that could not be run, as shells use them.
 pub const EXIT_NOT_FOUND: u8 = 127;
@@ -213,31 +212,33 @@ impl Child {
         }
     }
 
-    /// SIGTERM to it and the processes it started, then SIGKILL to those left
-    /// after `grace`.
-    pub fn terminate(&mut self, grace: Duration) -> Result<u8> {
-        let tree = |child: &Child| {
-            let mut pids = procs::descendants(child.pid());
-            if child.status.is_none() {
-                pids.push(child.pid());
+    /// SIGTERM to it and every process of its tree (`tree` lists them as they are
+    /// now), then SIGKILL to those left after `grace`. Returns its status.
+    pub fn terminate(&mut self, grace: Duration, tree: impl Fn() -> Vec<u32>) -> Result<u8> {
+        let start = Instant::now();
+        let mut sig = Signal::SIGTERM;
+        let mut signalled = HashSet::new();
+        loop {
+            let status = self.try_wait()?;
+            // A process forked just before its parent died is listed: keep looking.
+            let pids = tree();
+            match status {
+                Some(s) if pids.is_empty() => return Ok(s),
+                // Stuck (uninterruptible) processes are left behind; COMMAND is gone.
+                Some(s) if start.elapsed() > 2 * grace => return Ok(s),
+                _ => {}
             }
-            pids
-        };
-        for pid in tree(self) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
-        let end = Instant::now() + grace;
-        while Instant::now() < end {
-            if let Some(s) = self.try_wait()? {
-                // Its children may outlive it: they were reparented, out of reach.
-                return Ok(s);
+            if sig == Signal::SIGTERM && start.elapsed() > grace {
+                sig = Signal::SIGKILL;
+                signalled.clear();
+            }
+            for pid in pids.into_iter().chain(status.is_none().then(|| self.pid())) {
+                if signalled.insert(pid) {
+                    let _ = kill(Pid::from_raw(pid as i32), sig);
+                }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        for pid in tree(self) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        self.wait()
     }
 }
 
@@ -282,7 +283,10 @@ mod tests {
             .spawn()
             .unwrap();
         c.release().unwrap();
-        assert_eq!(c.terminate(Duration::from_secs(5)).unwrap(), 128 + 15);
+        assert_eq!(
+            c.terminate(Duration::from_secs(5), Vec::new).unwrap(),
+            128 + 15
+        );
         let err = Command::prepare(&args(&["no-such-program-here"]), None).unwrap_err();
         assert_eq!(err.status, EXIT_NOT_FOUND);
         assert!(Command::prepare(&args(&["sh"]), Some("no-such-user-here")).is_err());

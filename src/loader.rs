@@ -14,6 +14,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
 use crate::event::Protocol;
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
+use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
 use crate::system;
 
@@ -52,13 +53,28 @@ impl Tracer {
             .sum()
     }
 
-    /// Traces `pid` and, as it forks, its descendants.
+    /// Traces COMMAND's `pid` and, as it forks, its descendants.
     pub fn follow(&self, pid: u32) -> Result<()> {
+        let by = [types::followed_by::FOLLOWED_FROM_COMMAND.0 as u8];
         self.skel
             .maps
             .followed
-            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .update(&pid.to_ne_bytes(), &by, MapFlags::ANY)
             .context("adding COMMAND to the traced processes")
+    }
+
+    /// The live processes of COMMAND's tree, as the kernel follows them: each is
+    /// added at its fork, before it runs, and removed at its exit (while attached).
+    pub fn command_tree(&self) -> Vec<u32> {
+        let map = &self.skel.maps.followed;
+        map.keys()
+            .filter(|k| {
+                map.lookup(k, MapFlags::ANY).ok().flatten().as_deref()
+                    == Some(&[types::followed_by::FOLLOWED_FROM_COMMAND.0 as u8][..])
+            })
+            .filter_map(|k| Some(u32::from_ne_bytes(k.as_slice().try_into().ok()?)))
+            .filter(|&pid| procs::alive(pid))
+            .collect()
     }
 
     /// Sums a per-CPU counter (`enum counter`).

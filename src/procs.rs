@@ -52,32 +52,15 @@ pub fn resolve_pids(pids: &[u32], notes: &mut Vec<String>) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// The live processes descended from `pid`, from the parent links in /proc.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parents: Vec<(u32, u32)> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| Some((p, parent(p)?)))
-        .collect();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parents.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// A process's parent, from /proc/PID/stat (after the name, which may hold spaces).
-fn parent(pid: u32) -> Option<u32> {
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
-    let text = std::str::from_utf8(after_name).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+/// Whether a process is alive: it exists and is not a zombie waiting to be reaped.
+pub fn alive(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| stat.get(i + 2));
+        state.is_some_and(|&s| s != b'Z' && s != b'X')
+    })
 }
 
 /// Names of running processes (each once).

@@ -448,6 +448,12 @@ pub fn run(
         }
     };
 
+    // COMMAND's tree is stopped while the kernel still follows its forks and exits.
+    if outcome == Outcome::Forbidden {
+        if let Some(child) = command.as_deref_mut() {
+            child.terminate(Duration::from_secs(5), || tracer.command_tree())?;
+        }
+    }
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.links.clear();
     let mut outcome = outcome;
@@ -472,8 +478,9 @@ pub fn run(
     }
     drop(source);
     if outcome == Outcome::Forbidden {
+        // Found while draining, after COMMAND exited: the rest of its tree may live on.
         if let Some(child) = command {
-            child.terminate(Duration::from_secs(5))?;
+            child.terminate(Duration::from_secs(5), || tracer.command_tree())?;
         }
     }
     let mut p = printer.into_inner();

@@ -100,6 +100,7 @@ struct exec_event _exec_event = {};
 enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
 enum counter _counter = CTR_LOST;
+enum followed_by _followed_by = FOLLOWED_FROM_COMMAND;
 struct peer_prefix _peer_prefix = {};
 
 /* A socket's two ends as last reported, for CLOSE after the kernel reset them. */
@@ -960,11 +961,18 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 	c.tid = BPF_CORE_READ(child, pid);
 	if (c.pid != c.tid)
 		return 0;
-	/* Runs in the parent. COMMAND's tree is followed; with --follow, every traced tree. */
-	if (use_followed &&
-	    (bpf_map_lookup_elem(&followed, &ppid) || (follow_children && current_proc(&p))) &&
-	    bpf_map_update_elem(&followed, &c.pid, &one, BPF_ANY))
-		bump(CTR_UNFOLLOWED);
+	/*
+	 * Runs in the parent. COMMAND's tree is followed (and marked as such, so that
+	 * user space can stop it); with --follow, every traced process's children.
+	 */
+	if (use_followed) {
+		__u8 *tree = bpf_map_lookup_elem(&followed, &ppid);
+		__u8 by = tree ? *tree : FOLLOWED_BY_FLAG;
+
+		if ((tree || (follow_children && current_proc(&p))) &&
+		    bpf_map_update_elem(&followed, &c.pid, &by, BPF_ANY))
+			bump(CTR_UNFOLLOWED);
+	}
 	/* The child holds the parent's sockets: its exit may be the last release of some. */
 	if (release_by_scan && tracking() && bpf_map_lookup_elem(&owners, &ppid))
 		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);

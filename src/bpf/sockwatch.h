@@ -31,6 +31,12 @@ enum event_flag {
 	EF_ABORTED = 4,
 };
 
+/* Why a process is in the `followed` map: descent from COMMAND, or --follow. */
+enum followed_by {
+	FOLLOWED_FROM_COMMAND = 1,
+	FOLLOWED_BY_FLAG = 2,
+};
+
 /* Indexes into the per-CPU `counters` array. */
 enum counter {
 	CTR_LOST = 0,      /* events the ring buffer had no room for */

@@ -458,3 +458,15 @@ pub fn stalled_flood(trace: Trace, srv: &str, cli: &str, rounds: u64) -> (Output
     assert!(out.status.success(), "{}", out.stderr);
     (out, 2 * rounds + 4)
 }
+
+/// Whether a live process has this name: zombies do not count (a container's
+/// init may never reap an orphan that was killed).
+pub fn process_alive(name: &str) -> bool {
+    let out = Command::new("pgrep").args(["-x", name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            state.is_some_and(|s| !s.starts_with('Z'))
+        })
+    })
+}

@@ -1,0 +1,416 @@
+//! Live tests of `-- COMMAND`, `--follow`, `--expect`/`--forbid`, `-c`/`-C`, `-o`
+//! and `-u`: sockwatch (as root) runs real workloads and the exact lines, numbers
+//! and exit statuses are checked.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs sockwatch with these arguments to its end.
+fn run(args: &[&str]) -> Output {
+    Trace::start(args).wait(LIMIT)
+}
+
+fn client_path(name: &str) -> String {
+    named_example("echo_client", name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn client_echo(name: &str, local: &str, server: &str, sizes: &[u64]) -> Vec<String> {
+    let mut v = vec![
+        format!("{name} EXEC - - - path={} ppid=*", client_path(name)),
+        format!("{name} CONNECT tcp {local} {server} result=ok latency=*"),
+    ];
+    for n in sizes {
+        v.push(format!("{name} SEND tcp {local} {server} bytes={n}"));
+        v.push(format!("{name} RECV tcp {local} {server} bytes={n}"));
+    }
+    let total: u64 = sizes.iter().sum();
+    v.push(format!(
+        "{name} CLOSE tcp {local} {server} sent={total} received={total} lifetime=*"
+    ));
+    v.push(format!("{name} EXIT - - - exit_code=0"));
+    v
+}
+
+/// The `local ADDR` line an echo client printed to the shared stdout.
+fn client_local(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("local "))
+        .expect("the client printed its local address")
+        .to_string()
+}
+
+#[test]
+fn command_is_traced_from_its_first_connect_with_its_exit_status() {
+    require_root();
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "1"]);
+    let cli = unique_name("c");
+    let addr = format!("127.0.0.1:{port}");
+    let out = run(&["--", &client_path(&cli), "tcp", &addr, "5", "300"]);
+    server.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    // The client's stdout is sockwatch's: its `local` line comes among the events.
+    let local = client_local(&out.stdout);
+    let events: String = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("local "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let lines = parse(&events);
+    assert_lines(
+        &lines,
+        pid_of(&lines, &cli),
+        &client_echo(&cli, &local, &addr, &[5, 300]),
+    );
+    assert_eq!(lines.len(), 8, "only COMMAND is traced: {lines:#?}");
+    assert!(
+        out.stderr.contains("sockwatch: tracing command "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .ends_with("sockwatch: 8 events printed, 0 lost; COMMAND exited with status 0"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_grandchild_with_another_name_is_traced_and_the_status_passes_through() {
+    require_root();
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "1"]);
+    let cli = unique_name("g");
+    let script = format!(
+        "sh -c '{} tcp 127.0.0.1:{port} 7 > /dev/null'; exit 7",
+        client_path(&cli)
+    );
+    let out = run(&[
+        "--no-header",
+        "-e",
+        "connect,close,exit",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    server.finish();
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+    let lines = parse(&format!("TIME \n{}", out.stdout));
+    let got: Vec<String> = lines.iter().map(Line::key).collect();
+    let connect = &lines[0];
+    assert_eq!(
+        got,
+        [
+            format!(
+                "{cli} CONNECT tcp {} 127.0.0.1:{port} result=ok latency=*",
+                connect.local
+            ),
+            format!(
+                "{cli} CLOSE tcp {} 127.0.0.1:{port} sent=7 received=7 lifetime=*",
+                connect.local
+            ),
+            format!("{cli} EXIT - - - exit_code=0"),
+            "sh EXIT - - - exit_code=0".to_string(),
+            "sh EXIT - - - exit_code=7".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_command_killed_by_a_signal_exits_128_plus_the_signal() {
+    require_root();
+    let out = run(&["-e", "exit", "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.status.code(), Some(137), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    assert_eq!(
+        lines.iter().map(Line::key).collect::<Vec<_>>(),
+        ["sh EXIT - - - signal=SIGKILL"]
+    );
+    assert!(
+        out.stderr.contains("COMMAND exited with status 137"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn sigint_and_sigterm_are_passed_on_to_the_command() {
+    require_root();
+    for (sig, status, name) in [
+        (Signal::SIGTERM, 143, "SIGTERM"),
+        (Signal::SIGINT, 130, "SIGINT"),
+    ] {
+        let trace = Trace::start(&["-e", "exit", "--", "sleep", "60"]);
+        std::thread::sleep(Duration::from_millis(200));
+        signal(trace.pid(), sig);
+        let out = trace.wait(LIMIT);
+        assert_eq!(out.status.code(), Some(status), "{}", out.stderr);
+        let lines = parse(&out.stdout);
+        assert_eq!(
+            lines.iter().map(Line::key).collect::<Vec<_>>(),
+            [format!("sleep EXIT - - - signal={name}")]
+        );
+    }
+}
+
+#[test]
+fn user_runs_the_command_as_that_user_and_output_goes_to_a_file() {
+    require_root();
+    let file = std::env::temp_dir().join(format!("sockwatch-o-{}.txt", std::process::id()));
+    let out = run(&[
+        "-u",
+        "nobody",
+        "-o",
+        file.to_str().unwrap(),
+        "-e",
+        "exec,exit",
+        "--",
+        "id",
+        "-u",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    // stdout is COMMAND's alone; the events are in the file.
+    assert_eq!(out.stdout, "65534\n");
+    let written = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let lines = parse(&written);
+    assert_eq!(
+        lines.iter().map(Line::key).collect::<Vec<_>>(),
+        [
+            "id EXEC - - - path=/usr/bin/id ppid=*",
+            "id EXIT - - - exit_code=0"
+        ]
+    );
+}
+
+#[test]
+fn forbid_stops_a_long_running_command_at_the_first_match() {
+    require_root();
+    let cli = unique_name("f");
+    // A closed port: the connect is refused at once. The script would then sleep
+    // for a minute under a name of its own, which must not survive.
+    let sleeper = named_copy("/usr/bin/sleep", &unique_name("z"));
+    let script = format!(
+        "{} tcp 127.0.0.1:{} 1 2>/dev/null; {} 60",
+        client_path(&cli),
+        closed_port(),
+        sleeper.display()
+    );
+    let start = Instant::now();
+    let out = run(&[
+        "--no-header",
+        "-e",
+        "exec",
+        "--forbid",
+        "connect result!=ok",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let lines = parse(&format!("TIME \n{}", out.stdout));
+    let last = lines.last().unwrap();
+    assert_eq!(last.process, cli);
+    assert_eq!(last.event, "CONNECT");
+    assert_eq!(detail(last, "result"), Some("ECONNREFUSED"));
+    let verdict = out.stderr.lines().last().unwrap();
+    assert_eq!(
+        verdict,
+        format!(
+            "sockwatch: forbidden event seen: CONNECT by {cli} (pid {}) with {} matched --forbid 'connect result!=ok'",
+            last.pid, last.remote
+        )
+    );
+    let name = sleeper.file_name().unwrap().to_str().unwrap();
+    assert!(
+        !process_alive(name),
+        "{name} outlived the forbidden connect"
+    );
+}
+
+#[test]
+fn expect_passes_when_met_and_fails_with_4_when_not() {
+    require_root();
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);
+    let cli = client_path(&unique_name("e"));
+    let addr = format!("127.0.0.1:{port}");
+    let met = format!("connect rport={port} result=ok");
+    let out = run(&[
+        "-e", "connect", "--expect", &met, "--", &cli, "tcp", &addr, "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("sockwatch: assertions passed: 1 expectation met"),
+        "{}",
+        out.stderr
+    );
+    // Met or not, the expectation is checked on events --events does not print.
+    let out = run(&[
+        "-e", "exec", "--expect", &met, "--expect", "accept", "--", &cli, "tcp", &addr, "1",
+    ]);
+    server.finish();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("sockwatch: expectation not met: no event matched --expect 'accept'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn follow_traces_the_children_of_a_named_process() {
+    require_root();
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);
+    let shell = named_copy("/usr/bin/dash", &unique_name("r"));
+    let cli = unique_name("k");
+    let script = format!("{} tcp 127.0.0.1:{port} 3 > /dev/null", client_path(&cli));
+    let mut seen = Vec::new();
+    for follow in [false, true] {
+        let mut args = vec!["-e", "connect"];
+        if follow {
+            args.push("-f");
+        }
+        let name = shell.file_name().unwrap().to_str().unwrap();
+        args.push(name);
+        let trace = Trace::start(&args);
+        let status = Command::new(&shell).args(["-c", &script]).status().unwrap();
+        assert!(status.success());
+        let out = trace.stop();
+        let lines = parse(&out.stdout);
+        seen.push(lines.iter().filter(|l| l.process == cli).count());
+    }
+    server.finish();
+    assert_eq!(seen, [0, 1], "connects of the child without and with -f");
+}
+
+#[test]
+fn summary_bytes_are_what_curl_reports_about_itself() {
+    require_root();
+    let site = std::env::temp_dir().join(format!("sockwatch-site-{}", std::process::id()));
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "x".repeat(12345)).unwrap();
+    let port = free_port();
+    let mut httpd = Command::new("busybox")
+        .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        .arg(&site)
+        .spawn()
+        .expect("busybox (busybox-static) serves the page");
+    wait_for_port(port);
+    let file = site.join("summary.json");
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    let out = run(&[
+        "-c",
+        "--json",
+        "-o",
+        file.to_str().unwrap(),
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_request} %{size_header} %{size_download}",
+        &url,
+    ]);
+    httpd.kill().unwrap();
+    httpd.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let reported: Vec<u64> = out
+        .stdout
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [request, header, body] = reported[..] else {
+        panic!("curl printed {:?}", out.stdout);
+    };
+    assert_eq!(body, 12345);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::remove_dir_all(&site).unwrap();
+    assert_eq!(
+        rows,
+        [serde_json::json!({"summary": true, "process": "curl",
+            "remote": format!("127.0.0.1:{port}"), "connects_ok": 1, "connects_failed": 0,
+            "accepts": 0, "sent": request, "received": header + body, "closed": 1})]
+    );
+}
+
+#[test]
+fn summary_after_the_lines_counts_what_they_show() {
+    require_root();
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);
+    let cli = unique_name("t");
+    let addr = format!("127.0.0.1:{port}");
+    let refused = closed_port();
+    let script = format!(
+        "{c} tcp {addr} 10 20 >/dev/null; {c} tcp {addr} 30 >/dev/null; {c} tcp 127.0.0.1:{refused} 1 2>/dev/null; true",
+        c = client_path(&cli)
+    );
+    let out = run(&["-C", "-e", "connect", "--", "sh", "-c", &script]);
+    server.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let (lines, table) = out
+        .stdout
+        .split_once("\nPROCESS ")
+        .expect("a summary table after the lines");
+    assert_eq!(parse(lines).len(), 3, "{lines}");
+    let mut rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    rows.sort_by_key(|r| r[1] != addr);
+    let refused = format!("127.0.0.1:{refused}");
+    assert_eq!(
+        rows,
+        [
+            vec![cli.as_str(), &addr, "2", "0", "0", "60", "60", "2"],
+            vec![cli.as_str(), &refused, "0", "1", "0", "0", "0", "1"],
+        ]
+    );
+}
+
+/// A copy of a program under a name of its own.
+fn named_copy(program: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::copy(program, &path).unwrap();
+    path
+}
+
+/// A port on 127.0.0.1 nothing listens on.
+fn closed_port() -> u16 {
+    free_port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
