@@ -68,16 +68,25 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [Str
     )
     .unwrap();
     let examples = Path::new(SOCKWATCH).parent().unwrap().join("examples");
-    let out = Command::new(repo().join("tests/vm/run"))
-        .arg(script("vm-kernel", &[series]))
-        .arg(&scenario)
-        .arg(static_sockwatch())
-        .args(EXAMPLES.map(|e| examples.join(e)))
-        .arg("/usr/bin/setpriv")
-        .output()
-        .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
+    let run = || {
+        let out = Command::new(repo().join("tests/vm/run"))
+            .arg(script("vm-kernel", &[series]))
+            .arg(&scenario)
+            .arg(static_sockwatch())
+            .args(EXAMPLES.map(|e| examples.join(e)))
+            .arg("/usr/bin/setpriv")
+            .output()
+            .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let mut console = run();
+    // Software emulation now and then crashes a kernel while it boots (an int3
+    // left by live code patching): that boot never reached sockwatch. Once more.
+    if !console.contains("=== scenario start ") && console.contains("Oops") {
+        eprintln!("{series}: the kernel crashed while booting, before the scenario; booting again");
+        console = run();
+    }
     std::fs::remove_file(&scenario).unwrap();
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let start = console
         .find("=== scenario start ")
         .unwrap_or_else(|| panic!("the VM never ran the scenario:\n{console}"));
@@ -107,6 +116,9 @@ fn section<'a>(output: &'a str, name: &str) -> &'a str {
         return "";
     };
     let from = from + head.len();
+    if output[from..].starts_with("--- ") {
+        return "";
+    }
     let to = output[from..]
         .find("\n--- ")
         .map_or(output.len(), |i| from + i + 1);
@@ -184,6 +196,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     if !c.failures.is_empty() {
         return c.failures;
     }
+    check_command(&mut c, out);
     let release_at_exit = mode == "tracepoint";
     let locals = values(out, "local");
     let port = |key: &str| values(out, key).first().copied().unwrap_or("?").to_string();
@@ -398,6 +411,39 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
         }
     }
     c.failures
+}
+
+/// COMMAND mode under --port, --proto, --peer and --cgroup: only the connection to
+/// the first port, exact, and COMMAND's status.
+fn check_command(c: &mut Check, out: &str) {
+    let ports: Vec<&str> = values(out, "cmd_ports")
+        .first()
+        .map_or(vec![], |p| p.split(' ').collect());
+    c.eq(
+        values(out, "cmd_rc"),
+        vec!["5"],
+        "COMMAND's status passed on",
+    );
+    let Some(p1) = ports.first() else {
+        c.failures.push("no cmd_ports line".into());
+        return;
+    };
+    let lines = parse(&format!("TIME \n{}", section(out, "command")));
+    let keys: Vec<String> = lines
+        .iter()
+        .map(|l| l.key().replace(&l.local, "LOCAL"))
+        .collect();
+    c.eq(
+        keys,
+        vec![
+            format!("echo_client CONNECT tcp LOCAL 127.0.0.1:{p1} result=ok latency=*"),
+            format!("echo_client CLOSE tcp LOCAL 127.0.0.1:{p1} sent=3 received=3 lifetime=*"),
+        ],
+        &format!(
+            "COMMAND mode, filtered (stderr: {})",
+            section(out, "command stderr")
+        ),
+    );
 }
 
 /// (printed, skipped hook runs) from a run's summary line.

@@ -30,6 +30,9 @@ serve() { # serve ARGS...: starts echo_server, sets $srv and $port
 }
 
 mkdir -p /tmp/www
+# --cgroup needs cgroup v2.
+mkdir -p /sys/fs/cgroup
+grep -q " cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
 head -c 10000 /dev/zero | tr '\0' x > /tmp/www/file
 
 for spec in $MODES; do
@@ -112,11 +115,32 @@ for spec in $MODES; do
   fi
   wait $sw
   echo "sockwatch_rc $?"
-  echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- stdout"
   cat /tmp/out
   echo "--- stderr"
   cat /tmp/err
+
+  # COMMAND mode with the kernel filters: a grandchild's connects to two ports,
+  # one kept by --port; COMMAND's status comes back.
+  echo "--- command run"
+  serve tcp 127.0.0.1:0 1
+  p1=$port
+  s1=$srv
+  serve tcp 127.0.0.1:0 1
+  echo "cmd_ports $p1 $port"
+  $as ./sockwatch $probe --buffer $buffer --no-header -e connect,close --port $p1 \
+    --proto tcp --peer 127.0.0.0/8 --cgroup /sys/fs/cgroup -- sh -c \
+    "./echo_client tcp 127.0.0.1:$p1 3 > /dev/null; ./echo_client tcp 127.0.0.1:$port 4 > /dev/null; exit 5" \
+    > /tmp/out 2> /tmp/err
+  echo "cmd_rc $?"
+  # Where sockwatch could not start, no client came: the servers wait for none.
+  kill $s1 $srv 2>/dev/null
+  wait $s1 $srv
+  echo "--- command"
+  cat /tmp/out
+  echo "--- command stderr"
+  cat /tmp/err
+  echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- end"
 done
 
