@@ -412,19 +412,31 @@ struct sock_kind {
 	__u16 protocol;
 };
 
-static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k)
+/*
+ * A field of a struct sock. tp_btf and fentry programs are handed BTF pointers,
+ * which plain loads read (a few ns); kprobes and pointers read from memory need
+ * probe reads (tens of ns). `btf` is a constant at each inlined call site.
+ */
+#define SK_FIELD(btf, sk, field) ((btf) ? (sk)->field : BPF_CORE_READ(sk, field))
+
+static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k, bool btf)
 {
-	k->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	k->protocol = BPF_CORE_READ(sk, sk_protocol);
+	k->family = SK_FIELD(btf, sk, __sk_common.skc_family);
+	k->protocol = SK_FIELD(btf, sk, sk_protocol);
+}
+
+static __always_inline bool inet_sock_of(const struct sock *sk, struct sock_kind *k, bool btf)
+{
+	if (!sk)
+		return false;
+	read_kind(sk, k, btf);
+	return (k->family == AF_INET || k->family == AF_INET6) &&
+	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
 }
 
 static __always_inline bool inet_sock(const struct sock *sk, struct sock_kind *k)
 {
-	if (!sk)
-		return false;
-	read_kind(sk, k);
-	return (k->family == AF_INET || k->family == AF_INET6) &&
-	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
+	return inet_sock_of(sk, k, false);
 }
 
 /* The socket's ends, for a socket whose kind the caller has already read. */
@@ -451,7 +463,7 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 {
 	struct sock_kind k;
 
-	read_kind(sk, &k);
+	read_kind(sk, &k, false);
 	fill_ends(e, sk, &k);
 }
 
@@ -1438,7 +1450,7 @@ static __always_inline __u64 syscall_peer_ptr(bool recv)
  * unconnected UDP socket's peer, which each datagram names: those are decided per event.
  */
 static __always_inline bool sock_may_pass(const struct sock *sk, const struct sock_kind *k,
-					  bool unconnected)
+					  bool unconnected, bool btf)
 {
 	__u8 raddr[16] = {};
 
@@ -1446,15 +1458,18 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
 		return false;
 	if (unconnected)
 		return true;
-	if (n_ports && !ports_pass(bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)),
-				   bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+	/* skc_num, the local port in host order, is set while the socket moves bytes. */
+	if (n_ports && !ports_pass(SK_FIELD(btf, sk, __sk_common.skc_num),
+				   bpf_ntohs(SK_FIELD(btf, sk, __sk_common.skc_dport))))
 		return false;
 	if (!n_peers)
 		return true;
-	if (k->family == AF_INET6)
+	if (k->family == AF_INET6 && btf)
+		__builtin_memcpy(raddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+	else if (k->family == AF_INET6)
 		BPF_CORE_READ_INTO(&raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	else
-		BPF_CORE_READ_INTO((__u32 *)raddr, sk, __sk_common.skc_daddr);
+		*(__u32 *)raddr = SK_FIELD(btf, sk, __sk_common.skc_daddr);
 	return peer_passes(k->family, raddr);
 }
 
@@ -1465,7 +1480,7 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
  * tracepoint and is read at syscall exit.
  */
 static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int msg_flags,
-				       __u8 kind, __u64 peer, bool from_syscall)
+				       __u8 kind, __u64 peer, bool from_syscall, bool btf)
 {
 	struct sock_state *st;
 	struct pending_recv pending;
@@ -1474,14 +1489,14 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	struct sock_kind sock;
 	bool unconnected;
 
-	if (ret < 0 || !current_proc(&p) || !inet_sock(sk, &sock))
+	if (ret < 0 || !current_proc(&p) || !inet_sock_of(sk, &sock, btf))
 		return 0;
 	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
 		return 0;
 	unconnected = sock.protocol == IPPROTO_UDP &&
-		      BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+		      SK_FIELD(btf, sk, __sk_common.skc_state) != TCP_ESTABLISHED;
 	/* Cheap for a busy socket the filters exclude: no accounting, no copy. */
-	if (filtering() && !sock_may_pass(sk, &sock, unconnected))
+	if (filtering() && !sock_may_pass(sk, &sock, unconnected, btf))
 		return 0;
 	if (wanted(EV_CLOSE)) {
 		st = adopt(sk, &p);
@@ -1532,13 +1547,13 @@ static __always_inline __u64 msg_peer(struct msghdr *msg)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_send, struct sock *sk, int ret, int flags)
 {
-	return on_transfer(ctx, sk, ret, flags, EV_SEND, 0, true);
+	return on_transfer(ctx, sk, ret, flags, EV_SEND, 0, true, true);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_recv, struct sock *sk, int ret, int flags)
 {
-	return on_transfer(ctx, sk, ret, flags, EV_RECV, 0, true);
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, 0, true, true);
 }
 
 static __always_inline int finish_recv(void *ctx)
@@ -1579,43 +1594,44 @@ int tp_recvmsg_r(struct trace_event_raw_sys_exit *ctx)
  * that one counts only IPv4 sockets, so no datagram counts twice. Before 6.5,
  * sendfile and splice reach TCP and UDP through their sendpage functions.
  */
-static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret)
+static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
+					  bool btf)
 {
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET)
+	if (SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, btf);
 }
 
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(fx_tcp_send, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
 }
 
 SEC("fexit/udp_sendmsg")
 int BPF_PROG(fx_udp_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	return send_ipv4_only(ctx, sk, msg, ret);
+	return send_ipv4_only(ctx, sk, msg, ret, true);
 }
 
 SEC("fexit/udpv6_sendmsg")
 int BPF_PROG(fx_udp6_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, true);
 }
 
 SEC("fexit/tcp_sendpage")
 int BPF_PROG(fx_tcp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
 }
 
 SEC("fexit/udp_sendpage")
 int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
 }
 
 /* A send whose peer, if any, the socket holds (TCP, and UDP's sendpage). */
@@ -1625,7 +1641,7 @@ static __always_inline int kp_send_done(void *ctx, int ret)
 
 	if (!unstash(&call))
 		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false);
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false, false);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -1655,7 +1671,7 @@ int BPF_KRETPROBE(kp_udp_send_r, int ret)
 
 	if (!unstash(&call))
 		return 0;
-	return send_ipv4_only(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1, ret);
+	return send_ipv4_only(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1, ret, false);
 }
 
 SEC("kprobe/udpv6_sendmsg")
@@ -1673,7 +1689,7 @@ int BPF_KRETPROBE(kp_udp6_send_r, int ret)
 	if (!unstash(&call))
 		return 0;
 	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND,
-			   msg_peer((struct msghdr *)call.arg1), false);
+			   msg_peer((struct msghdr *)call.arg1), false, false);
 }
 
 SEC("kprobe/tcp_sendpage")
@@ -1707,11 +1723,11 @@ int BPF_KRETPROBE(kp_udp_page_r, int ret)
  * The sender of a datagram is in msg->msg_name once the function returns.
  */
 static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
-				     int flags, bool ipv4_only)
+				     int flags, bool ipv4_only, bool btf)
 {
-	if (ipv4_only && BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET)
+	if (ipv4_only && SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
-	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0, false);
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0, false, btf);
 }
 
 /*
@@ -1725,7 +1741,7 @@ static __always_inline int fx_recv(__u64 *ctx, struct sock *sk, struct msghdr *m
 	__u64 ret = 0;
 
 	bpf_get_func_ret(ctx, &ret);
-	return recv_done(ctx, sk, msg, (int)ret, flags, ipv4_only);
+	return recv_done(ctx, sk, msg, (int)ret, flags, ipv4_only, true);
 }
 
 SEC("fexit/tcp_recvmsg")
@@ -1738,7 +1754,7 @@ SEC("fexit/tcp_recvmsg")
 int BPF_PROG(fx_tcp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
 	     int flags, int *addr_len, int ret)
 {
-	return recv_done(ctx, sk, msg, ret, flags, false);
+	return recv_done(ctx, sk, msg, ret, flags, false, true);
 }
 
 SEC("fexit/udp_recvmsg")
@@ -1751,7 +1767,7 @@ SEC("fexit/udp_recvmsg")
 int BPF_PROG(fx_udp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
 	     int flags, int *addr_len, int ret)
 {
-	return recv_done(ctx, sk, msg, ret, flags, true);
+	return recv_done(ctx, sk, msg, ret, flags, true, true);
 }
 
 SEC("fexit/udpv6_recvmsg")
@@ -1764,7 +1780,7 @@ SEC("fexit/udpv6_recvmsg")
 int BPF_PROG(fx_udp6_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
 	     int flags, int *addr_len, int ret)
 {
-	return recv_done(ctx, sk, msg, ret, flags, false);
+	return recv_done(ctx, sk, msg, ret, flags, false, true);
 }
 
 /* splice(2) from a TCP socket bypasses tcp_recvmsg. */
@@ -1772,7 +1788,7 @@ SEC("fexit/tcp_splice_read")
 int BPF_PROG(fx_tcp_splice, struct socket *sock, loff_t *ppos, struct pipe_inode_info *pipe,
 	     size_t len, unsigned int flags, long ret)
 {
-	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false);
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false, false);
 }
 
 static __always_inline int kp_recv(struct pt_regs *ctx)
@@ -1792,7 +1808,7 @@ static __always_inline int kp_recv_r(struct pt_regs *ctx, bool ipv4_only)
 	if (!unstash(&call))
 		return 0;
 	return recv_done(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1,
-			 (int)PT_REGS_RC(ctx), call.flags, ipv4_only);
+			 (int)PT_REGS_RC(ctx), call.flags, ipv4_only, false);
 }
 
 SEC("kprobe/tcp_recvmsg")
@@ -1845,7 +1861,7 @@ int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
 
 	if (!unstash(&call))
 		return 0;
-	return recv_done(ctx, (struct sock *)call.arg0, NULL, ret, 0, false);
+	return recv_done(ctx, (struct sock *)call.arg0, NULL, ret, 0, false, false);
 }
 
 /* ---- Release ---- */
