@@ -268,6 +268,7 @@ fn start_mode(
     rodata.use_ringbuf = buffer == Buffer::Ring;
     rodata.release_by_scan = mode == Mode::Tracepoint;
     rodata.recv_has_nonblock = kernel.recv_has_nonblock();
+    rodata.self_pid = std::process::id();
     rodata.use_followed = follows(cfg);
     rodata.follow_children = cfg.follow;
     rodata.in_cgroup = cfg.cgroup.is_some();

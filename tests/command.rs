@@ -196,6 +196,59 @@ fn user_runs_the_command_as_that_user_and_output_goes_to_a_file() {
 }
 
 #[test]
+fn the_command_reads_sockwatchs_stdin() {
+    require_root();
+    let mut sockwatch = Command::new(SOCKWATCH)
+        .args([
+            "-e",
+            "exit",
+            "--no-header",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo \"got $line\"",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(sockwatch.stdin.take().unwrap(), "hello").unwrap();
+    let out = sockwatch.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (first, events) = stdout.split_once('\n').unwrap();
+    assert_eq!(first, "got hello");
+    let lines = parse(&format!("TIME \n{events}"));
+    assert_eq!(
+        lines.iter().map(Line::key).collect::<Vec<_>>(),
+        ["sh EXIT - - - exit_code=0"]
+    );
+}
+
+/// sockwatch writing its lines into a TCP socket while tracing its own name: were
+/// it traced, each line would be a SEND that makes another line, without end.
+#[test]
+fn sockwatch_never_traces_itself() {
+    require_root();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut received, _) = listener.accept().unwrap();
+    let status = Command::new(SOCKWATCH)
+        .args(["-e", "send", "-d", "2s", "sockwatch"])
+        .stdout(std::os::fd::OwnedFd::from(out))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut text = String::new();
+    use std::io::Read as _;
+    received.read_to_string(&mut text).unwrap();
+    assert_eq!(parse(&text).len(), 0, "{text}");
+}
+
+#[test]
 fn forbid_stops_a_long_running_command_at_the_first_match() {
     require_root();
     let cli = unique_name("f");

@@ -84,6 +84,8 @@ const volatile bool follow_children = false;
 /* --cgroup: only processes in `cgroups`[0] or below it; with no other target, all of them. */
 const volatile bool in_cgroup = false;
 const volatile bool every_process = false;
+/* sockwatch itself: never traced, or writing its lines to a socket would feed itself. */
+const volatile __u32 self_pid = 0;
 /*
  * Socket filters (--port, --peer, --proto): a socket event is reported only when its
  * own ends pass every filter given. Process events always pass.
@@ -359,6 +361,8 @@ static __always_inline void emit(void *ctx, void *data, __u64 size)
 /* Named by pid or name, or descended from a traced process (COMMAND, --follow). */
 static __always_inline bool targeted(const struct proc *p)
 {
+	if (p->pid == self_pid)
+		return false;
 	if (every_process)
 		return true;
 	for (int i = 0; i < MAX_PIDS; i++) {
