@@ -486,7 +486,7 @@ fn cgroup_dir(path: &std::path::Path) -> Result<PathBuf> {
 }
 
 /// Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems.
-pub fn cgroup2_mount() -> Option<PathBuf> {
+fn cgroup2_mount() -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|l| {
         let mut f = l.split(' ');

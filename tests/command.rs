@@ -41,15 +41,6 @@ fn client_echo(name: &str, local: &str, server: &str, sizes: &[u64]) -> Vec<Stri
     v
 }
 
-/// The `local ADDR` line an echo client printed to the shared stdout.
-fn client_local(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("local "))
-        .expect("the client printed its local address")
-        .to_string()
-}
-
 #[test]
 fn command_is_traced_from_its_first_connect_with_its_exit_status() {
     require_root();
@@ -60,18 +51,12 @@ fn command_is_traced_from_its_first_connect_with_its_exit_status() {
     server.finish();
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     // The client's stdout is sockwatch's: its `local` line comes among the events.
-    let local = client_local(&out.stdout);
-    let events: String = out
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with("local "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let (locals, events) = split_client_output(&out.stdout);
     let lines = parse(&events);
     assert_lines(
         &lines,
         pid_of(&lines, &cli),
-        &client_echo(&cli, &local, &addr, &[5, 300]),
+        &client_echo(&cli, &locals[0], &addr, &[5, 300]),
     );
     assert_eq!(lines.len(), 8, "only COMMAND is traced: {lines:#?}");
     assert!(

@@ -58,18 +58,8 @@ fn traced(filters: &[&str], s: &Servers) -> [Vec<String>; 3] {
     args.extend(["--", "sh", "-c", &script]);
     let out = Trace::start(&args).wait(Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    let locals: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("local "))
-        .collect();
+    let (locals, events) = split_client_output(&out.stdout);
     assert_eq!(locals.len(), 3, "{}", out.stdout);
-    let events: String = out
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with("local "))
-        .map(|l| format!("{l}\n"))
-        .collect();
     let lines = parse(&events);
     let socket_lines = |name: &str| -> Vec<String> {
         lines
@@ -87,7 +77,9 @@ fn traced(filters: &[&str], s: &Servers) -> [Vec<String>; 3] {
         // Keys carry the client's name; compare them by the line's content only.
         for (name, local) in names.iter().zip(&locals) {
             for k in &mut v {
-                *k = k.replacen(name.as_str(), "C", 1).replace(local, "LOCAL");
+                *k = k
+                    .replacen(name.as_str(), "C", 1)
+                    .replace(local.as_str(), "LOCAL");
             }
         }
         v

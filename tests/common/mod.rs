@@ -470,3 +470,19 @@ pub fn process_alive(name: &str) -> bool {
         })
     })
 }
+
+/// Output of a COMMAND whose echo clients share sockwatch's stdout: the `local ADDR`
+/// lines they printed, and the event lines (header first) without them.
+pub fn split_client_output(stdout: &str) -> (Vec<String>, String) {
+    let locals = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("local "))
+        .map(String::from)
+        .collect();
+    let events = stdout
+        .lines()
+        .filter(|l| !l.starts_with("local "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (locals, events)
+}
