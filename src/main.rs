@@ -158,8 +158,14 @@ fn run() -> Result<ExitCode> {
         child.as_mut(),
         || note!("{ready}"),
     )?;
+    let verdict = report.assertions.verdict();
+    let failed = verdict.as_ref().is_some_and(|v| !v.passed);
     if report.outcome == Outcome::OutputClosed {
-        return Ok(ExitCode::SUCCESS);
+        // Quietly, unless an assertion failed: a pipeline may still look at the status.
+        if let Some(v) = verdict.filter(|_| failed) {
+            note!("sockwatch: {}", v.line);
+        }
+        return Ok(ExitCode::from(exit_status(report.outcome, failed)));
     }
     let verb = if cfg.summary == Some(cli::SummaryMode::Only) {
         "counted"
@@ -192,14 +198,10 @@ fn run() -> Result<ExitCode> {
         _ => {}
     }
     note!("{line}");
-    let verdict = report.assertions.verdict();
     if let Some(v) = &verdict {
         note!("sockwatch: {}", v.line);
     }
-    Ok(ExitCode::from(exit_status(
-        report.outcome,
-        verdict.is_some_and(|v| !v.passed),
-    )))
+    Ok(ExitCode::from(exit_status(report.outcome, failed)))
 }
 
 /// sockwatch's exit status: a failed assertion first, then COMMAND's own status.

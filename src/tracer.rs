@@ -449,14 +449,17 @@ pub fn run(
     };
 
     // COMMAND's tree is stopped while the kernel still follows its forks and exits.
+    let stop_tree = |child: &mut Child, tracer: &Tracer| {
+        child.terminate(Duration::from_secs(5), || tracer.command_tree())
+    };
     if outcome == Outcome::Forbidden {
         if let Some(child) = command.as_deref_mut() {
-            child.terminate(Duration::from_secs(5), || tracer.command_tree())?;
+            stop_tree(child, tracer)?;
         }
     }
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.links.clear();
-    let mut outcome = outcome;
+    let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
     if matches!(
         outcome,
         Outcome::Interrupted
@@ -477,10 +480,10 @@ pub fn run(
         }
     }
     drop(source);
-    if outcome == Outcome::Forbidden {
+    if outcome == Outcome::Forbidden && !seen_before {
         // Found while draining, after COMMAND exited: the rest of its tree may live on.
         if let Some(child) = command {
-            child.terminate(Duration::from_secs(5), || tracer.command_tree())?;
+            stop_tree(child, tracer)?;
         }
     }
     let mut p = printer.into_inner();
