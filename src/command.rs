@@ -25,7 +25,8 @@ pub struct Command {
     program: String,
     path: CString,
     argv: Vec<CString>,
-    user: Option<(CString, Uid, Gid)>,
+    /// --user: its uid, gid and groups, looked up before the fork.
+    user: Option<(Uid, Gid, Vec<Gid>)>,
 }
 
 /// Why a COMMAND cannot start, with the status sockwatch exits with.
@@ -66,7 +67,12 @@ impl Command {
                     status: EXIT_CANNOT_RUN,
                     message: format!("--user {name}: no such user"),
                 })?;
-                Some((cstr(u.name.as_bytes())?, u.uid, u.gid))
+                let name = cstr(u.name.as_bytes())?;
+                let groups = nix::unistd::getgrouplist(&name, u.gid).map_err(|e| CannotRun {
+                    status: EXIT_CANNOT_RUN,
+                    message: format!("--user {}: reading its groups: {}", u.name, e.desc()),
+                })?;
+                Some((u.uid, u.gid, groups))
             }
         };
         Ok(Command {
@@ -84,7 +90,8 @@ impl Command {
     pub fn spawn(&self) -> Result<Child> {
         let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).context("creating a pipe")?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("creating a pipe")?;
-        // SAFETY: the child only calls async-signal-safe functions before exec or _exit.
+        // SAFETY: sockwatch has one thread here, and the child only calls
+        // async-signal-safe functions before exec or _exit.
         match unsafe { fork() }.context("starting COMMAND")? {
             ForkResult::Child => {
                 drop(gate_w);
@@ -112,14 +119,15 @@ impl Command {
                 Ok(1) => break,
                 Err(Errno::EINTR) => continue,
                 // sockwatch failed before tracing began: do not run untraced.
+                // SAFETY: leaving the forked child without running the parent's exit code.
                 _ => unsafe { nix::libc::_exit(EXIT_CANNOT_RUN as i32) },
             }
         }
         // Rust ignores SIGPIPE; COMMAND expects the default, as a shell gives it.
         // SAFETY: restoring a default disposition.
         let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-        if let Some((name, uid, gid)) = &self.user {
-            if let Err(e) = nix::unistd::initgroups(name, *gid)
+        if let Some((uid, gid, groups)) = &self.user {
+            if let Err(e) = nix::unistd::setgroups(groups)
                 .and_then(|()| nix::unistd::setgid(*gid))
                 .and_then(|()| nix::unistd::setuid(*uid))
             {

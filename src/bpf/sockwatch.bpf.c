@@ -239,7 +239,7 @@ struct {
 	__type(value, struct pending_recv);
 } pending_recvs SEC(".maps");
 
-/* Processes traced by descent, by pid; sized by user space (1 when unused). */
+/* Processes traced by descent: pid to enum followed_by; sized by user space (1 when unused). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
