@@ -150,6 +150,70 @@ fn sigint_and_sigterm_are_passed_on_to_the_command() {
     }
 }
 
+/// At a terminal, Ctrl-C reaches COMMAND from the terminal itself (it is in the
+/// foreground process group with sockwatch): sockwatch must not send it again.
+#[test]
+fn ctrl_c_at_a_terminal_reaches_the_command_once() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::process::CommandExt as _;
+    require_root();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let script = "n=0; trap 'n=$((n+1))' INT; i=0; \
+        while [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; echo \"ints $n\"";
+    let mut command = Command::new(SOCKWATCH);
+    command
+        .args(["-e", "exit", "--", "sh", "-c", script])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and the ioctl are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            // Make the terminal this session's, so that ^C signals its foreground group.
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut sockwatch = command.spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + LIMIT;
+    while !String::from_utf8_lossy(&seen).contains("sockwatch: tracing") {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.extend(chunk);
+        }
+    }
+    // Time for the shell to set its trap, then ^C as a user would type it.
+    std::thread::sleep(Duration::from_millis(500));
+    master.write_all(&[0x03]).unwrap();
+    let status = sockwatch.wait().unwrap();
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(500)) {
+        seen.extend(chunk);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("ints 1"), "{text}");
+}
+
 #[test]
 fn user_runs_the_command_as_that_user_and_output_goes_to_a_file() {
     require_root();
