@@ -4,7 +4,9 @@
 //!
 //! The tracepoint mode runs here on the host. fentry and kprobe need a kernel that
 //! has them: all modes also run inside qemu on Debian's 6.12 (software emulation,
-//! so absolute times are slow; the ratios are what compare).
+//! so absolute times are slow; the ratios are what compare). There, too, a busy
+//! send+recv loop traced with a --port that matches nothing is set against
+//! tracing another name, in the fentry and kprobe modes.
 //! `cargo bench --bench modes` as root (scripts/bench).
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use common::Trace;
 const ROUNDS: usize = 7;
 const HOST_CALLS: &str = "5000000";
 const VM_CALLS: &str = "300000";
+const VM_PAIRS: &str = "30000";
 const CONFIGS: [&str; 4] = ["none", "fentry", "kprobe", "tracepoint"];
 
 fn repo() -> &'static Path {
@@ -108,7 +111,7 @@ fn main() {
     std::fs::write(
         &bench,
         format!(
-            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\n{}",
+            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\nPAIRS={VM_PAIRS}\n{}",
             include_str!("../tests/vm/bench.sh")
         ),
     )
@@ -118,6 +121,7 @@ fn main() {
         .arg(&bench)
         .arg(script("build-static", &[]))
         .arg(examples().join("getppid_loop"))
+        .arg(examples().join("send_recv_loop"))
         .output()
         .unwrap();
     std::fs::remove_file(&bench).unwrap();
@@ -128,11 +132,20 @@ fn main() {
         .unwrap_or("?")
         .to_string();
     let mut vm: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // mode:who -> ns per send+recv pair, by round
+    let mut flood: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for line in console.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if let ["bench", _, config, ns] = f[..] {
-            let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
-            vm.entry(config).or_default().push(ns.parse().unwrap());
+        match f[..] {
+            ["bench", _, config, ns] => {
+                let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
+                vm.entry(config).or_default().push(ns.parse().unwrap());
+            }
+            ["flood", _, config, ns] => flood
+                .entry(config.to_string())
+                .or_default()
+                .push(ns.parse().unwrap()),
+            _ => {}
         }
     }
     assert!(
@@ -155,4 +168,34 @@ fn main() {
         .unwrap_or_default();
     print_rows(&format!("host {host_kernel}"), &mut host);
     print_rows(&format!("qemu {release}"), &mut vm);
+
+    println!();
+    println!(
+        "A send+recv loop (64 bytes, one thread) traced with --port matching none of its \
+         sockets, against sockwatch tracing another name; qemu {release}, {ROUNDS} rounds, \
+         the ratio taken in each round: median [min-max]"
+    );
+    println!();
+    println!("| mode | other name, ns per pair | --port matching nothing | ratio per round |");
+    println!("|---|---:|---:|---:|");
+    for mode in ["fentry", "kprobe"] {
+        let get = |who: &str| {
+            flood
+                .get(&format!("{mode}:{who}"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (mut other, mut filtered) = (get("other"), get("filtered"));
+        assert!(
+            other.len() == ROUNDS && filtered.len() == ROUNDS,
+            "the VM flood benchmark did not finish:\n{console}"
+        );
+        let mut ratio: Vec<f64> = filtered.iter().zip(&other).map(|(f, o)| f / o).collect();
+        let (o, olo, ohi) = median_spread(&mut other);
+        let (f, flo, fhi) = median_spread(&mut filtered);
+        let (r, rlo, rhi) = median_spread(&mut ratio);
+        println!(
+            "| {mode} | {o:.0} [{olo:.0}-{ohi:.0}] | {f:.0} [{flo:.0}-{fhi:.0}] | {r:.3} [{rlo:.3}-{rhi:.3}] |"
+        );
+    }
 }

@@ -758,19 +758,25 @@ static __always_inline struct sock *socket_sk(__u64 socket)
 }
 
 /* Stashes a kprobe's arguments for its kretprobe; returns false when not traced. */
-static __always_inline bool stash(__u64 arg0, __u64 arg1, __u32 flags)
+static __always_inline void stash_as(const struct proc *p, __u64 arg0, __u64 arg1, __u32 flags)
 {
 	struct call c;
-	struct proc p;
 
-	if (!current_proc(&p))
-		return false;
 	__builtin_memset(&c, 0, sizeof(c));
 	c.start_ns = bpf_ktime_get_boot_ns();
 	c.arg0 = arg0;
 	c.arg1 = arg1;
 	c.flags = flags;
-	bpf_map_update_elem(&calls, &p.tid, &c, BPF_ANY);
+	bpf_map_update_elem(&calls, &p->tid, &c, BPF_ANY);
+}
+
+static __always_inline bool stash(__u64 arg0, __u64 arg1, __u32 flags)
+{
+	struct proc p;
+
+	if (!current_proc(&p))
+		return false;
+	stash_as(&p, arg0, arg1, flags);
 	return true;
 }
 
@@ -1541,6 +1547,26 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	return 0;
 }
 
+/*
+ * A send or receive's kprobe: a socket the filters exclude stashes nothing, so its
+ * kretprobe costs what an untraced process's does.
+ */
+static __always_inline void stash_transfer(struct sock *sk, __u64 arg1, __u32 flags)
+{
+	struct sock_kind kind;
+	struct proc p;
+
+	if (!current_proc(&p))
+		return;
+	if (filtering() && inet_sock(sk, &kind) &&
+	    !sock_may_pass(sk, &kind,
+			   kind.protocol == IPPROTO_UDP &&
+				   BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED,
+			   false))
+		return;
+	stash_as(&p, (__u64)sk, arg1, flags);
+}
+
 /* A datagram's address in a kernel msghdr: the destination on send, the sender on receive. */
 static __always_inline __u64 msg_peer(struct msghdr *msg)
 {
@@ -1651,7 +1677,7 @@ static __always_inline int kp_send_done(void *ctx, int ret)
 SEC("kprobe/tcp_sendmsg")
 int BPF_KPROBE(kp_tcp_send, struct sock *sk)
 {
-	stash((__u64)sk, 0, 0);
+	stash_transfer(sk, 0, 0);
 	return 0;
 }
 
@@ -1664,7 +1690,7 @@ int BPF_KRETPROBE(kp_tcp_send_r, int ret)
 SEC("kprobe/udp_sendmsg")
 int BPF_KPROBE(kp_udp_send, struct sock *sk, struct msghdr *msg)
 {
-	stash((__u64)sk, (__u64)msg, 0);
+	stash_transfer(sk, (__u64)msg, 0);
 	return 0;
 }
 
@@ -1681,7 +1707,7 @@ int BPF_KRETPROBE(kp_udp_send_r, int ret)
 SEC("kprobe/udpv6_sendmsg")
 int BPF_KPROBE(kp_udp6_send, struct sock *sk, struct msghdr *msg)
 {
-	stash((__u64)sk, (__u64)msg, 0);
+	stash_transfer(sk, (__u64)msg, 0);
 	return 0;
 }
 
@@ -1699,7 +1725,7 @@ int BPF_KRETPROBE(kp_udp6_send_r, int ret)
 SEC("kprobe/tcp_sendpage")
 int BPF_KPROBE(kp_tcp_page, struct sock *sk)
 {
-	stash((__u64)sk, 0, 0);
+	stash_transfer(sk, 0, 0);
 	return 0;
 }
 
@@ -1712,7 +1738,7 @@ int BPF_KRETPROBE(kp_tcp_page_r, int ret)
 SEC("kprobe/udp_sendpage")
 int BPF_KPROBE(kp_udp_page, struct sock *sk)
 {
-	stash((__u64)sk, 0, 0);
+	stash_transfer(sk, 0, 0);
 	return 0;
 }
 
@@ -1801,7 +1827,7 @@ static __always_inline int kp_recv(struct pt_regs *ctx)
 	int flags4 = PT_REGS_PARM4(ctx), flags5 = PT_REGS_PARM5(ctx);
 	int flags = recv_has_nonblock ? flags5 : flags4;
 
-	stash(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), flags);
+	stash_transfer((struct sock *)PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), flags);
 	return 0;
 }
 
@@ -1854,7 +1880,7 @@ int kp_udp6_recv_r(struct pt_regs *ctx)
 SEC("kprobe/tcp_splice_read")
 int BPF_KPROBE(kp_tcp_splice, struct socket *sock)
 {
-	stash((__u64)BPF_CORE_READ(sock, sk), 0, 0);
+	stash_transfer(BPF_CORE_READ(sock, sk), 0, 0);
 	return 0;
 }
 

@@ -1,23 +1,42 @@
 # Runs inside the VM (busybox sh, in /w): an untraced getppid() loop alone and
-# while sockwatch runs in each mode, interleaved over $ROUNDS rounds.
-# Prints `bench ROUND CONFIG NS_PER_CALL` lines.
+# while sockwatch runs in each mode, interleaved over $ROUNDS rounds; then, per
+# mode, a send+recv loop while sockwatch traces another name (`other`) and while
+# it traces the loop with a --port that matches none of its sockets (`filtered`).
+# Prints `bench ROUND CONFIG NS_PER_CALL` and `flood ROUND MODE:WHO NS_PER_PAIR` lines.
+start() { # start ARGS...: sockwatch, until it is tracing
+  rm -f /tmp/err
+  ./sockwatch "$@" > /dev/null 2> /tmp/err &
+  sw=$!
+  until grep -q "sockwatch: tracing" /tmp/err 2>/dev/null; do
+    kill -0 $sw 2>/dev/null || { echo "sockwatch $* failed"; cat /tmp/err; break; }
+    sleep 0.1
+  done
+}
 round=1
 while [ $round -le $ROUNDS ]; do
   for config in none fentry kprobe tracepoint; do
-    if [ $config != none ]; then
-      rm -f /tmp/err
-      ./sockwatch --probe $config no-such-process > /dev/null 2> /tmp/err &
-      sw=$!
-      until grep -q "sockwatch: tracing" /tmp/err 2>/dev/null; do
-        kill -0 $sw 2>/dev/null || { echo "bench $round $config failed"; cat /tmp/err; break; }
-        sleep 0.1
-      done
-    fi
+    [ $config != none ] && start --probe $config no-such-process
     echo "bench $round $config $(./getppid_loop $CALLS | cut -d' ' -f2)"
     if [ $config != none ]; then
       kill -TERM $sw
       wait $sw
     fi
+  done
+  round=$((round + 1))
+done
+round=1
+while [ $round -le $ROUNDS ]; do
+  for mode in fentry kprobe; do
+    for who in other filtered; do
+      if [ $who = other ]; then
+        start --probe $mode no-such-process
+      else
+        start --probe $mode --port 1 send_recv_loop
+      fi
+      echo "flood $round $mode:$who $(./send_recv_loop $PAIRS | cut -d' ' -f2)"
+      kill -TERM $sw
+      wait $sw
+    done
   done
   round=$((round + 1))
 done
