@@ -18,6 +18,9 @@ use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
 use crate::system;
 
+/// The `followed` map's mark for COMMAND's tree (`enum followed_by`, one byte).
+const FROM_COMMAND: u8 = types::followed_by::FOLLOWED_FROM_COMMAND.0 as u8;
+
 /// The loaded and attached BPF object. Dropping it detaches everything.
 pub struct Tracer {
     pub skel: SockwatchSkel<'static>,
@@ -55,11 +58,10 @@ impl Tracer {
 
     /// Traces COMMAND's `pid` and, as it forks, its descendants.
     pub fn follow(&self, pid: u32) -> Result<()> {
-        let by = [types::followed_by::FOLLOWED_FROM_COMMAND.0 as u8];
         self.skel
             .maps
             .followed
-            .update(&pid.to_ne_bytes(), &by, MapFlags::ANY)
+            .update(&pid.to_ne_bytes(), &[FROM_COMMAND], MapFlags::ANY)
             .context("adding COMMAND to the traced processes")
     }
 
@@ -69,8 +71,7 @@ impl Tracer {
         let map = &self.skel.maps.followed;
         map.keys()
             .filter(|k| {
-                map.lookup(k, MapFlags::ANY).ok().flatten().as_deref()
-                    == Some(&[types::followed_by::FOLLOWED_FROM_COMMAND.0 as u8][..])
+                map.lookup(k, MapFlags::ANY).ok().flatten().as_deref() == Some(&[FROM_COMMAND][..])
             })
             .filter_map(|k| Some(u32::from_ne_bytes(k.as_slice().try_into().ok()?)))
             .filter(|&pid| procs::alive(pid))

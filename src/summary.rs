@@ -43,6 +43,9 @@ impl Summary {
         let Some(socket) = &ev.socket else {
             return;
         };
+        if !KINDS.contains(ev.kind()) {
+            return;
+        }
         let conn = socket.remote.map(|r| (ev.pid, socket.local, r));
         if ev.kind() == Kind::Accept {
             if let Some(c) = conn {
@@ -56,7 +59,8 @@ impl Summary {
             Some(SocketAddr::V6(a)) if accepted => format!("[{}]:*", a.ip()),
             Some(r) => r.to_string(),
         };
-        let counts = |row: &mut Row| match &ev.detail {
+        let row = self.rows.entry((ev.process.clone(), remote)).or_default();
+        match &ev.detail {
             Detail::Connect {
                 result: ConnectResult::Ok,
                 ..
@@ -65,17 +69,13 @@ impl Summary {
             Detail::Accept => row.accepts += 1,
             Detail::Send { bytes } => row.sent += bytes,
             Detail::Recv { bytes } => row.received += bytes,
-            Detail::Close { .. } => row.closed += 1,
-            _ => {}
-        };
-        if !KINDS.contains(ev.kind()) {
-            return;
-        }
-        counts(self.rows.entry((ev.process.clone(), remote)).or_default());
-        if ev.kind() == Kind::Close {
-            if let Some(c) = conn {
-                self.accepted.remove(&c);
+            Detail::Close { .. } => {
+                row.closed += 1;
+                if let Some(c) = conn {
+                    self.accepted.remove(&c);
+                }
             }
+            _ => {}
         }
     }
 

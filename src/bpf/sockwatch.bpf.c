@@ -1455,6 +1455,14 @@ static __always_inline __u64 syscall_peer_ptr(bool recv)
 #endif
 }
 
+/* A UDP socket with no connected peer: each datagram names its own. */
+static __always_inline bool unconnected_udp(const struct sock *sk, const struct sock_kind *k,
+					    bool btf)
+{
+	return k->protocol == IPPROTO_UDP &&
+	       SK_FIELD(btf, sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+}
+
 /*
  * Whether a socket's events can pass the filters. Its ends are fixed, except an
  * unconnected UDP socket's peer, which each datagram names: those are decided per event.
@@ -1503,8 +1511,7 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 		return 0;
 	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
 		return 0;
-	unconnected = sock.protocol == IPPROTO_UDP &&
-		      SK_FIELD(btf, sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+	unconnected = unconnected_udp(sk, &sock, btf);
 	/* Cheap for a busy socket the filters exclude: no accounting, no copy. */
 	if (filtering() && !sock_may_pass(sk, &sock, unconnected, btf))
 		return 0;
@@ -1559,10 +1566,7 @@ static __always_inline void stash_transfer(struct sock *sk, __u64 arg1, __u32 fl
 	if (!current_proc(&p))
 		return;
 	if (filtering() && inet_sock(sk, &kind) &&
-	    !sock_may_pass(sk, &kind,
-			   kind.protocol == IPPROTO_UDP &&
-				   BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED,
-			   false))
+	    !sock_may_pass(sk, &kind, unconnected_udp(sk, &kind, false), false))
 		return;
 	stash_as(&p, (__u64)sk, arg1, flags);
 }
