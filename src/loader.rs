@@ -267,7 +267,7 @@ fn start_mode(
     rodata.selected = cfg.events.0;
     rodata.start_ns = start_ns;
     rodata.use_ringbuf = buffer == Buffer::Ring;
-    rodata.release_by_scan = mode == Mode::Tracepoint;
+    rodata.no_release_hook = mode == Mode::Tracepoint;
     rodata.recv_has_nonblock = kernel.recv_has_nonblock();
     rodata.self_pid = std::process::id();
     rodata.use_followed = follows(cfg);

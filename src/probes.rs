@@ -201,9 +201,11 @@ use Attach::*;
 #[rustfmt::skip]
 pub const PROBES: &[Probe] = &[
     probe("tp_fork", TpBtf, "sched/sched_process_fork", Step::Fork, ALL_MODES, &[Kind::Fork, Kind::Close, Kind::Connect]),
-    probe("tp_exec_scan", TpBtf, "sched/sched_process_exec", Step::Exec, TP, &[Kind::Exec, Kind::Close, Kind::Connect]),
+    probe("tp_exec_fds", TpBtf, "sched/sched_process_exec", Step::Exec, TP, &[Kind::Exec, Kind::Close, Kind::Connect]),
+    probe("tp_execve", Tracepoint, "syscalls/sys_enter_execve", Step::Exec, TP, RELEASE),
+    probe("tp_execveat", Tracepoint, "syscalls/sys_enter_execveat", Step::Exec, TP, RELEASE),
     probe("tp_exec", TpBtf, "sched/sched_process_exec", Step::Exec, FX_KP, &[Kind::Exec]),
-    probe("tp_exit_scan", TpBtf, "sched/sched_process_exit", Step::Exit, TP, &[Kind::Exit, Kind::Close, Kind::Connect]),
+    probe("tp_exit_fds", TpBtf, "sched/sched_process_exit", Step::Exit, TP, &[Kind::Exit, Kind::Close, Kind::Connect]),
     probe("tp_exit", TpBtf, "sched/sched_process_exit", Step::Exit, FX_KP, &[Kind::Exit]),
     // Born: for lifetimes.
     probe("tp_socket", Tracepoint, "syscalls/sys_exit_socket", Step::Born, TP, &[Kind::Close]),
@@ -220,7 +222,8 @@ pub const PROBES: &[Probe] = &[
     probe("kp_connect_r", Kretprobe, "inet_stream_connect", Step::Connect, KP, &[Kind::Connect]),
     probe("kp_dconnect", Kprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
     probe("kp_dconnect_r", Kretprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
-    probe("tp_set_state", TpBtf, "sock/inet_sock_set_state", Step::Outcome, ALL_MODES, &[Kind::Connect]),
+    // Also TCP's release in the tracepoint mode.
+    probe("tp_set_state", TpBtf, "sock/inet_sock_set_state", Step::Outcome, ALL_MODES, RELEASE),
     // Listen, and a UDP server's bind.
     probe("tp_listen", Tracepoint, "syscalls/sys_exit_listen", Step::Listen, TP, &[Kind::Listen]),
     probe("fx_listen", Fexit, "inet_listen", Step::Listen, FX, &[Kind::Listen]),
@@ -274,8 +277,13 @@ pub const PROBES: &[Probe] = &[
     probe("kp_tcp_splice_r", Kretprobe, "tcp_splice_read", Step::Recv, KP, RECV),
     probe("tp_recvfrom_r", Tracepoint, "syscalls/sys_exit_recvfrom", Step::Peer, TP, &[Kind::Recv]),
     probe("tp_recvmsg_r", Tracepoint, "syscalls/sys_exit_recvmsg", Step::Peer, TP, &[Kind::Recv]),
+    probe("tp_splice_r", Tracepoint, "syscalls/sys_exit_splice", Step::Recv, TP, RECV),
     // Release.
     probe("tp_close", Tracepoint, "syscalls/sys_enter_close", Step::Release, TP, RELEASE),
+    probe("tp_dup2", Tracepoint, "syscalls/sys_enter_dup2", Step::Release, TP, RELEASE),
+    probe("tp_dup3", Tracepoint, "syscalls/sys_enter_dup3", Step::Release, TP, RELEASE),
+    probe("tp_close_range", Tracepoint, "syscalls/sys_enter_close_range", Step::Release, TP, RELEASE),
+    probe("tp_destroy", TpBtf, "tcp/tcp_destroy_sock", Step::Release, TP, RELEASE),
     probe("fx_release", Fentry, "inet_release", Step::Release, FX, RELEASE),
     probe("kp_release", Kprobe, "inet_release", Step::Release, KP, RELEASE),
 ];
@@ -379,7 +387,7 @@ mod tests {
     #[test]
     fn deselected_events_load_nothing_of_theirs() {
         let exec = EventSet(Kind::Exec.bit());
-        assert_eq!(programs(Mode::Tracepoint, exec), ["tp_exec_scan"]);
+        assert_eq!(programs(Mode::Tracepoint, exec), ["tp_exec_fds"]);
         assert_eq!(programs(Mode::Fentry, exec), ["tp_exec"]);
         let accept = EventSet(Kind::Accept.bit());
         assert_eq!(

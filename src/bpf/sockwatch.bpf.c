@@ -32,9 +32,12 @@
 #define EALREADY 114
 #define EINPROGRESS 115
 #define ERESTARTSYS 512 /* kernel-internal restart codes are 512..516 */
-/* Table sizes user space may change before load (--max-sockets). */
+#define CLOSE_RANGE_CLOEXEC 4
+/* The socket table's default size; user space sets --max-sockets before load. */
 #define MAX_SOCKS 65536
 #define MAX_SKIPPED 16384
+/* Sockets one exec can let go by close-on-exec and still report; more count as missed. */
+#define MAX_EXEC_CLOSES 8
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_SENDTO 44
@@ -69,10 +72,11 @@ const volatile __u64 start_ns = 0;
 /* Events go to the ring buffer; false: to the perf buffer (kernels before 5.8). */
 const volatile bool use_ringbuf = true;
 /*
- * Tracepoint mode sees no socket release: exec and exit look for the sockets a
- * process let go, which needs the table of processes that own sockets.
+ * Tracepoint mode has no hook on the socket release itself. It sees close(), dup2,
+ * close_range, exec and exit in the syscalls and walks only the process's own
+ * descriptors; TCP's state changes and destruction catch every other release.
  */
-const volatile bool release_by_scan = false;
+const volatile bool no_release_hook = false;
 /* tcp_recvmsg and udp(v6)_recvmsg still take `nonblock` (before 5.19): for kprobes. */
 const volatile bool recv_has_nonblock = false;
 /*
@@ -120,16 +124,22 @@ struct sock_state {
 	__u64 connect_ns; /* when the pending connect began; 0 when none is pending */
 	__u64 sent;
 	__u64 received;
-	/* The struct socket it had when tracked: another (or none) means it was released unseen. */
-	__u64 socket;
+	/*
+	 * The socket's inode number: the kernel may reuse the struct sock's address for a
+	 * new socket, never the number. Another one means this entry was released unseen.
+	 */
+	__u64 ino;
 	__u32 pid;
 	__u32 tid;
-	/* The descriptor it was born on, which forked children share; -1 when unknown. */
-	__s32 fd;
+	/* Which descriptor-table walk (its start time) last counted this socket's references. */
+	__u64 walk;
+	__u32 walk_seen;
 	char comm[TASK_COMM_LEN];
 	struct ends ends;
 	__u8 partial;
 	__u8 connected; /* a connect was tried, even one that failed before any handshake */
+	/* Its owner let go while others held it: the next user takes it over. */
+	__u8 unowned;
 };
 
 /*
@@ -201,8 +211,9 @@ struct {
 } owners SEC(".maps");
 
 /*
- * Sockets a full table turned away, so that each is counted once and none is later
- * taken for one that was open before tracing began. Losing an old entry only risks that.
+ * Sockets a full table turned away: 1 once counted, 0 before it needed a CLOSE. Each
+ * is counted once, and none is later taken for one open before tracing began.
+ * Losing an old entry only risks that.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -213,6 +224,19 @@ struct {
 
 /* Set once anything was skipped: until then nobody pays for looking. */
 __u32 any_skipped = 0;
+
+/* Tracepoint mode: the sockets an exec's close-on-exec lets go, found at its syscall entry. */
+struct exec_closes {
+	__u32 n;
+	__u64 sk[MAX_EXEC_CLOSES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct exec_closes);
+} exec_closes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -586,39 +610,12 @@ static __always_inline void save_ends(struct sock_state *st, const struct event 
 	st->ends.protocol = e->protocol;
 }
 
-static __always_inline bool ends_known(const struct sock_state *st)
-{
-	return st->ends.lport || st->ends.rport;
-}
-
-/* Remembers a tracked socket's ends, for a CLOSE after it is gone (tracepoint mode). */
-static __always_inline void remember_ends(const struct sock *sk, const struct event *e)
-{
-	__u64 key = (__u64)sk;
-	struct sock_state *st;
-
-	if (!release_by_scan)
-		return;
-	st = bpf_map_lookup_elem(&socks, &key);
-	if (st)
-		save_ends(st, e);
-}
-
-
-/*
- * A failed blocking connect disconnects the socket, zeroing its ports: report the
- * ends it had. A socket released unseen (`gone`) may be freed memory by now: only
- * the ends saved while it lived count.
- */
+/* A failed blocking connect disconnects the socket, zeroing its ports: report the ends it had. */
 static __always_inline void fill_closed_sock(struct event *e, const struct sock *sk,
-					     const struct sock_state *st, bool gone)
+					     const struct sock_state *st)
 {
-	if (gone) {
-		e->protocol = st->ends.protocol;
-	} else {
-		fill_sock(e, sk);
-	}
-	if (gone || (e->protocol == IPPROTO_TCP && e->rport == 0 && st->ends.rport != 0)) {
+	fill_sock(e, sk);
+	if (e->protocol == IPPROTO_TCP && e->rport == 0 && st->ends.rport != 0) {
 		__builtin_memcpy(e->laddr, st->ends.laddr, 16);
 		__builtin_memcpy(e->raddr, st->ends.raddr, 16);
 		e->lport = st->ends.lport;
@@ -645,19 +642,22 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 	emit(ctx, &e, sizeof(e));
 }
 
-/* The socket is let go: report a still-pending connect, then the totals. */
+/* The process a CLOSE is charged to: `by`, or the socket's owner when `by` is NULL. */
 static __always_inline void release(void *ctx, const struct sock *sk, struct sock_state *st,
-				    __u32 pid, __u32 tid, const char *comm, bool gone)
+				    const struct proc *by)
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct event e;
 
-	if (st->connect_ns && wanted(EV_CONNECT) && !gone)
+	if (st->connect_ns && wanted(EV_CONNECT))
 		emit_connect(ctx, sk, st, 0, EF_ABORTED, now - st->connect_ns, 0, false);
 	if (wanted(EV_CLOSE)) {
-		fill_proc(&e, EV_CLOSE, pid, tid, comm);
-		fill_closed_sock(&e, sk, st, gone);
+		if (by)
+			fill_proc(&e, EV_CLOSE, by->pid, by->tid, by->comm);
+		else
+			fill_proc(&e, EV_CLOSE, st->pid, st->tid, st->comm);
+		fill_closed_sock(&e, sk, st);
 		/* Never bound, connected or listened on, and no bytes: nothing to report. */
 		if (e.lport || e.rport || st->sent || st->received || st->connected) {
 			e.sent = st->sent;
@@ -670,77 +670,128 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 	bpf_map_delete_elem(&socks, &key);
 }
 
+/* The inode number of a socket's struct socket (0 when it has none). */
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	struct socket_alloc *sa = (struct socket_alloc *)BPF_CORE_READ(sk, sk_socket);
+
+	if (!sa)
+		return 0;
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
+/*
+ * An entry whose socket is gone (released where no hook saw it) while a new socket
+ * took its address: it is dropped and counted, never merged into the new one.
+ */
+static __always_inline bool stale(const struct sock_state *st, __u64 ino)
+{
+	if (!no_release_hook || st->ino == ino)
+		return false;
+	bump(CTR_MISSED);
+	return true;
+}
+
+/*
+ * A socket the table had no room for. It is counted once, and only once it needs a
+ * CLOSE (`needed`: connected, accepted, listening or moving bytes); a socket that is
+ * only created and closed again costs nothing.
+ */
+static __always_inline void turned_away(__u64 key, bool needed)
+{
+	__u8 zero = 0, one = 1;
+	__u8 *counted;
+
+	any_skipped = 1;
+	if (!needed) {
+		/* A new socket at this address: forget whatever was here before. */
+		bpf_map_update_elem(&skipped, &key, &zero, BPF_ANY);
+		return;
+	}
+	counted = bpf_map_lookup_elem(&skipped, &key);
+	if (counted && *counted)
+		return;
+	if (counted)
+		*counted = 1;
+	else
+		bpf_map_update_elem(&skipped, &key, &one, BPF_NOEXIST);
+	bump(CTR_UNTRACKED);
+}
+
 /*
  * Starts tracking a socket the traced process just created, accepted or connected
- * (`born`), or one it uses that was open before tracing began.
+ * (`born`), or one it uses that was open before tracing began. A socket only created
+ * is not `needed` yet (see turned_away).
  */
 static __always_inline struct sock_state *track(const struct sock *sk, const struct proc *p,
-						__u64 connect_ns, bool born, long fd)
+						__u64 connect_ns, bool born, bool needed)
 {
 	__u64 key = (__u64)sk;
 	__u8 one = 1;
 	struct sock_state st = {
 		.born_ns = bpf_ktime_get_boot_ns(),
 		.connect_ns = connect_ns,
-		.socket = (__u64)BPF_CORE_READ(sk, sk_socket),
+		.ino = sock_ino(sk),
 		.pid = p->pid,
 		.tid = p->tid,
-		.fd = fd,
 		.connected = connect_ns != 0,
 	};
 
 	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
-	if (born && release_by_scan) {
+	if (born && no_release_hook) {
 		struct sock_state *old = bpf_map_lookup_elem(&socks, &key);
 
-		/* A socket at this address was released unseen (dup2, close_range). */
-		if (old && old->socket != st.socket) {
-			if (ends_known(old))
-				release(NULL, sk, old, old->pid, old->tid, old->comm, true);
-			else
-				bump(CTR_UNTRACKED);
-		}
+		/* A socket at this address was released unseen. */
+		if (old)
+			stale(old, st.ino);
 	}
 	if (bpf_map_update_elem(&socks, &key, &st, BPF_ANY)) {
-		/* A new socket replaces any old one at this address; an old one counts once. */
-		if (!bpf_map_update_elem(&skipped, &key, &one, born ? BPF_ANY : BPF_NOEXIST)) {
-			any_skipped = 1;
-			bump(CTR_UNTRACKED);
-		}
+		turned_away(key, needed);
 		return NULL;
 	}
 	if (any_skipped)
 		bpf_map_delete_elem(&skipped, &key);
-	if (release_by_scan)
+	if (no_release_hook)
 		bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
 /*
  * The state of a socket already open when tracing began is adopted on first use;
- * a socket whose owner exited while another process held it goes to its next user.
+ * a socket whose owner let it go while another process held it goes to its next user.
  */
 static __always_inline struct sock_state *adopt(const struct sock *sk, const struct proc *p)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 
+	if (st && stale(st, sock_ino(sk))) {
+		bpf_map_delete_elem(&socks, &key);
+		st = NULL;
+	}
 	if (st) {
-		if (!st->pid) {
+		if (st->unowned) {
 			__u8 one = 1;
 
+			st->unowned = 0;
 			st->pid = p->pid;
 			st->tid = p->tid;
 			__builtin_memcpy(st->comm, p->comm, TASK_COMM_LEN);
-			if (release_by_scan)
+			if (no_release_hook)
 				bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 		}
 		return st;
 	}
 	/* Born while the table was full: its totals would be wrong. */
-	if (any_skipped && bpf_map_lookup_elem(&skipped, &key))
-		return NULL;
-	st = track(sk, p, 0, false, -1);
+	if (any_skipped) {
+		__u8 *counted = bpf_map_lookup_elem(&skipped, &key);
+
+		if (counted) {
+			turned_away(key, true);
+			return NULL;
+		}
+	}
+	st = track(sk, p, 0, false, true);
 	if (st) {
 		st->partial = 1;
 		st->born_ns = start_ns;
@@ -757,7 +808,7 @@ static __always_inline struct sock *socket_sk(__u64 socket)
 	return BPF_CORE_READ(sock, sk);
 }
 
-/* Stashes a kprobe's arguments for its kretprobe; returns false when not traced. */
+/* Stashes a kprobe's arguments for its kretprobe in this thread's entry of `calls`. */
 static __always_inline void stash_as(const struct proc *p, __u64 arg0, __u64 arg1, __u32 flags)
 {
 	struct call c;
@@ -770,6 +821,7 @@ static __always_inline void stash_as(const struct proc *p, __u64 arg0, __u64 arg
 	bpf_map_update_elem(&calls, &p->tid, &c, BPF_ANY);
 }
 
+/* stash_as for the current process; returns false when it is not traced. */
 static __always_inline bool stash(__u64 arg0, __u64 arg1, __u32 flags)
 {
 	struct proc p;
@@ -795,113 +847,255 @@ static __always_inline bool unstash(struct call *c)
 
 /* ---- Process events: fork, exec, exit ---- */
 
-struct owner_ctx {
+/*
+ * Tracepoint mode: what a process lets go at exec, exit or close_range is found in
+ * its own descriptor table, walked over the descriptors it has open, so the cost
+ * follows what the process holds, never the size of the socket table.
+ */
+enum walk_for {
+	WALK_EXIT,  /* every descriptor closes */
+	WALK_RANGE, /* close_range() closes those from `first` to `last` */
+	WALK_EXEC,  /* close-on-exec ones close if the exec goes ahead */
+};
+
+struct fd_walk {
 	struct proc p;
-	bool exiting;
+	bool traced;
+	__u8 why; /* enum walk_for */
+	__u64 id;
+	__u32 first;
+	__u32 last;
+	__u32 word;
+	__u64 bits; /* the descriptors of `word` still to look at */
+	/* The kernel's arrays: struct file *fd[], and the open and close-on-exec bitmaps. */
+	__u64 fds;
+	__u64 open_fds;
+	__u64 cloexec;
+	struct exec_closes found;
 };
 
 /*
- * A process's sockets at its exec or exit (tracepoint mode). Those released behind
- * our hooks (close on exec, dup2, close_range) are reported now. At exit, the rest
- * close with it, except those another process still holds (a daemon's child, a
- * server's forked handler), which wait for their next user or the exit of the last
- * process holding them. A forked child holds its parent's sockets under the same
- * descriptor numbers.
+ * A descriptor that closes. A tracked socket is let go when the walk has counted
+ * every reference to its file; one held elsewhere too (a forked child, a dup passed
+ * to another process) lives on and goes to its next user.
  */
-/*
- * How many references to `file` the exiting process holds where it can be seen
- * cheaply: the descriptor the socket was born on (a forked child's too), and 0-2,
- * where inetd-style servers (busybox httpd) move a connection.
- */
-static __always_inline long held_here(struct file *file, __s32 fd)
+static __always_inline void walk_fd(struct fd_walk *w, __u32 fd, enum walk_for why)
 {
-	long n = 0;
+	struct file *file = NULL;
+	struct sock_state *st;
+	struct sock_kind kind;
+	struct sock *sk;
+	__u64 key;
+	__u32 n;
 
-	if (fd > 2 && file_from_fd(fd) == file)
-		n++;
-	for (int i = 0; i < 3; i++)
-		if (file_from_fd(i) == file)
-			n++;
-	return n;
+	bpf_probe_read_kernel(&file, sizeof(file), (struct file **)w->fds + fd);
+	sk = sock_from_file(file);
+	if (!inet_sock(sk, &kind))
+		return;
+	key = (__u64)sk;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (!st)
+		return;
+	if (st->walk != w->id) {
+		st->walk = w->id;
+		st->walk_seen = 0;
+	}
+	st->walk_seen++;
+	if (st->walk_seen < file_refs(file)) {
+		if (why != WALK_EXEC && st->pid == w->p.pid)
+			st->unowned = 1;
+		return;
+	}
+	if (why == WALK_EXEC) {
+		n = w->found.n;
+		if (n < MAX_EXEC_CLOSES) {
+			w->found.sk[n & (MAX_EXEC_CLOSES - 1)] = key;
+			w->found.n = n + 1;
+		} else {
+			bump(CTR_MISSED);
+		}
+		return;
+	}
+	/* Charged to the process letting go when it is traced or the owner, else to the owner. */
+	release(NULL, sk, st, w->traced || st->pid == w->p.pid ? &w->p : NULL);
 }
 
-static long release_owned(struct bpf_map *map, __u64 *key, struct sock_state *st,
-			  struct owner_ctx *ctx)
+static __always_inline __u32 lowest_bit(__u64 x)
 {
-	const struct sock *sk = (const struct sock *)*key;
-	struct socket *socket;
-	struct file *file;
-	bool mine = st->pid == ctx->p.pid;
-	long refs = 0, held = 0;
+	__u32 n = 0;
 
-	if (!mine && !ctx->exiting)
-		return 0;
-	socket = BPF_CORE_READ(sk, sk_socket);
-	file = BPF_CORE_READ(socket, file);
-	if (ctx->exiting && file)
-		held = held_here(file, st->fd);
-	if (!mine && !held)
-		return 0;
-	/* Released behind our hooks (dup2, close_range): report it from what we saved. */
-	if ((__u64)socket != st->socket && ends_known(st)) {
-		release(NULL, sk, st, st->pid ? st->pid : ctx->p.pid, ctx->p.tid, ctx->p.comm, true);
-		return 0;
+	if (!(x & 0xffffffff)) {
+		n += 32;
+		x >>= 32;
 	}
-	if (socket && (__u64)socket != st->socket) {
-		/* The memory holds another socket now, and nothing tells what this one was. */
-		bpf_map_delete_elem(&socks, key);
-		bump(CTR_UNTRACKED);
-		return 0;
+	if (!(x & 0xffff)) {
+		n += 16;
+		x >>= 16;
 	}
-	if (file)
-		refs = file_refs(file);
-	/*
-	 * With no references left the release is under way: a last fput defers it to
-	 * the return to user space, after the exec tracepoint.
-	 */
-	if (socket && refs >= 1) {
-		if (!ctx->exiting)
-			return 0;
-		/* Others hold it too: it closes with the last of them. */
-		if (refs > 1 && refs > held) {
-			if (mine)
-				st->pid = 0;
-			return 0;
-		}
+	if (!(x & 0xff)) {
+		n += 8;
+		x >>= 8;
 	}
-	/* Only the ring buffer, which needs no context, serves tracepoint mode. */
-	release(NULL, sk, st, ctx->p.pid, ctx->p.tid, ctx->p.comm, false);
+	if (!(x & 0xf)) {
+		n += 4;
+		x >>= 4;
+	}
+	if (!(x & 0x3)) {
+		n += 2;
+		x >>= 2;
+	}
+	return n + !(x & 0x1);
+}
+
+/*
+ * One open descriptor of the current word per call, so the cost is per open
+ * descriptor. Exec's walk only notes sockets: it gets its own callbacks, which the
+ * verifier then need not follow into a release.
+ */
+static __always_inline long walk_bit(struct fd_walk *w, enum walk_for why)
+{
+	__u32 fd;
+
+	if (!w->bits)
+		return 1;
+	fd = w->word * 64 + lowest_bit(w->bits);
+	w->bits &= w->bits - 1;
+	if (fd >= w->first && fd <= w->last)
+		walk_fd(w, fd, why);
 	return 0;
 }
 
-/* Reports the sockets of the current process that its exec or exit lets go. */
-static __always_inline void release_process(struct owner_ctx *ctx)
+static long walk_bit_exec(__u32 i, void *ctx)
 {
-	if (!tracking() || !bpf_map_lookup_elem(&owners, &ctx->p.pid))
-		return;
-	bpf_for_each_map_elem(&socks, release_owned, ctx, 0);
-	if (ctx->exiting)
-		bpf_map_delete_elem(&owners, &ctx->p.pid);
+	return walk_bit(ctx, WALK_EXEC);
 }
 
-static __always_inline int on_exec(void *ctx, struct task_struct *task, struct linux_binprm *bprm,
-				   bool scan)
+static long walk_bit_close(__u32 i, void *ctx)
 {
-	struct owner_ctx owner = { .exiting = false };
+	return walk_bit(ctx, WALK_EXIT);
+}
+
+static __always_inline long walk_word(struct fd_walk *w, __u32 i, enum walk_for why)
+{
+	unsigned long bits = 0, cloexec = 0;
+
+	w->word = (w->first >> 6) + i;
+	bpf_probe_read_kernel(&bits, sizeof(bits), (unsigned long *)w->open_fds + w->word);
+	if (why == WALK_EXEC) {
+		bpf_probe_read_kernel(&cloexec, sizeof(cloexec), (unsigned long *)w->cloexec + w->word);
+		bits &= cloexec;
+	}
+	w->bits = bits;
+	if (bits)
+		bpf_loop(64, why == WALK_EXEC ? walk_bit_exec : walk_bit_close, w, 0);
+	return 0;
+}
+
+static long walk_word_exec(__u32 i, void *ctx)
+{
+	return walk_word(ctx, i, WALK_EXEC);
+}
+
+static long walk_word_close(__u32 i, void *ctx)
+{
+	return walk_word(ctx, i, WALK_EXIT);
+}
+
+static __always_inline void walk_fds(struct fd_walk *w)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	__u32 max_fds = BPF_CORE_READ(fdt, max_fds);
+
+	if (!max_fds)
+		return;
+	if (w->last >= max_fds)
+		w->last = max_fds - 1;
+	if (w->first > w->last)
+		return;
+	w->fds = (__u64)BPF_CORE_READ(fdt, fd);
+	w->open_fds = (__u64)BPF_CORE_READ(fdt, open_fds);
+	w->cloexec = (__u64)BPF_CORE_READ(fdt, close_on_exec);
+	w->id = bpf_ktime_get_ns();
+	bpf_loop((w->last >> 6) - (w->first >> 6) + 1,
+		 w->why == WALK_EXEC ? walk_word_exec : walk_word_close, w, 0);
+}
+
+/* Whether the current process may hold tracked sockets (it or a parent tracked one). */
+static __always_inline bool holds_sockets(const struct proc *p)
+{
+	return tracking() && bpf_map_lookup_elem(&owners, &p->pid);
+}
+
+/* Before an exec: the sockets its close-on-exec will let go, reported if the exec succeeds. */
+static __always_inline int before_exec(void)
+{
+	struct fd_walk w = { .why = WALK_EXEC, .last = ~0u };
+
+	w.traced = current_proc(&w.p);
+	if (!holds_sockets(&w.p)) {
+		/* An earlier failed exec's findings must not outlive it. */
+		bpf_map_delete_elem(&exec_closes, &w.p.tid);
+		return 0;
+	}
+	walk_fds(&w);
+	bpf_map_update_elem(&exec_closes, &w.p.tid, &w.found, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int tp_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return before_exec();
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int tp_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return before_exec();
+}
+
+/*
+ * The exec went ahead: its close-on-exec descriptors are closed, and the sockets'
+ * release waits for the return to user space. Charged to the process under its new name.
+ */
+static __always_inline void release_exec_closes(__u32 tid, const struct proc *p)
+{
+	struct exec_closes *c = bpf_map_lookup_elem(&exec_closes, &tid);
+	struct sock_state *st;
+	__u64 key;
+
+	if (!c)
+		return;
+	for (int i = 0; i < MAX_EXEC_CLOSES; i++) {
+		if (i >= c->n)
+			break;
+		key = c->sk[i];
+		st = bpf_map_lookup_elem(&socks, &key);
+		if (st)
+			release(NULL, (const struct sock *)key, st, p);
+	}
+	bpf_map_delete_elem(&exec_closes, &tid);
+}
+
+static __always_inline int on_exec(void *ctx, struct task_struct *task, __u32 old_tid,
+				   struct linux_binprm *bprm, bool walked)
+{
 	struct exec_event *e;
+	struct proc p;
 	bool traced;
 	__u32 zero = 0;
 
-	traced = current_proc(&owner.p);
-	/* Close-on-exec descriptors are closed by now: report those sockets first. */
-	if (scan)
-		release_process(&owner);
+	traced = current_proc(&p);
+	/* Close-on-exec sockets first: they were let go before the new image runs. */
+	if (walked)
+		release_exec_closes(old_tid, &p);
 	if (!traced || !wanted(EV_EXEC))
 		return 0;
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 0;
-	fill_proc(&e->base, EV_EXEC, owner.p.pid, owner.p.tid, owner.p.comm);
+	fill_proc(&e->base, EV_EXEC, p.pid, p.tid, p.comm);
 	e->base.value = BPF_CORE_READ(task, real_parent, tgid);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	emit(ctx, e, sizeof(*e));
@@ -909,15 +1103,15 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, struct l
 }
 
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(tp_exec_scan, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+int BPF_PROG(tp_exec_fds, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(ctx, task, bprm, true);
+	return on_exec(ctx, task, old_pid, bprm, true);
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tp_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(ctx, task, bprm, false);
+	return on_exec(ctx, task, old_pid, bprm, false);
 }
 
 /* Whether this is the first report of the process's exit. */
@@ -935,31 +1129,36 @@ static __always_inline bool first_exit(struct task_struct *task, __u32 pid)
 	return true;
 }
 
-static __always_inline int on_exit(void *ctx, struct task_struct *task, bool scan)
+/*
+ * The exit tracepoint runs before the process's descriptors are closed: sockets it
+ * alone holds are reported here, before its EXIT, as the release hooks would.
+ */
+static __always_inline int on_exit(void *ctx, struct task_struct *task, bool walk)
 {
-	struct owner_ctx owner = { .exiting = true };
+	struct fd_walk w = { .why = WALK_EXIT, .last = ~0u };
 	struct event e;
-	bool traced;
 
 	/* Only the last thread out ends the process. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	traced = current_proc(&owner.p);
-	if (scan)
-		release_process(&owner);
-	if (traced && wanted(EV_EXIT) && first_exit(task, owner.p.pid)) {
-		fill_proc(&e, EV_EXIT, owner.p.pid, owner.p.tid, owner.p.comm);
+	w.traced = current_proc(&w.p);
+	if (walk && holds_sockets(&w.p)) {
+		walk_fds(&w);
+		bpf_map_delete_elem(&owners, &w.p.pid);
+	}
+	if (w.traced && wanted(EV_EXIT) && first_exit(task, w.p.pid)) {
+		fill_proc(&e, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
 		e.value = BPF_CORE_READ(task, exit_code);
 		emit(ctx, &e, sizeof(e));
 	}
 	/* The pid may be reused by a process outside the tree. */
 	if (use_followed)
-		bpf_map_delete_elem(&followed, &owner.p.pid);
+		bpf_map_delete_elem(&followed, &w.p.pid);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(tp_exit_scan, struct task_struct *task)
+int BPF_PROG(tp_exit_fds, struct task_struct *task)
 {
 	return on_exit(ctx, task, true);
 }
@@ -996,7 +1195,7 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 			bump(CTR_UNFOLLOWED);
 	}
 	/* The child holds the parent's sockets: its exit may be the last release of some. */
-	if (release_by_scan && tracking() && bpf_map_lookup_elem(&owners, &ppid))
+	if (no_release_hook && tracking() && bpf_map_lookup_elem(&owners, &ppid))
 		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);
 	if (!wanted(EV_FORK))
 		return 0;
@@ -1011,13 +1210,13 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 
 /* ---- Socket born ---- */
 
-static __always_inline int on_born(struct sock *sk, long fd)
+static __always_inline int on_born(struct sock *sk)
 {
 	struct sock_kind kind;
 	struct proc p;
 
 	if (current_proc(&p) && inet_sock(sk, &kind))
-		track(sk, &p, 0, true, fd);
+		track(sk, &p, 0, true, false);
 	return 0;
 }
 
@@ -1026,22 +1225,26 @@ int tp_socket(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return on_born(sock_from_file(file_from_fd(ctx->ret)), ctx->ret);
+	return on_born(sock_from_file(file_from_fd(ctx->ret)));
 }
 
 SEC("fentry/security_socket_post_create")
 int BPF_PROG(fx_socket, struct socket *sock, int family, int type, int protocol, int kern)
 {
-	return on_born(BPF_CORE_READ(sock, sk), -1);
+	return on_born(BPF_CORE_READ(sock, sk));
 }
 
 SEC("kprobe/security_socket_post_create")
 int BPF_KPROBE(kp_socket, struct socket *sock)
 {
-	return on_born(BPF_CORE_READ(sock, sk), -1);
+	return on_born(BPF_CORE_READ(sock, sk));
 }
 
 /* ---- Connect: started by the process, settled by the handshake ---- */
+
+/* Under Release. */
+static __always_inline bool tcp_detached(const struct sock *sk);
+static __always_inline void tcp_released(void *ctx, const struct sock *sk);
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int newstate)
@@ -1052,6 +1255,11 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 	struct proc p;
 	__s64 result;
 
+	/* Tracepoint mode: the first change after the socket's release reports it. */
+	if (no_release_hook && newstate != TCP_SYN_SENT && tcp_detached(sk)) {
+		tcp_released(ctx, sk);
+		return 0;
+	}
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		/* Runs in the connecting process. */
 		if (!current_proc(&p))
@@ -1064,7 +1272,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		}
 		st = bpf_map_lookup_elem(&socks, &key);
 		if (!st) {
-			track(sk, &p, now, true, -1);
+			track(sk, &p, now, true, true);
 			return 0;
 		}
 		st->connect_ns = now;
@@ -1139,9 +1347,6 @@ static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u
 	 */
 	emit_connect(ctx, sk, &owner, ret, 0, bpf_ktime_get_boot_ns() - call->start_ns,
 		     ret ? addr : 0, user);
-	/* A connected UDP socket's ends, for a CLOSE after it is gone (tracepoint mode). */
-	if (st && release_by_scan && ret == 0)
-		st->ends = owner.ends;
 	return 0;
 }
 
@@ -1248,7 +1453,6 @@ static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
 		return 0;
 	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
 	fill_ends(&e, sk, &kind);
-	remember_ends(sk, &e);
 	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
 	e.value = BPF_CORE_READ(sk, sk_max_ack_backlog);
 	emit(ctx, &e, sizeof(e));
@@ -1302,7 +1506,6 @@ static __always_inline int on_bind(void *ctx, struct sock *sk, long ret, __u64 a
 		return 0;
 	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
 	fill_ends(&e, sk, &kind);
-	remember_ends(sk, &e);
 	emit(ctx, &e, sizeof(e));
 	return 0;
 }
@@ -1369,7 +1572,7 @@ int BPF_KRETPROBE(kp_bind6_r, int ret)
 /* ---- Accept ---- */
 
 /* `listener`, when known, is adopted if it was opened before tracing began. */
-static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *listener, long fd)
+static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *listener)
 {
 	struct event e;
 	struct proc p;
@@ -1383,8 +1586,7 @@ static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *li
 	if (!event_passes(&e))
 		return 0;
 	if (wanted(EV_CLOSE)) {
-		track(sk, &p, 0, true, fd);
-		remember_ends(sk, &e);
+		track(sk, &p, 0, true, true);
 		if (listener)
 			adopt(listener, &p);
 	}
@@ -1398,7 +1600,7 @@ static __always_inline int tp_on_accept(void *ctx, long fd)
 	if (fd < 0)
 		return 0;
 	return on_accept(ctx, sock_from_file(file_from_fd(fd)),
-			 sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))), fd);
+			 sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))));
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
@@ -1420,13 +1622,13 @@ int tp_accept(struct trace_event_raw_sys_exit *ctx)
 SEC("fentry/security_sock_graft")
 int BPF_PROG(fx_accept, struct sock *sk, struct socket *parent)
 {
-	return on_accept(ctx, sk, NULL, -1);
+	return on_accept(ctx, sk, NULL);
 }
 
 SEC("kprobe/security_sock_graft")
 int BPF_KPROBE(kp_accept, struct sock *sk)
 {
-	return on_accept(ctx, sk, NULL, -1);
+	return on_accept(ctx, sk, NULL);
 }
 
 /* ---- Send and receive ---- */
@@ -1621,6 +1823,25 @@ SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int tp_recvmsg_r(struct trace_event_raw_sys_exit *ctx)
 {
 	return finish_recv(ctx);
+}
+
+/*
+ * splice() from a TCP socket reads through tcp_splice_read, which the receive
+ * tracepoint does not see; other sockets' splice reads go through recvmsg and do.
+ */
+SEC("tracepoint/syscalls/sys_exit_splice")
+int tp_splice_r(struct trace_event_raw_sys_exit *ctx)
+{
+	struct sock_kind kind;
+	struct proc p;
+	struct sock *sk;
+
+	if (ctx->ret <= 0 || !current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+	if (!inet_sock(sk, &kind) || kind.protocol != IPPROTO_TCP)
+		return 0;
+	return on_transfer(ctx, sk, ctx->ret, 0, EV_RECV, 0, false, false);
 }
 
 /*
@@ -1900,40 +2121,128 @@ int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
 
 /* ---- Release ---- */
 
-/* Tracepoint mode: close() of the last descriptor; exec and exit find the rest. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int tp_close(struct trace_event_raw_sys_enter *ctx)
+/*
+ * A socket let go that has no entry: forget that a full table turned it away, or
+ * adopt one that was open before tracing began, for its CLOSE.
+ */
+static __always_inline struct sock_state *adopt_at_release(const struct sock *sk,
+							   const struct proc *p)
+{
+	__u64 key = (__u64)sk;
+
+	if (any_skipped && bpf_map_lookup_elem(&skipped, &key)) {
+		bpf_map_delete_elem(&skipped, &key);
+		return NULL;
+	}
+	return wanted(EV_CLOSE) ? adopt(sk, p) : NULL;
+}
+
+/*
+ * Tracepoint mode: a traced process closes a descriptor. Another reference (a dup,
+ * a forked child, a call in flight in another thread) keeps the socket alive, and
+ * the process that closed it need not be the one that lets it go last.
+ */
+static __always_inline int on_close_fd(void *ctx, const struct proc *p, long fd)
 {
 	struct sock_state *st;
 	struct file *file;
 	struct sock *sk;
-	struct proc p;
 	struct sock_kind kind;
 	__u64 key;
 
-	if (!current_proc(&p))
-		return 0;
-	file = file_from_fd(ctx->args[0]);
+	file = file_from_fd(fd);
 	sk = sock_from_file(file);
 	if (!inet_sock(sk, &kind))
 		return 0;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
-	/*
-	 * Another descriptor (dup, fork) still holds the socket: this close releases
-	 * nothing, and the process that closed it need not be the one that closes it last.
-	 */
 	if (file_refs(file) > 1) {
-		if (st && st->pid == p.pid)
-			st->pid = 0;
+		if (st && st->pid == p->pid)
+			st->unowned = 1;
 		return 0;
 	}
-	if (!st && wanted(EV_CLOSE))
-		st = adopt(sk, &p);
+	if (!st)
+		st = adopt_at_release(sk, p);
 	if (st)
-		release(ctx, sk, st, p.pid, p.tid, p.comm, false);
-	else if (any_skipped)
-		bpf_map_delete_elem(&skipped, &key);
+		release(ctx, sk, st, p);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tp_close(struct trace_event_raw_sys_enter *ctx)
+{
+	struct proc p;
+
+	if (!current_proc(&p))
+		return 0;
+	return on_close_fd(ctx, &p, ctx->args[0]);
+}
+
+/* dup2 and dup3 close what `newfd` held, unless `oldfd` is the same or not open. */
+static __always_inline int on_dup(void *ctx, long oldfd, long newfd)
+{
+	struct proc p;
+
+	if (!current_proc(&p) || oldfd == newfd || !file_from_fd(oldfd))
+		return 0;
+	return on_close_fd(ctx, &p, newfd);
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int tp_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_dup(ctx, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int tp_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_dup(ctx, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close_range")
+int tp_close_range(struct trace_event_raw_sys_enter *ctx)
+{
+	struct fd_walk w = { .why = WALK_RANGE, .traced = true };
+
+	/* CLOSE_RANGE_CLOEXEC only marks the descriptors: exec closes them. */
+	if (ctx->args[2] & CLOSE_RANGE_CLOEXEC || !current_proc(&w.p))
+		return 0;
+	w.first = ctx->args[0];
+	w.last = ctx->args[1];
+	walk_fds(&w);
+	return 0;
+}
+
+/*
+ * Tracepoint mode: TCP's own release, whatever let the last reference go where no
+ * syscall shows it (a call in flight in another thread, a process the socket was
+ * passed to, a reset after either). inet_release detaches the struct socket before
+ * tcp_close changes the state; a socket closed in TCP_CLOSE is destroyed at once.
+ */
+static __always_inline bool tcp_detached(const struct sock *sk)
+{
+	struct socket *sock = sk->sk_socket;
+
+	return !sock || sock->sk != sk;
+}
+
+static __always_inline void tcp_released(void *ctx, const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
+	struct proc p;
+
+	if (!st)
+		return;
+	/* Inside inet_release the task letting go is current; an orphan's changes run anywhere. */
+	release(ctx, sk, st, sk->sk_socket && current_proc(&p) ? &p : NULL);
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(tp_destroy, struct sock *sk)
+{
+	tcp_released(ctx, sk);
 	return 0;
 }
 
@@ -1956,19 +2265,13 @@ static __always_inline int on_release(void *ctx, struct sock *sk)
 	st = bpf_map_lookup_elem(&socks, &key);
 	traced = current_proc(&p);
 	if (!st) {
-		if (!traced || !wanted(EV_CLOSE) || !inet_sock(sk, &kind)) {
-			if (any_skipped)
-				bpf_map_delete_elem(&skipped, &key);
+		if (!traced || !inet_sock(sk, &kind))
 			return 0;
-		}
-		st = adopt(sk, &p);
+		st = adopt_at_release(sk, &p);
 		if (!st)
 			return 0;
 	}
-	if (traced)
-		release(ctx, sk, st, p.pid, p.tid, p.comm, false);
-	else
-		release(ctx, sk, st, st->pid, st->tid, st->comm, false);
+	release(ctx, sk, st, traced ? &p : NULL);
 	return 0;
 }
 

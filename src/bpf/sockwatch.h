@@ -42,7 +42,8 @@ enum counter {
 	CTR_LOST = 0,      /* events the ring buffer had no room for */
 	CTR_UNTRACKED = 1, /* sockets the socket table had no room for */
 	CTR_UNFOLLOWED = 2, /* processes the table of followed processes had no room for */
-	CTR_MAX = 3,
+	CTR_MISSED = 3,    /* tracked sockets whose release no hook saw: no CLOSE */
+	CTR_MAX = 4,
 };
 
 /*
