@@ -207,6 +207,14 @@ impl Workload {
         self.first_line.split_once(' ').unwrap().1
     }
 
+    /// The workload's next stdout line (it must print one).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the workload ended its output early");
+        line.trim_end().to_string()
+    }
+
     pub fn finish(mut self) -> Vec<String> {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "workload failed: {status}");

@@ -1,0 +1,223 @@
+//! Every tracked socket gets its CLOSE when the kernel lets it go, however that
+//! happens: a close while another thread reads it, a reset after that, a socket
+//! handed to a process sockwatch does not trace, a splice receive, a full table.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use common::*;
+
+fn lifetime(line: &Line) -> Duration {
+    Duration::from_nanos(duration_ns(detail(line, "lifetime").unwrap()))
+}
+
+/// A traced process closes a socket one of its threads is reading; `end` then
+/// makes the read return. Returns the process's lines, and what its reader read.
+fn thread_held_close(end: impl FnOnce(TcpStream)) -> (String, String, String, Vec<Line>, String) {
+    require_root();
+    let name = unique_name("t");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let trace = Trace::start(&[&name]);
+    let mut w = Workload::spawn(&named_example("thread_close", &name), &[&addr]);
+    let (pid, local) = (w.pid(), w.value().to_string());
+    let (conn, _) = listener.accept().unwrap();
+    assert_eq!(w.next_line(), "closed");
+    end(conn);
+    let read = w.finish().join(" ");
+    let lines: Vec<Line> = parse(&trace.stop().stdout)
+        .into_iter()
+        .filter(|l| l.pid == pid)
+        .collect();
+    (name, local, addr, lines, read)
+}
+
+#[test]
+fn a_socket_closed_while_a_thread_reads_it_closes_when_the_read_returns() {
+    let (name, local, addr, lines, read) = thread_held_close(|mut conn| {
+        conn.write_all(b"hello").unwrap();
+    });
+    assert_eq!(read, "read 5");
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    assert_eq!(
+        keys[1..],
+        [
+            format!("{name} CONNECT tcp {local} {addr} result=ok latency=*"),
+            format!("{name} RECV tcp {local} {addr} bytes=5"),
+            format!("{name} CLOSE tcp {local} {addr} sent=0 received=5 lifetime=*"),
+            format!("{name} EXIT - - - exit_code=0"),
+        ]
+    );
+    // Closed after one second; the process lives a second more.
+    let t = lifetime(&lines[3]);
+    assert!(
+        t > Duration::from_millis(950) && t < Duration::from_millis(1600),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn a_reset_after_a_thread_held_close_still_gives_the_close() {
+    let (name, local, addr, lines, read) = thread_held_close(|conn| {
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::Linger, &linger).unwrap();
+        drop(conn);
+    });
+    assert_eq!(read, format!("read error {}", nix::libc::ECONNRESET));
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    assert_eq!(
+        keys[1..],
+        [
+            format!("{name} CONNECT tcp {local} {addr} result=ok latency=*"),
+            format!("{name} CLOSE tcp {local} {addr} sent=0 received=0 lifetime=*"),
+            format!("{name} EXIT - - - exit_code=0"),
+        ]
+    );
+    let t = lifetime(&lines[2]);
+    assert!(
+        t > Duration::from_millis(950) && t < Duration::from_millis(1600),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn a_socket_handed_to_an_untraced_process_closes_when_that_one_lets_go() {
+    require_root();
+    let (srv, name) = (unique_name("s"), unique_name("p"));
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("sockwatch-pass-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(&name);
+    let unix = UnixListener::bind(&path).unwrap();
+    let trace = Trace::start(&[&name]);
+    let mut w = Workload::spawn(
+        &named_example("pass_socket", &name),
+        &[addr.as_str(), path.to_str().unwrap()],
+    );
+    let (pid, local) = (w.pid(), w.value().to_string());
+    let (conn, _) = unix.accept().unwrap();
+    // This test process, which sockwatch does not trace, receives the socket.
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let received: Vec<OwnedFd> = msg
+        .cmsgs()
+        .unwrap()
+        .flat_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds,
+            _ => vec![],
+        })
+        // SAFETY: the kernel just installed these descriptors for us.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    assert_eq!(received.len(), 1);
+    assert_eq!(w.next_line(), "passed");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(received);
+    drop(conn);
+    w.finish();
+    server.finish();
+    let lines = parse(&trace.stop().stdout);
+    // The CLOSE is the owner's, before its EXIT, with the totals it moved itself.
+    assert_eq!(
+        keys_of(&lines, pid)[1..],
+        [
+            format!("{name} CONNECT tcp {local} {addr} result=ok latency=*"),
+            format!("{name} SEND tcp {local} {addr} bytes=3"),
+            format!("{name} RECV tcp {local} {addr} bytes=3"),
+            format!("{name} CLOSE tcp {local} {addr} sent=3 received=3 lifetime=*"),
+            format!("{name} EXIT - - - exit_code=0"),
+        ]
+    );
+    let close = lines.iter().find(|l| l.event == "CLOSE").unwrap();
+    assert!(lifetime(close) >= Duration::from_millis(300));
+}
+
+#[test]
+fn splice_receives_are_counted() {
+    require_root();
+    let (srv, name) = (unique_name("s"), unique_name("sp"));
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let addr = format!("127.0.0.1:{port}");
+    let trace = Trace::start(&[&name]);
+    let w = Workload::spawn(&named_example("splice_recv", &name), &[&addr, "100000"]);
+    let (pid, local) = (w.pid(), w.value().to_string());
+    assert_eq!(w.finish(), ["spliced 100000"]);
+    server.finish();
+    let lines = parse(&trace.stop().stdout);
+    let sum = |event: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l.pid == pid && l.event == event)
+            .map(|l| detail(l, "bytes").unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!((sum("SEND"), sum("RECV")), (100000, 100000));
+    let keys = keys_of(&lines, pid);
+    assert!(
+        keys.contains(&format!(
+            "{name} CLOSE tcp {local} {addr} sent=100000 received=100000 lifetime=*"
+        )),
+        "{keys:#?}"
+    );
+}
+
+#[test]
+fn a_full_table_counts_each_socket_once_and_only_those_that_need_a_close() {
+    require_root();
+    let name = unique_name("u");
+    // Never accepted: the connections complete in the backlog.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let trace = Trace::start(&["--max-sockets", "1", &name]);
+    // One held connection fills the table; 1000 sockets are created and closed
+    // unused (close_range), which need no CLOSE; 50 connect and close.
+    let w = Workload::spawn(
+        &named_example("socket_churn", &name),
+        &[addr.as_str(), "1000", "50"],
+    );
+    let local = w.value().to_string();
+    w.finish();
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.key() == format!("{name} CLOSE tcp {local} {addr} sent=0 received=0 lifetime=*")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(
+            "sockwatch: 50 sockets untracked (the socket table was full): their CLOSE lines will be missing"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(&format!(
+            "sockwatch: {} events printed, 0 lost, 50 sockets untracked",
+            lines.len()
+        )),
+        "{}",
+        out.stderr
+    );
+    drop(listener);
+}
