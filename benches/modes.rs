@@ -15,8 +15,11 @@ use std::process::{Command, Stdio};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)]
+mod support;
 
 use common::Trace;
+use support::median_spread;
 
 const ROUNDS: usize = 7;
 const HOST_CALLS: &str = "5000000";
@@ -56,11 +59,6 @@ fn getppid_ns() -> f64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn print_rows(place: &str, results: &mut BTreeMap<&str, Vec<f64>>) {

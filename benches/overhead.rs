@@ -28,8 +28,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::Trace;
+use support::{median_spread, newest_program, with_bpf_stats};
 
 const ROUNDS: usize = 5;
 const PAIRS: usize = 200_000;
@@ -192,11 +194,6 @@ impl Drop for Redis {
     }
 }
 
-fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -234,40 +231,13 @@ fn latencies() -> Vec<f64> {
     ms
 }
 
-/// The BPF programs loaded on the system: id -> (name, runs, total ns), via bpftool.
-fn programs() -> Vec<(u64, String, u64, u64)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .expect("bpftool (scripts/bench installs it)");
-    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    all.iter()
-        .map(|p| {
-            let n = |k: &str| p[k].as_u64().unwrap_or(0);
-            (
-                n("id"),
-                p["name"].as_str().unwrap_or("").to_string(),
-                n("run_cnt"),
-                n("run_time_ns"),
-            )
-        })
-        .collect()
-}
-
 /// ns per run of each sockwatch program that ran during the send+recv loop.
 fn hook_costs(config: Config) -> Vec<(String, u64, f64)> {
-    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-    let before = std::fs::read_to_string(STATS).unwrap();
-    let newest = programs().iter().map(|p| p.0).max().unwrap_or(0);
+    let newest = newest_program();
     let tracer = config.tracer(std::process::id()).unwrap();
-    std::fs::write(STATS, "1").unwrap();
-    send_recv();
-    std::fs::write(STATS, before.trim()).unwrap();
-    let ours: Vec<_> = programs()
-        .into_iter()
-        .filter(|p| p.0 > newest && p.2 > 0)
-        .map(|(_, name, runs, ns)| (name, runs, ns as f64 / runs as f64))
-        .collect();
+    let ours = with_bpf_stats(newest, || {
+        send_recv();
+    });
     tracer.stop();
     ours
 }

@@ -24,8 +24,13 @@ fn main() -> ExitCode {
     let held = TcpStream::connect(addr).expect("connect");
     println!("local {}", held.local_addr().unwrap());
     for _ in 0..unused {
-        let s: OwnedFd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None)
-            .expect("socket");
+        let s: OwnedFd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .expect("socket");
         let fd = s.as_raw_fd();
         std::mem::forget(s);
         // SAFETY: closes exactly the descriptor just created.

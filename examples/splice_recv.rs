@@ -29,8 +29,15 @@ fn main() -> ExitCode {
     let mut drained = vec![0u8; 1 << 16];
     let mut got = 0;
     while got < size {
-        let n = splice(s.as_fd(), None, pipe_w.as_fd(), None, size - got, SpliceFFlags::empty())
-            .expect("splice");
+        let n = splice(
+            s.as_fd(),
+            None,
+            pipe_w.as_fd(),
+            None,
+            size - got,
+            SpliceFFlags::empty(),
+        )
+        .expect("splice");
         assert!(n > 0, "the peer closed after {got} bytes");
         pipe_r.read_exact(&mut drained[..n]).expect("drain");
         got += n;

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         // meanwhile, which is the point: the call holds its own reference.
         let n = unsafe { nix::libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
-            println!("read error {}", std::io::Error::last_os_error().raw_os_error().unwrap());
+            println!(
+                "read error {}",
+                std::io::Error::last_os_error().raw_os_error().unwrap()
+            );
         } else {
             println!("read {n}");
         }

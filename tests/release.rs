@@ -200,7 +200,8 @@ fn a_full_table_counts_each_socket_once_and_only_those_that_need_a_close() {
     assert!(
         lines
             .iter()
-            .any(|l| l.key() == format!("{name} CLOSE tcp {local} {addr} sent=0 received=0 lifetime=*")),
+            .any(|l| l.key()
+                == format!("{name} CLOSE tcp {local} {addr} sent=0 received=0 lifetime=*")),
         "{}",
         out.stdout
     );

@@ -1210,12 +1210,17 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 
 /* ---- Socket born ---- */
 
-static __always_inline int on_born(struct sock *sk)
+/* The new socket is `sock`, or the one at descriptor `fd`: looked up only for a traced process. */
+static __always_inline int on_born(struct socket *sock, long fd)
 {
 	struct sock_kind kind;
 	struct proc p;
+	struct sock *sk;
 
-	if (current_proc(&p) && inet_sock(sk, &kind))
+	if (!current_proc(&p))
+		return 0;
+	sk = sock ? BPF_CORE_READ(sock, sk) : sock_from_file(file_from_fd(fd));
+	if (inet_sock(sk, &kind))
 		track(sk, &p, 0, true, false);
 	return 0;
 }
@@ -1225,19 +1230,19 @@ int tp_socket(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return on_born(sock_from_file(file_from_fd(ctx->ret)));
+	return on_born(NULL, ctx->ret);
 }
 
 SEC("fentry/security_socket_post_create")
 int BPF_PROG(fx_socket, struct socket *sock, int family, int type, int protocol, int kern)
 {
-	return on_born(BPF_CORE_READ(sock, sk));
+	return on_born(sock, -1);
 }
 
 SEC("kprobe/security_socket_post_create")
 int BPF_KPROBE(kp_socket, struct socket *sock)
 {
-	return on_born(BPF_CORE_READ(sock, sk));
+	return on_born(sock, -1);
 }
 
 /* ---- Connect: started by the process, settled by the handshake ---- */
@@ -1571,35 +1576,41 @@ int BPF_KRETPROBE(kp_bind6_r, int ret)
 
 /* ---- Accept ---- */
 
-/* `listener`, when known, is adopted if it was opened before tracing began. */
-static __always_inline int on_accept(void *ctx, struct sock *sk, struct sock *listener)
+/*
+ * A traced process accepted `sk`. `listener`, when known, is adopted if it was
+ * opened before tracing began.
+ */
+static __always_inline int on_accept(void *ctx, const struct proc *p, struct sock *sk,
+				     struct sock *listener)
 {
 	struct event e;
-	struct proc p;
 	struct sock_kind kind;
 
-	if (!current_proc(&p) || !inet_sock(sk, &kind))
+	if (!inet_sock(sk, &kind))
 		return 0;
-	fill_proc(&e, EV_ACCEPT, p.pid, p.tid, p.comm);
+	fill_proc(&e, EV_ACCEPT, p->pid, p->tid, p->comm);
 	fill_ends(&e, sk, &kind);
 	/* A connection the filters exclude needs no tracking: none of its events will pass. */
 	if (!event_passes(&e))
 		return 0;
 	if (wanted(EV_CLOSE)) {
-		track(sk, &p, 0, true, true);
+		track(sk, p, 0, true, true);
 		if (listener)
-			adopt(listener, &p);
+			adopt(listener, p);
 	}
 	if (wanted(EV_ACCEPT))
 		emit(ctx, &e, sizeof(e));
 	return 0;
 }
 
+/* accept() returned descriptor `fd`; its first argument is the listener's. */
 static __always_inline int tp_on_accept(void *ctx, long fd)
 {
-	if (fd < 0)
+	struct proc p;
+
+	if (fd < 0 || !current_proc(&p))
 		return 0;
-	return on_accept(ctx, sock_from_file(file_from_fd(fd)),
+	return on_accept(ctx, &p, sock_from_file(file_from_fd(fd)),
 			 sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))));
 }
 
@@ -1619,16 +1630,25 @@ int tp_accept(struct trace_event_raw_sys_exit *ctx)
  * inet_accept grafts the new socket onto its struct socket once accepted: an entry
  * hook, so no return probe can be missed however many threads wait in accept().
  */
+static __always_inline int on_graft(void *ctx, struct sock *sk)
+{
+	struct proc p;
+
+	if (!current_proc(&p))
+		return 0;
+	return on_accept(ctx, &p, sk, NULL);
+}
+
 SEC("fentry/security_sock_graft")
 int BPF_PROG(fx_accept, struct sock *sk, struct socket *parent)
 {
-	return on_accept(ctx, sk, NULL);
+	return on_graft(ctx, sk);
 }
 
 SEC("kprobe/security_sock_graft")
 int BPF_KPROBE(kp_accept, struct sock *sk)
 {
-	return on_accept(ctx, sk, NULL);
+	return on_graft(ctx, sk);
 }
 
 /* ---- Send and receive ---- */

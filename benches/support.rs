@@ -1,0 +1,49 @@
+//! Helpers the benchmarks share: statistics and the kernel's per-program stats.
+
+use std::process::Command;
+
+/// Sorts `v` and returns its median, minimum and maximum.
+pub fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The BPF programs loaded on the system: (id, name, runs, total ns), via bpftool.
+pub fn programs() -> Vec<(u64, String, u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool (scripts/bench installs it)");
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    all.iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_u64().unwrap_or(0);
+            (
+                n("id"),
+                p["name"].as_str().unwrap_or("").to_string(),
+                n("run_cnt"),
+                n("run_time_ns"),
+            )
+        })
+        .collect()
+}
+
+/// Runs `work` with kernel.bpf_stats_enabled on; returns each program newer than
+/// `newest_before` that ran: (name, runs, ns per run).
+pub fn with_bpf_stats(newest_before: u64, work: impl FnOnce()) -> Vec<(String, u64, f64)> {
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(STATS).unwrap();
+    std::fs::write(STATS, "1").unwrap();
+    work();
+    std::fs::write(STATS, before.trim()).unwrap();
+    programs()
+        .into_iter()
+        .filter(|p| p.0 > newest_before && p.2 > 0)
+        .map(|(_, name, runs, ns)| (name, runs, ns as f64 / runs as f64))
+        .collect()
+}
+
+/// The newest BPF program id now: programs loaded later have larger ids.
+pub fn newest_program() -> u64 {
+    programs().iter().map(|p| p.0).max().unwrap_or(0)
+}
