@@ -87,9 +87,13 @@ pub struct Args {
     #[arg(short = 'C', long)]
     pub summary: bool,
 
-    /// Write events and the summary to FILE instead of stdout
+    /// Write events and the summary to FILE instead of stdout; SIGHUP reopens it
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// With --output: add to FILE instead of emptying it first
+    #[arg(short = 'A', long, requires = "output")]
+    pub append: bool,
 
     /// Comma-separated events to show [default: all]
     #[arg(short, long, value_name = "LIST", value_delimiter = ',', value_parser = parse_event)]
@@ -320,6 +324,7 @@ pub struct Config {
     pub forbid: Vec<Expr>,
     pub summary: Option<SummaryMode>,
     pub output: Option<PathBuf>,
+    pub append: bool,
     pub json: bool,
     pub header: bool,
     pub count: Option<u64>,
@@ -451,6 +456,7 @@ impl Config {
             forbid: args.forbid,
             summary,
             output: args.output,
+            append: args.append,
             json: args.json,
             header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
             count: args.count,

@@ -178,6 +178,8 @@ pub enum Detail {
     Exec {
         filename: Vec<u8>,
         ppid: u32,
+        /// The kernel's path was longer than sockwatch reads: `filename` is its start.
+        cut: bool,
     },
     Exit(ExitStatus),
     /// A TCP listen (with its backlog), or a UDP bind to a named port (none).
@@ -252,19 +254,43 @@ fn clock_ns(clock: nix::time::ClockId) -> Result<i64> {
 }
 
 impl Clock {
+    /// The offset now: a stepped wall clock moves it, so the poll loop asks again.
     pub fn now() -> Result<Clock> {
-        use nix::time::ClockId;
-        let boot = clock_ns(ClockId::CLOCK_BOOTTIME)?;
-        let real = clock_ns(ClockId::CLOCK_REALTIME)?;
+        let boot = boot_now_ns()? as i64;
+        let real = clock_ns(nix::time::ClockId::CLOCK_REALTIME)?;
         Ok(Clock {
             offset_ns: real - boot,
         })
     }
 }
 
-/// CLOCK_BOOTTIME now, the kernel's clock for event stamps.
+/// How far this time namespace's CLOCK_BOOTTIME is ahead of the kernel's own, which
+/// stamps the events (time_namespaces(7)); 0 outside one.
+fn namespace_boottime_ns() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/timens_offsets")
+            .map_or(0, |text| timens_boottime_ns(&text))
+    })
+}
+
+fn timens_boottime_ns(text: &str) -> i64 {
+    text.lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? != "boottime" {
+                return None;
+            }
+            let secs: i64 = words.next()?.parse().ok()?;
+            let nanos: i64 = words.next()?.parse().ok()?;
+            Some(secs * 1_000_000_000 + nanos)
+        })
+        .unwrap_or(0)
+}
+
+/// CLOCK_BOOTTIME now as the kernel keeps it, the clock of event stamps.
 pub fn boot_now_ns() -> Result<u64> {
-    Ok(clock_ns(nix::time::ClockId::CLOCK_BOOTTIME)? as u64)
+    Ok((clock_ns(nix::time::ClockId::CLOCK_BOOTTIME)? - namespace_boottime_ns()) as u64)
 }
 
 fn until_nul(bytes: &[u8]) -> Vec<u8> {
@@ -299,8 +325,10 @@ fn socket(e: &event) -> Result<Option<Socket>> {
     };
     let local = SocketAddr::new(ip(e.family, &e.laddr), e.lport);
     let remote = SocketAddr::new(ip(e.family, &e.raddr), e.rport);
-    // Port 0 is never a peer: listening, unconnected, or a connect that never started.
-    let no_peer = e.rport == 0;
+    // Port 0 is no peer (listening, unconnected, a connect that never started),
+    // except the address a CONNECT aimed at: a connect may name port 0.
+    let aimed = e.kind == event_kind::EV_CONNECT.0 as u8 && e.raddr != [0; 16];
+    let no_peer = e.rport == 0 && !aimed;
     let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
     Ok(Some(Socket {
         protocol,
@@ -329,6 +357,7 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             Detail::Exec {
                 filename: until_nul(&name),
                 ppid: e.value as u32,
+                cut: flag(event_flag::EF_CUT),
             }
         }
         Kind::Fork => Detail::Fork {
@@ -517,6 +546,13 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_time_namespace_boottime_offset_is_read() {
+        let text = "monotonic           0         0\nboottime         3600       250\n";
+        assert_eq!(timens_boottime_ns(text), 3_600_000_000_250);
+        assert_eq!(timens_boottime_ns(""), 0);
+    }
+
+    #[test]
     fn exec_carries_the_filename() {
         let mut x = exec_event {
             base: raw(event_kind::EV_EXEC),
@@ -531,7 +567,8 @@ pub(crate) mod tests {
             ev.detail,
             Detail::Exec {
                 filename: b"/usr/bin/curl".to_vec(),
-                ppid: 77
+                ppid: 77,
+                cut: false,
             }
         );
         assert_eq!(ev.socket, None);

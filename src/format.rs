@@ -138,7 +138,14 @@ fn addr(a: Option<SocketAddr>) -> String {
 fn details(ev: &Event) -> String {
     match &ev.detail {
         Detail::Fork { ppid } => format!("ppid={ppid}"),
-        Detail::Exec { filename, ppid } => format!("path={} ppid={ppid}", escape(filename)),
+        Detail::Exec {
+            filename,
+            ppid,
+            cut,
+        } => {
+            let cut = if *cut { " path-cut" } else { "" };
+            format!("path={} ppid={ppid}{cut}", escape(filename))
+        }
         Detail::Exit(ExitStatus::Code(code)) => format!("exit_code={code}"),
         Detail::Exit(ExitStatus::Signal { signal, core }) => format!(
             "signal={}{}",
@@ -200,6 +207,8 @@ struct JsonEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    path_cut: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<String>,
@@ -254,6 +263,7 @@ impl JsonEvent {
                 remote_port: s.remote.map(|r| r.port()),
             }),
             path: None,
+            path_cut: None,
             exit_code: None,
             signal: None,
             core_dumped: None,
@@ -270,8 +280,13 @@ impl JsonEvent {
         };
         match &ev.detail {
             Detail::Fork { ppid } => j.ppid = Some(*ppid),
-            Detail::Exec { filename, ppid } => {
+            Detail::Exec {
+                filename,
+                ppid,
+                cut,
+            } => {
                 j.path = Some(String::from_utf8_lossy(filename).into());
+                j.path_cut = cut.then_some(true);
                 j.ppid = Some(*ppid);
             }
             Detail::Exit(ExitStatus::Code(code)) => j.exit_code = Some(*code),
@@ -409,10 +424,23 @@ mod tests {
                 None,
                 Detail::Exec {
                     filename: b"/usr/bin/curl".to_vec(),
-                    ppid: 4000
+                    ppid: 4000,
+                    cut: false,
                 }
             )),
             "09:30:05.123456    4242 curl            EXEC    -     -                     -                     path=/usr/bin/curl ppid=4000\n"
+        );
+        assert_eq!(
+            text(&ev(
+                b"sh",
+                None,
+                Detail::Exec {
+                    filename: b"/very/long/pa".to_vec(),
+                    ppid: 1,
+                    cut: true,
+                }
+            )),
+            "09:30:05.123456    4242 sh              EXEC    -     -                     -                     path=/very/long/pa ppid=1 path-cut\n"
         );
         assert_eq!(
             text(&ev(b"nginx", None, Detail::Fork { ppid: 4000 })),

@@ -31,6 +31,17 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// Detaches every program. Each detach waits for the kernel's grace period
+    /// (about 70 ms here): done side by side, they share it, instead of adding up
+    /// to seconds before a stop request is done.
+    pub fn detach(&mut self) {
+        std::thread::scope(|scope| {
+            for link in self.links.drain(..) {
+                scope.spawn(move || drop(link));
+            }
+        });
+    }
+
     /// Runs of our programs the kernel skipped because one was already running on
     /// that CPU (it does so to avoid recursion; preemptible tracepoints make it
     /// happen under load on recent kernels). Each may have been an event.
@@ -190,6 +201,8 @@ pub fn start(cfg: &Config, start_ns: u64) -> Result<Tracer> {
         }
         match start_mode(cfg, mode, buffer, start_ns, &kernel) {
             Ok(tracer) => return Ok(tracer),
+            // Every mode needs the same maps: no other mode would get them either.
+            Err(e) if out_of_memory(&e) => return Err(e),
             Err(e) => failures.push(format!("{mode}: {e:#}")),
         }
     }
@@ -378,11 +391,18 @@ fn attach_hint(attach: Attach, kind: libbpf_rs::ErrorKind) -> String {
     }
 }
 
+fn out_of_memory(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<libbpf_rs::Error>()
+            .is_some_and(|e| e.kind() == libbpf_rs::ErrorKind::OutOfMemory)
+    })
+}
+
 /// A load error, with the likely cause.
 fn load_error(e: libbpf_rs::Error, cfg: &Config, mode: Mode) -> anyhow::Error {
     match e.kind() {
         libbpf_rs::ErrorKind::OutOfMemory => anyhow::Error::new(e).context(format!(
-            "the kernel could not allocate the event buffer ({} bytes) and socket table ({} sockets): try a smaller --buffer-size or --max-sockets",
+            "the kernel could not allocate the event buffer ({} bytes) and socket table ({} sockets) (a memory cgroup's limit counts them): try a smaller --buffer-size or --max-sockets",
             cfg.buffer_size, cfg.max_sockets
         )),
         libbpf_rs::ErrorKind::PermissionDenied if mode == Mode::Fentry => anyhow::Error::new(e)

@@ -24,6 +24,7 @@ mod skel;
 mod summary;
 mod system;
 mod tracer;
+mod writer;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -118,15 +119,16 @@ fn run() -> Result<ExitCode> {
     };
     let output = match &cfg.output {
         None => Output {
-            writer: Box::new(std::io::stdout().lock()),
-            stdout: true,
+            file: std::os::fd::AsFd::as_fd(&std::io::stdout())
+                .try_clone_to_owned()
+                .context("duplicating stdout")?
+                .into(),
+            path: None,
         },
         Some(path) => Output {
-            writer: Box::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            ),
-            stdout: false,
+            file: tracer::open_output(path, cfg.append)
+                .with_context(|| format!("opening {}", path.display()))?,
+            path: Some(path.clone()),
         },
     };
 
@@ -188,6 +190,9 @@ fn run() -> Result<ExitCode> {
             ", {} not followed",
             format::count(report.unfollowed, "process")
         );
+    }
+    if report.unwritten > 0 {
+        line += &format!(", {} not written", format::count(report.unwritten, "line"));
     }
     match report.outcome {
         Outcome::TimedOut => {

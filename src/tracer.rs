@@ -3,8 +3,10 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, BufWriter, Write};
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use crate::loader::Tracer;
 use crate::probes::Buffer;
 use crate::skel::types::counter;
 use crate::summary::Summary;
+use crate::writer::Writer;
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -121,9 +124,11 @@ pub enum Outcome {
     Forbidden,
 }
 
-/// The last SIGINT or SIGTERM received (0: none), and whether a terminal sent it.
+/// The last SIGINT, SIGTERM or SIGHUP received (0: none), and whether a terminal sent it.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static FROM_TERMINAL: AtomicBool = AtomicBool::new(false);
+/// Whether any of them came during the run: an end then waits little for a reader.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(
     sig: nix::libc::c_int,
@@ -134,12 +139,13 @@ extern "C" fn on_signal(
     let code = unsafe { (*info).si_code };
     FROM_TERMINAL.store(code == nix::libc::SI_KERNEL, Ordering::Relaxed);
     SIGNAL.store(sig, Ordering::Relaxed);
+    SIGNALLED.store(true, Ordering::Relaxed);
 }
 
 extern "C" fn on_child(_: nix::libc::c_int) {}
 
-/// SIGINT and SIGTERM are recorded; without SA_RESTART they, and SIGCHLD, also cut
-/// the poll short.
+/// SIGINT, SIGTERM and SIGHUP are recorded; without SA_RESTART they, and SIGCHLD,
+/// also cut the poll short.
 pub fn handle_signals() -> Result<()> {
     let action = SigAction::new(
         SigHandler::SigAction(on_signal),
@@ -153,7 +159,7 @@ pub fn handle_signals() -> Result<()> {
     );
     // SAFETY: the handlers only store to atomics.
     unsafe {
-        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
             sigaction(sig, &action).context("installing signal handlers")?;
         }
         sigaction(Signal::SIGCHLD, &child).context("installing signal handlers")?;
@@ -264,6 +270,8 @@ pub struct Report {
     pub skipped: u64,
     /// Processes that could not be followed (the table was full).
     pub unfollowed: u64,
+    /// Lines that never reached the output (it was not being read).
+    pub unwritten: u64,
     pub assertions: Assertions,
 }
 
@@ -274,11 +282,13 @@ struct LossReport {
     untracked: u64,
     skipped: u64,
     unfollowed: u64,
+    dropped: u64,
 }
 
 impl LossReport {
-    /// `perf_lost`: what the perf buffers reported lost, beside the kernel's count.
-    fn check(&mut self, tracer: &Tracer, perf_lost: u64, force: bool) -> Result<()> {
+    /// `perf_lost`: what the perf buffers reported lost, beside the kernel's count;
+    /// `dropped`: lines the output queue had no room for.
+    fn check(&mut self, tracer: &Tracer, perf_lost: u64, dropped: u64, force: bool) -> Result<()> {
         if !force && self.last_check.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }
@@ -315,16 +325,41 @@ impl LossReport {
             );
             self.unfollowed = unfollowed;
         }
+        if dropped > self.dropped {
+            note!(
+                "sockwatch: {} not written (the output is not being read); {dropped} in all",
+                count(dropped - self.dropped, "line")
+            );
+            self.dropped = dropped;
+        }
         Ok(())
     }
 }
 
 /// Where the lines go: stdout, or the --output file.
 pub struct Output {
-    pub writer: Box<dyn Write>,
-    /// Whether it is stdout, whose reader may go away.
-    pub stdout: bool,
+    pub file: File,
+    /// The --output file, reopened on SIGHUP; None for stdout, whose reader may go away.
+    pub path: Option<PathBuf>,
 }
+
+/// Opens the --output file for appending, so that a copytruncate rotation leaves no
+/// hole; it starts empty unless `append` (--append).
+pub fn open_output(path: &std::path::Path, append: bool) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !append {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
+
+/// How long an end that a signal or --duration asked for waits for a reader, and
+/// how long for one that has stopped reading.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+const DRAIN_STALL: Duration = Duration::from_millis(200);
 
 /// Prints events until a signal, --count, --duration, --timeout, a closed output,
 /// a forbidden event, or COMMAND's exit. `ready` is called once events are being
@@ -338,7 +373,7 @@ pub fn run(
     mut command: Option<&mut Child>,
     ready: impl FnOnce(),
 ) -> Result<Report> {
-    let mut out = BufWriter::with_capacity(1 << 16, output.writer);
+    let mut out = Writer::start(output.file).context("starting the output thread")?;
     if cfg.header {
         write_header(&mut out).context("writing the header")?;
     }
@@ -397,15 +432,22 @@ pub fn run(
         untracked: 0,
         skipped: 0,
         unfollowed: 0,
+        dropped: 0,
     };
     let outcome = loop {
         let now = Instant::now();
         if let Some((sig, from_terminal)) = take_signal() {
-            match command.as_deref_mut() {
+            match (sig, &output.path, command.as_deref_mut()) {
+                // logrotate: the file was moved away (or truncated); write to its path again.
+                (Signal::SIGHUP, Some(path), _) => {
+                    let file = open_output(path, true)
+                        .with_context(|| format!("reopening {}", path.display()))?;
+                    printer.borrow_mut().out.switch_to(file)?;
+                }
                 // A terminal signalled COMMAND itself; anyone else meant it for COMMAND too.
-                Some(child) if !from_terminal => child.signal(sig),
-                Some(_) => {}
-                None => break Outcome::Interrupted,
+                (_, _, Some(child)) if !from_terminal => child.signal(sig),
+                (_, _, Some(_)) => {}
+                (_, _, None) => break Outcome::Interrupted,
             }
         }
         if let Some(child) = command.as_deref_mut() {
@@ -427,12 +469,14 @@ pub fn run(
             .fold(POLL, Duration::min);
         // EINTR (a signal) and a stop from the callback both land at the checks above.
         let batch = source.poll(wait, &reorder)?;
+        // The wall clock may have been set since: stamps follow it.
+        printer.borrow_mut().clock = Clock::now()?;
         if matches!(source, Source::Perf(_)) {
             print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
         }
         let mut p = printer.borrow_mut();
         p.flush();
-        if p.check()? || (output.stdout && stdout_closed()) {
+        if p.check()? || (output.path.is_none() && stdout_closed()) {
             break Outcome::OutputClosed;
         }
         if p.assertions.forbidden_seen() {
@@ -441,8 +485,9 @@ pub fn run(
         if p.done() {
             break Outcome::CountReached;
         }
+        let dropped = p.out.dropped();
         drop(p);
-        losses.check(tracer, perf_lost.get(), false)?;
+        losses.check(tracer, perf_lost.get(), dropped, false)?;
         if batch {
             std::thread::sleep(GATHER);
         }
@@ -458,7 +503,7 @@ pub fn run(
         }
     }
     // Detach, then print what already happened (unless the reader is gone or the count is met).
-    tracer.links.clear();
+    tracer.detach();
     let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
     if matches!(
         outcome,
@@ -499,7 +544,12 @@ pub fn run(
             Err(e) => return Err(anyhow::Error::new(e).context("writing the summary")),
         }
     }
-    losses.check(tracer, perf_lost.get(), true)?;
+    let dropped = p.out.dropped();
+    losses.check(tracer, perf_lost.get(), dropped, true)?;
+    let finished = p.out.finish(drain_wait(outcome));
+    if finished.closed {
+        outcome = Outcome::OutputClosed;
+    }
     Ok(Report {
         outcome,
         printed: p.printed,
@@ -507,6 +557,31 @@ pub fn run(
         untracked: losses.untracked,
         skipped: losses.skipped,
         unfollowed: losses.unfollowed,
+        unwritten: finished.unwritten,
         assertions: p.assertions,
     })
+}
+
+/// Whether to go on waiting for a slow reader at the end (asked with the lines
+/// written so far): when a signal or --duration asked for the end, only while the
+/// reader keeps reading, and `DRAIN_LIMIT` at most; otherwise until a signal.
+fn drain_wait(outcome: Outcome) -> impl FnMut(u64) -> bool {
+    let asked_to_stop = SIGNALLED.load(Ordering::Relaxed)
+        || matches!(
+            outcome,
+            Outcome::Interrupted | Outcome::DurationElapsed | Outcome::TimedOut
+        );
+    let start = Instant::now();
+    let mut last = (start, u64::MAX);
+    move |written| {
+        let now = Instant::now();
+        if written != last.1 {
+            last = (now, written);
+        }
+        if asked_to_stop {
+            now - start < DRAIN_LIMIT && now - last.0 < DRAIN_STALL
+        } else {
+            SIGNAL.load(Ordering::Relaxed) == 0
+        }
+    }
 }

@@ -1082,9 +1082,11 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, __u32 ol
 				   struct linux_binprm *bprm, bool walked)
 {
 	struct exec_event *e;
+	const char *path;
 	struct proc p;
 	bool traced;
 	__u32 zero = 0;
+	char next = 0;
 
 	traced = current_proc(&p);
 	/* Close-on-exec sockets first: they were let go before the new image runs. */
@@ -1097,7 +1099,11 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, __u32 ol
 		return 0;
 	fill_proc(&e->base, EV_EXEC, p.pid, p.tid, p.comm);
 	e->base.value = BPF_CORE_READ(task, real_parent, tgid);
-	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	path = BPF_CORE_READ(bprm, filename);
+	/* A full buffer (the length counts the NUL) is cut if the path has a byte more. */
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), path) == PATH_LEN &&
+	    !bpf_probe_read_kernel(&next, 1, path + PATH_LEN - 1) && next)
+		e->base.flags = EF_CUT;
 	emit(ctx, e, sizeof(*e));
 	return 0;
 }

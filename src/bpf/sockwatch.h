@@ -29,6 +29,8 @@ enum event_flag {
 	EF_PEER_UNKNOWN = 2,
 	/* CONNECT: the socket was closed before the handshake had an outcome. */
 	EF_ABORTED = 4,
+	/* EXEC: the path was longer than PATH_LEN and is cut. */
+	EF_CUT = 8,
 };
 
 /* Why a process is in the `followed` map: descent from COMMAND, or --follow. */
