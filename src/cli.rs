@@ -222,7 +222,7 @@ also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         0,
-        "success: interrupted (Ctrl-C, SIGTERM), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once it exits (128+N if signal N ended it)",
+        "success: interrupted (Ctrl-C, SIGTERM, SIGHUP without -o), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once it exits (128+N if signal N ended it)",
     ),
     (
         1,

@@ -185,6 +185,9 @@ fn run() -> Result<ExitCode> {
     if report.untracked > 0 {
         line += &format!(", {} untracked", format::count(report.untracked, "socket"));
     }
+    if report.missed > 0 {
+        line += &format!(", {} missed", format::count(report.missed, "CLOSE line"));
+    }
     if report.unfollowed > 0 {
         line += &format!(
             ", {} not followed",

@@ -4,6 +4,7 @@
 include!(concat!(env!("OUT_DIR"), "/sockwatch.skel.rs"));
 
 // SAFETY: these are repr(C) structs of integers and byte arrays generated from the
-// BPF ABI header; every bit pattern is a valid value.
+// BPF program's types; every bit pattern is a valid value.
 unsafe impl plain::Plain for types::event {}
 unsafe impl plain::Plain for types::exec_event {}
+unsafe impl plain::Plain for types::sock_state {}

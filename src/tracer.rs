@@ -266,6 +266,8 @@ pub struct Report {
     pub printed: u64,
     pub lost: u64,
     pub untracked: u64,
+    /// Tracked sockets whose release no hook saw: their CLOSE is missing.
+    pub missed: u64,
     /// Hook runs the kernel skipped (see `Tracer::skipped_runs`).
     pub skipped: u64,
     /// Processes that could not be followed (the table was full).
@@ -280,6 +282,7 @@ struct LossReport {
     last_check: Instant,
     lost: u64,
     untracked: u64,
+    missed: u64,
     skipped: u64,
     unfollowed: u64,
     dropped: u64,
@@ -316,6 +319,14 @@ impl LossReport {
                 count(untracked - self.untracked, "socket")
             );
             self.untracked = untracked;
+        }
+        let missed = tracer.counter(counter::CTR_MISSED)?;
+        if missed > self.missed {
+            note!(
+                "sockwatch: {} released where no hook could see it (the last reference was in another thread's call or an untraced process): their CLOSE lines are missing",
+                count(missed - self.missed, "socket")
+            );
+            self.missed = missed;
         }
         let unfollowed = tracer.counter(counter::CTR_UNFOLLOWED)?;
         if unfollowed > self.unfollowed {
@@ -430,6 +441,7 @@ pub fn run(
         last_check: start,
         lost: 0,
         untracked: 0,
+        missed: 0,
         skipped: 0,
         unfollowed: 0,
         dropped: 0,
@@ -502,6 +514,8 @@ pub fn run(
             stop_tree(child, tracer)?;
         }
     }
+    // While the exit hook still runs, so that a process exiting now is no miss.
+    tracer.sweep()?;
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.detach();
     let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
@@ -555,6 +569,7 @@ pub fn run(
         printed: p.printed,
         lost: losses.lost,
         untracked: losses.untracked,
+        missed: losses.missed,
         skipped: losses.skipped,
         unfollowed: losses.unfollowed,
         unwritten: finished.unwritten,

@@ -142,6 +142,9 @@ struct sock_state {
 	__u8 unowned;
 };
 
+/* Its BTF, for user space's sweep of the table at the end (tracepoint mode). */
+struct sock_state _sock_state = {};
+
 /*
  * A kernel call in progress in one thread: a connect (for its start and whether
  * it began a handshake), or a kprobe whose kretprobe needs the entry's arguments.

@@ -140,6 +140,27 @@ for spec in $MODES; do
   cat /tmp/out
   echo "--- command stderr"
   cat /tmp/err
+
+  # Releases: a close while another thread reads (let go when the read gives up),
+  # and bytes received with splice(), as COMMAND's tree.
+  echo "--- release run"
+  serve tcp 127.0.0.1:0 1
+  p1=$port
+  s1=$srv
+  serve tcp 127.0.0.1:0 1
+  echo "release_ports $p1 $port"
+  $as ./sockwatch $probe --buffer $buffer --no-header -- sh -c \
+    "./thread_close 127.0.0.1:$p1 1500 > /tmp/t1; ./splice_recv 127.0.0.1:$port 100000 > /tmp/t2" \
+    > /tmp/out 2> /tmp/err
+  echo "release_rc $?"
+  kill $s1 $srv 2>/dev/null
+  wait $s1 $srv
+  sed 's/^local/thread_local/' /tmp/t1
+  sed 's/^local/splice_local/' /tmp/t2
+  echo "--- release"
+  cat /tmp/out
+  echo "--- release stderr"
+  cat /tmp/err
   echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- end"
 done
