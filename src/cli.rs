@@ -234,6 +234,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         4,
         "an assertion failed: an --expect matched no event, or a --forbid event was seen",
     ),
+    (
+        5,
+        "assertions undecided: none failed among the events seen, but events were lost, hook runs skipped, sockets untracked, CLOSE lines missed, processes not followed or lines not written",
+    ),
     (126, "COMMAND could not be run (permissions, --user)"),
     (127, "COMMAND was not found"),
 ];

@@ -88,10 +88,10 @@ pub fn process_field(name: &[u8]) -> String {
 
 /// A count with its noun: "1 event", "2 events".
 pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+    match (n, noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        (_, false) => format!("{n} {noun}s"),
     }
 }
 
@@ -558,6 +558,7 @@ mod tests {
     #[test]
     fn counts() {
         assert_eq!(count(0, "event"), "0 events");
+        assert_eq!(count(2, "process"), "2 processes");
         assert_eq!(count(1, "event"), "1 event");
         assert_eq!(count(2, "socket"), "2 sockets");
     }

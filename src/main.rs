@@ -15,6 +15,7 @@ mod event;
 mod format;
 mod generate;
 mod loader;
+mod losses;
 mod prefix;
 mod probes;
 mod procs;
@@ -45,6 +46,7 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_TIMEOUT: u8 = 3;
 const EXIT_ASSERTION: u8 = 4;
+const EXIT_UNDECIDED: u8 = 5;
 
 fn main() -> ExitCode {
     match run() {
@@ -161,13 +163,27 @@ fn run() -> Result<ExitCode> {
         || note!("{ready}"),
     )?;
     let verdict = report.assertions.verdict();
-    let failed = verdict.as_ref().is_some_and(|v| !v.passed);
+    let missing = report.losses.said();
+    let judged = match &verdict {
+        None => Judged::Nothing,
+        Some(v) if !v.passed => Judged::Failed,
+        Some(_) if !missing.is_empty() => Judged::Undecided,
+        Some(_) => Judged::Passed,
+    };
+    let verdict_line = verdict.map(|v| match judged {
+        Judged::Undecided => format!(
+            "assertions undecided: {} (among the events seen: {})",
+            missing.join(", "),
+            v.line.trim_start_matches("assertions passed: ")
+        ),
+        _ => v.line,
+    });
     if report.outcome == Outcome::OutputClosed {
-        // Quietly, unless an assertion failed: a pipeline may still look at the status.
-        if let Some(v) = verdict.filter(|_| failed) {
-            note!("sockwatch: {}", v.line);
+        // Quietly, unless assertions did not pass: a pipeline may still look at the status.
+        if let Some(line) = verdict_line.filter(|_| judged.blocks()) {
+            note!("sockwatch: {line}");
         }
-        return Ok(ExitCode::from(exit_status(report.outcome, failed)));
+        return Ok(ExitCode::from(exit_status(report.outcome, judged)));
     }
     let verb = if cfg.summary == Some(cli::SummaryMode::Only) {
         "counted"
@@ -177,25 +193,13 @@ fn run() -> Result<ExitCode> {
     let mut line = format!(
         "sockwatch: {} {verb}, {} lost",
         format::count(report.printed, "event"),
-        report.lost
+        report.losses.get(losses::Loss::Lost)
     );
-    if report.skipped > 0 {
-        line += &format!(", {} skipped", format::count(report.skipped, "hook run"));
-    }
-    if report.untracked > 0 {
-        line += &format!(", {} untracked", format::count(report.untracked, "socket"));
-    }
-    if report.missed > 0 {
-        line += &format!(", {} missed", format::count(report.missed, "CLOSE line"));
-    }
-    if report.unfollowed > 0 {
-        line += &format!(
-            ", {} not followed",
-            format::count(report.unfollowed, "process")
-        );
-    }
-    if report.unwritten > 0 {
-        line += &format!(", {} not written", format::count(report.unwritten, "line"));
+    for kind in &losses::Loss::ALL[1..] {
+        match report.losses.get(*kind) {
+            0 => {}
+            n => line += &format!(", {}", kind.said(n)),
+        }
     }
     match report.outcome {
         Outcome::TimedOut => {
@@ -206,17 +210,37 @@ fn run() -> Result<ExitCode> {
         _ => {}
     }
     note!("{line}");
-    if let Some(v) = &verdict {
-        note!("sockwatch: {}", v.line);
+    if let Some(v) = &verdict_line {
+        note!("sockwatch: {v}");
     }
-    Ok(ExitCode::from(exit_status(report.outcome, failed)))
+    Ok(ExitCode::from(exit_status(report.outcome, judged)))
 }
 
-/// sockwatch's exit status: a failed assertion first, then COMMAND's own status.
-fn exit_status(outcome: Outcome, assertion_failed: bool) -> u8 {
+/// What the assertions came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    /// There were none.
+    Nothing,
+    Passed,
+    Failed,
+    /// Nothing failed among the events seen, but some could not be seen.
+    Undecided,
+}
+
+impl Judged {
+    /// Whether the run's status must say that the assertions did not pass.
+    fn blocks(self) -> bool {
+        matches!(self, Judged::Failed | Judged::Undecided)
+    }
+}
+
+/// sockwatch's exit status: assertions that did not pass first, then COMMAND's own
+/// status.
+fn exit_status(outcome: Outcome, judged: Judged) -> u8 {
     match outcome {
-        _ if assertion_failed => EXIT_ASSERTION,
+        _ if judged == Judged::Failed => EXIT_ASSERTION,
         Outcome::Forbidden => EXIT_ASSERTION,
+        _ if judged == Judged::Undecided => EXIT_UNDECIDED,
         Outcome::CommandExited(status) => status,
         Outcome::TimedOut => EXIT_TIMEOUT,
         Outcome::Interrupted
@@ -294,6 +318,20 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assertions_that_did_not_pass_decide_the_status() {
+        use Judged::*;
+        let code = Outcome::CommandExited(7);
+        assert_eq!(exit_status(code, Nothing), 7);
+        assert_eq!(exit_status(code, Passed), 7);
+        assert_eq!(exit_status(code, Failed), EXIT_ASSERTION);
+        assert_eq!(exit_status(code, Undecided), EXIT_UNDECIDED);
+        assert_eq!(exit_status(Outcome::Forbidden, Undecided), EXIT_ASSERTION);
+        assert_eq!(exit_status(Outcome::TimedOut, Passed), EXIT_TIMEOUT);
+        assert_eq!(exit_status(Outcome::Interrupted, Undecided), EXIT_UNDECIDED);
+        assert_eq!(exit_status(Outcome::OutputClosed, Nothing), 0);
+    }
 
     #[test]
     fn clap_errors_fold_to_one_line() {

@@ -19,8 +19,9 @@ use crate::assertion::Assertions;
 use crate::cli::{Config, SummaryMode};
 use crate::command::Child;
 use crate::event::{boot_now_ns, decode, Clock, EventSet};
-use crate::format::{count, write_event, write_header, Style};
+use crate::format::{write_event, write_header, Style};
 use crate::loader::Tracer;
+use crate::losses::{Loss, Losses};
 use crate::probes::Buffer;
 use crate::skel::types::counter;
 use crate::summary::Summary;
@@ -264,85 +265,38 @@ impl<W: Write> Printer<W> {
 pub struct Report {
     pub outcome: Outcome,
     pub printed: u64,
-    pub lost: u64,
-    pub untracked: u64,
-    /// Tracked sockets whose release no hook saw: their CLOSE is missing.
-    pub missed: u64,
-    /// Hook runs the kernel skipped (see `Tracer::skipped_runs`).
-    pub skipped: u64,
-    /// Processes that could not be followed (the table was full).
-    pub unfollowed: u64,
-    /// Lines that never reached the output (it was not being read).
-    pub unwritten: u64,
+    pub losses: Losses,
     pub assertions: Assertions,
 }
 
-/// Reports lost events at most once a second while they happen.
+/// Reports losses at most once a second while they happen.
 struct LossReport {
     last_check: Instant,
-    lost: u64,
-    untracked: u64,
-    missed: u64,
-    skipped: u64,
-    unfollowed: u64,
-    dropped: u64,
+    seen: Losses,
 }
 
 impl LossReport {
     /// `perf_lost`: what the perf buffers reported lost, beside the kernel's count;
-    /// `dropped`: lines the output queue had no room for.
-    fn check(&mut self, tracer: &Tracer, perf_lost: u64, dropped: u64, force: bool) -> Result<()> {
+    /// `unwritten`: lines the output could not take.
+    fn check(&mut self, tracer: &Tracer, perf_lost: u64, unwritten: u64, force: bool) -> Result<()> {
         if !force && self.last_check.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }
         self.last_check = Instant::now();
-        let lost = tracer.counter(counter::CTR_LOST)? + perf_lost;
-        if lost > self.lost {
-            note!(
-                "sockwatch: {} lost (the event buffer was full); {lost} in all",
-                count(lost - self.lost, "event")
-            );
-            self.lost = lost;
+        let mut now = Losses::default();
+        now.set(Loss::Lost, tracer.counter(counter::CTR_LOST)? + perf_lost);
+        now.set(Loss::Skipped, tracer.skipped_runs());
+        now.set(Loss::Untracked, tracer.counter(counter::CTR_UNTRACKED)?);
+        now.set(Loss::Missed, tracer.counter(counter::CTR_MISSED)?);
+        now.set(Loss::Unfollowed, tracer.counter(counter::CTR_UNFOLLOWED)?);
+        now.set(Loss::Unwritten, unwritten);
+        for kind in Loss::ALL {
+            let (total, before) = (now.get(kind), self.seen.get(kind));
+            if total > before {
+                note!("{}", kind.note(total - before, total));
+            }
         }
-        let skipped = tracer.skipped_runs();
-        if skipped > self.skipped {
-            note!(
-                "sockwatch: the kernel skipped {} of its hooks (one was already running on that CPU): events may be missing; {skipped} in all",
-                count(skipped - self.skipped, "run")
-            );
-            self.skipped = skipped;
-        }
-        let untracked = tracer.counter(counter::CTR_UNTRACKED)?;
-        if untracked > self.untracked {
-            note!(
-                "sockwatch: {} untracked (the socket table was full): their CLOSE lines will be missing",
-                count(untracked - self.untracked, "socket")
-            );
-            self.untracked = untracked;
-        }
-        let missed = tracer.counter(counter::CTR_MISSED)?;
-        if missed > self.missed {
-            note!(
-                "sockwatch: {} released where no hook could see it (the last reference was in another thread's call or an untraced process): their CLOSE lines are missing",
-                count(missed - self.missed, "socket")
-            );
-            self.missed = missed;
-        }
-        let unfollowed = tracer.counter(counter::CTR_UNFOLLOWED)?;
-        if unfollowed > self.unfollowed {
-            note!(
-                "sockwatch: {} not followed (the table of followed processes was full): their events will be missing",
-                count(unfollowed - self.unfollowed, "process")
-            );
-            self.unfollowed = unfollowed;
-        }
-        if dropped > self.dropped {
-            note!(
-                "sockwatch: {} not written (the output is not being read); {dropped} in all",
-                count(dropped - self.dropped, "line")
-            );
-            self.dropped = dropped;
-        }
+        self.seen = now;
         Ok(())
     }
 }
@@ -439,12 +393,7 @@ pub fn run(
     let timeout_end = cfg.timeout.map(|d| start + d);
     let mut losses = LossReport {
         last_check: start,
-        lost: 0,
-        untracked: 0,
-        missed: 0,
-        skipped: 0,
-        unfollowed: 0,
-        dropped: 0,
+        seen: Losses::default(),
     };
     let outcome = loop {
         let now = Instant::now();
@@ -564,15 +513,12 @@ pub fn run(
     if finished.closed {
         outcome = Outcome::OutputClosed;
     }
+    let mut losses = losses.seen;
+    losses.set(Loss::Unwritten, finished.unwritten);
     Ok(Report {
         outcome,
         printed: p.printed,
-        lost: losses.lost,
-        untracked: losses.untracked,
-        missed: losses.missed,
-        skipped: losses.skipped,
-        unfollowed: losses.unfollowed,
-        unwritten: finished.unwritten,
+        losses,
         assertions: p.assertions,
     })
 }

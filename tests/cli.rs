@@ -164,7 +164,7 @@ fn readme_and_help_agree_on_exit_statuses() {
         .filter(|w| w.parse::<u8>().is_ok())
         .map(String::from)
         .collect();
-    assert_eq!(from_help, ["0", "1", "2", "3", "4", "126", "127"]);
+    assert_eq!(from_help, ["0", "1", "2", "3", "4", "5", "126", "127"]);
     assert_eq!(from_readme, from_help);
 }
 

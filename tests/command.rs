@@ -380,6 +380,41 @@ fn expect_passes_when_met_and_fails_with_4_when_not() {
 }
 
 #[test]
+fn assertions_do_not_pass_on_events_the_buffer_lost() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let script = format!(
+        "sleep 0.5; {} tcp 127.0.0.1:{port} 1 --repeat 5000 > /dev/null",
+        client_path(&cli)
+    );
+    // A 16K buffer and a reader stopped while COMMAND floods: events are lost.
+    let trace = Trace::start(&[
+        "--buffer-size",
+        "16K",
+        "--forbid",
+        "connect peer!=127.0.0.0/8",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    signal(trace.pid(), Signal::SIGSTOP);
+    server.finish();
+    signal(trace.pid(), Signal::SIGCONT);
+    let out = trace.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    let verdict = out.stderr.lines().last().unwrap();
+    let lost: u64 = verdict
+        .strip_prefix("sockwatch: assertions undecided: ")
+        .and_then(|v| v.strip_suffix(" events lost (among the events seen: no forbidden event)"))
+        .unwrap_or_else(|| panic!("{verdict}"))
+        .parse()
+        .unwrap();
+    assert!(lost > 1000, "{lost}");
+}
+
+#[test]
 fn follow_traces_the_children_of_a_named_process() {
     require_root();
     let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);

@@ -2,10 +2,12 @@
 /*
  * sockwatch: the socket lifecycle of named processes.
  *
- * Every program first asks whether the current process is traced (pid, then
- * the group leader's name) and returns at once if not. Per-socket state lives
- * in `socks`, keyed by the struct sock pointer, because TCP state changes run
- * in softirq context where the current task is not the socket's owner.
+ * Programs that run in a process first ask whether it is traced (pid, then the
+ * group leader's name) and return at once if not. Per-socket state lives in
+ * `socks`, keyed by the struct sock pointer, because TCP state changes and
+ * releases can run where the current task is not the socket's owner (softirq, a
+ * kernel worker, an untraced process the socket was passed to): those programs
+ * look the socket up instead.
  *
  * The file follows a socket's life: process events, birth, connect, listen and
  * bind, accept, send, receive, release. Each step has one handler that takes
@@ -869,7 +871,7 @@ struct fd_walk {
 	__u32 first;
 	__u32 last;
 	__u32 word;
-	__u64 bits; /* the descriptors of `word` still to look at */
+	__u64 bits; /* the open descriptors of `word` */
 	/* The kernel's arrays: struct file *fd[], and the open and close-on-exec bitmaps. */
 	__u64 fds;
 	__u64 open_fds;
@@ -923,59 +925,31 @@ static __always_inline void walk_fd(struct fd_walk *w, __u32 fd, enum walk_for w
 	release(NULL, sk, st, w->traced || st->pid == w->p.pid ? &w->p : NULL);
 }
 
-static __always_inline __u32 lowest_bit(__u64 x)
-{
-	__u32 n = 0;
-
-	if (!(x & 0xffffffff)) {
-		n += 32;
-		x >>= 32;
-	}
-	if (!(x & 0xffff)) {
-		n += 16;
-		x >>= 16;
-	}
-	if (!(x & 0xff)) {
-		n += 8;
-		x >>= 8;
-	}
-	if (!(x & 0xf)) {
-		n += 4;
-		x >>= 4;
-	}
-	if (!(x & 0x3)) {
-		n += 2;
-		x >>= 2;
-	}
-	return n + !(x & 0x1);
-}
-
 /*
- * One open descriptor of the current word per call, so the cost is per open
- * descriptor. Exec's walk only notes sockets: it gets its own callbacks, which the
+ * Descriptor `i` of the current word, one call each: the verifier sees the same
+ * state every time (only `i` changes), so it follows the callback once, whatever
+ * the kernel. Exec's walk only notes sockets: it gets its own callbacks, which the
  * verifier then need not follow into a release.
  */
-static __always_inline long walk_bit(struct fd_walk *w, enum walk_for why)
+static __always_inline long walk_bit(struct fd_walk *w, __u32 i, enum walk_for why)
 {
-	__u32 fd;
+	__u32 fd = w->word * 64 + i;
 
-	if (!w->bits)
+	if (!(w->bits >> i))
 		return 1;
-	fd = w->word * 64 + lowest_bit(w->bits);
-	w->bits &= w->bits - 1;
-	if (fd >= w->first && fd <= w->last)
+	if ((w->bits >> i) & 1 && fd >= w->first && fd <= w->last)
 		walk_fd(w, fd, why);
 	return 0;
 }
 
 static long walk_bit_exec(__u32 i, void *ctx)
 {
-	return walk_bit(ctx, WALK_EXEC);
+	return walk_bit(ctx, i, WALK_EXEC);
 }
 
 static long walk_bit_close(__u32 i, void *ctx)
 {
-	return walk_bit(ctx, WALK_EXIT);
+	return walk_bit(ctx, i, WALK_EXIT);
 }
 
 static __always_inline long walk_word(struct fd_walk *w, __u32 i, enum walk_for why)

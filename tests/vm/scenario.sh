@@ -149,6 +149,7 @@ for spec in $MODES; do
   s1=$srv
   serve tcp 127.0.0.1:0 1
   echo "release_ports $p1 $port"
+  rm -f /tmp/t1 /tmp/t2
   $as ./sockwatch $probe --buffer $buffer --no-header -- sh -c \
     "./thread_close 127.0.0.1:$p1 1500 > /tmp/t1; ./splice_recv 127.0.0.1:$port 100000 > /tmp/t2" \
     > /tmp/out 2> /tmp/err

@@ -1,0 +1,125 @@
+//! What a run could not see or show, counted by kind: the notes while it happens,
+//! the closing line, and the reasons assertions do not pass.
+
+use crate::format::count;
+
+/// One kind of loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Events the event buffer had no room for.
+    Lost,
+    /// Runs of sockwatch's hooks the kernel skipped (one was already running there).
+    Skipped,
+    /// Sockets the socket table had no room for.
+    Untracked,
+    /// Tracked sockets whose release no hook saw.
+    Missed,
+    /// Processes the table of followed processes had no room for.
+    Unfollowed,
+    /// Lines the output could not take.
+    Unwritten,
+}
+
+impl Loss {
+    /// In the closing line's order.
+    pub const ALL: [Loss; 6] = [
+        Loss::Lost,
+        Loss::Skipped,
+        Loss::Untracked,
+        Loss::Missed,
+        Loss::Unfollowed,
+        Loss::Unwritten,
+    ];
+
+    /// What is counted, and what happened to it: "3 events lost".
+    fn noun_and_verb(self) -> (&'static str, &'static str) {
+        match self {
+            Loss::Lost => ("event", "lost"),
+            Loss::Skipped => ("hook run", "skipped"),
+            Loss::Untracked => ("socket", "untracked"),
+            Loss::Missed => ("CLOSE line", "missed"),
+            Loss::Unfollowed => ("process", "not followed"),
+            Loss::Unwritten => ("line", "not written"),
+        }
+    }
+
+    /// `n` of them, as the closing line says it.
+    pub fn said(self, n: u64) -> String {
+        let (noun, verb) = self.noun_and_verb();
+        format!("{} {verb}", count(n, noun))
+    }
+
+    /// The note on stderr when `new` more happened, `total` in all.
+    pub fn note(self, new: u64, total: u64) -> String {
+        let why = match self {
+            Loss::Lost => format!("(the event buffer was full); {total} in all"),
+            Loss::Skipped => format!(
+                "(one of its programs was already running on that CPU): events may be missing; {total} in all"
+            ),
+            Loss::Untracked => {
+                "(the socket table was full): their CLOSE lines will be missing".into()
+            }
+            Loss::Missed => "(their last reference was in another thread's call or an untraced process): their sockets' releases were not seen".into(),
+            Loss::Unfollowed => "(the table of followed processes was full): their events will be missing".into(),
+            Loss::Unwritten => format!("(the output is not being read); {total} in all"),
+        };
+        format!("sockwatch: {} {why}", self.said(new))
+    }
+}
+
+/// A count of each kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Losses([u64; 6]);
+
+impl Losses {
+    pub fn get(&self, kind: Loss) -> u64 {
+        self.0[kind as usize]
+    }
+
+    pub fn set(&mut self, kind: Loss, n: u64) {
+        self.0[kind as usize] = n;
+    }
+
+    /// The kinds that happened, as the closing line says them ("3 events lost").
+    pub fn said(&self) -> Vec<String> {
+        Loss::ALL
+            .iter()
+            .filter(|&&k| self.get(k) > 0)
+            .map(|&k| k.said(self.get(k)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closing_line_names_what_happened_in_order() {
+        let mut l = Losses::default();
+        assert!(l.said().is_empty());
+        l.set(Loss::Unwritten, 12);
+        l.set(Loss::Lost, 1);
+        l.set(Loss::Missed, 1);
+        assert_eq!(
+            l.said(),
+            ["1 event lost", "1 CLOSE line missed", "12 lines not written"]
+        );
+    }
+
+    #[test]
+    fn notes_say_how_many_more_and_why() {
+        assert_eq!(
+            Loss::Lost.note(3, 10),
+            "sockwatch: 3 events lost (the event buffer was full); 10 in all"
+        );
+        assert_eq!(
+            Loss::Untracked.note(1, 1),
+            "sockwatch: 1 socket untracked (the socket table was full): their CLOSE lines will be missing"
+        );
+        assert_eq!(
+            Loss::Unwritten.note(5, 7),
+            "sockwatch: 5 lines not written (the output is not being read); 7 in all"
+        );
+    }
+}
