@@ -103,7 +103,11 @@ mod tests {
         l.set(Loss::Missed, 1);
         assert_eq!(
             l.said(),
-            ["1 event lost", "1 CLOSE line missed", "12 lines not written"]
+            [
+                "1 event lost",
+                "1 CLOSE line missed",
+                "12 lines not written"
+            ]
         );
     }
 

@@ -278,7 +278,13 @@ struct LossReport {
 impl LossReport {
     /// `perf_lost`: what the perf buffers reported lost, beside the kernel's count;
     /// `unwritten`: lines the output could not take.
-    fn check(&mut self, tracer: &Tracer, perf_lost: u64, unwritten: u64, force: bool) -> Result<()> {
+    fn check(
+        &mut self,
+        tracer: &Tracer,
+        perf_lost: u64,
+        unwritten: u64,
+        force: bool,
+    ) -> Result<()> {
         if !force && self.last_check.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }

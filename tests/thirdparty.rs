@@ -1,5 +1,6 @@
 //! Real clients and servers from Debian's packages under sockwatch: redis-server
-//! with redis-cli, and curl against python3's http.server. scripts/test installs them.
+//! with redis-cli, curl against python3's http.server, and memcached over UDP.
+//! scripts/test installs them.
 
 mod common;
 
@@ -209,4 +210,59 @@ fn curl_against_python_http_server() {
     );
     // Killed by SIGKILL: its listener closes at exit.
     assert_eq!(py_keys.last().unwrap(), "python3 EXIT - - - signal=SIGKILL");
+}
+
+/// memcached -U dups its UDP socket's descriptor: the dup still holds it when the
+/// process exits, and its CLOSE comes then (the tracepoint mode once missed it).
+#[test]
+fn memcached_udp_socket_held_twice_closes_at_exit() {
+    require_root();
+    let bin = installed("memcached");
+    let port = free_port().to_string();
+    let trace = Trace::start(&["memcached"]);
+    let mut server = Command::new(&bin)
+        .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &port, "-U", &port])
+        .spawn()
+        .unwrap();
+    // Served: a UDP request (an 8-byte frame header, then the command) is answered.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = [0u8; 64];
+    let mut answered = false;
+    for _ in 0..50 {
+        udp.send_to(
+            b"\x00\x01\x00\x00\x00\x01\x00\x00version\r\n",
+            format!("127.0.0.1:{port}"),
+        )
+        .unwrap();
+        if udp.recv(&mut reply).is_ok() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "memcached never answered over UDP");
+    signal(server.id(), nix::sys::signal::Signal::SIGTERM);
+    server.wait().unwrap();
+    let lines = parse(&trace.stop().stdout);
+    let keys = keys_of(&lines, server.id());
+    let srv = format!("127.0.0.1:{port}");
+    let close = keys
+        .iter()
+        .find(|k| k.starts_with(&format!("memcached CLOSE udp {srv} * ")))
+        .unwrap_or_else(|| panic!("no CLOSE of the UDP socket: {keys:#?}"));
+    let (sent, received) = (detail_of(close, "sent"), detail_of(close, "received"));
+    assert!(sent > 0 && received > 0, "{close}");
+    assert!(keys.contains(&format!(
+        "memcached CLOSE tcp {srv} * sent=0 received=0 lifetime=*"
+    )));
+    assert_eq!(keys.last().unwrap(), "memcached EXIT - - - exit_code=0");
+}
+
+fn detail_of(key: &str, name: &str) -> u64 {
+    key.split(' ')
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
