@@ -69,9 +69,18 @@ impl Expr {
                     })?,
             )
         };
-        let terms = words
+        let terms: Vec<Term> = words
             .map(|w| Term::parse(w).map_err(|why| format!("bad term {w:?}: {why}")))
             .collect::<Result<_, _>>()?;
+        if let Some(k) = kind {
+            if let Some(t) = terms.iter().find(|t| !t.test.can_be_about(k)) {
+                return Err(format!(
+                    "{} events have no {}: the expression could never match",
+                    k.name(),
+                    t.test.field()
+                ));
+            }
+        }
         Ok(Expr {
             text: text.split_whitespace().collect::<Vec<_>>().join(" "),
             kind,
@@ -125,7 +134,7 @@ impl Term {
                 _ => return Err("not a protocol (tcp, udp)".into()),
             }),
             "result" => Test::Result(parse_outcome(value)?),
-            "process" => Test::Process(value.as_bytes().to_vec()),
+            "process" => Test::Process(process_name(value)?),
             _ => return Err(format!("unknown key (keys: {KEYS})")),
         };
         Ok(Term { negated, test })
@@ -136,6 +145,41 @@ impl Term {
     fn holds(&self, ev: &Event) -> bool {
         self.test.check(ev).is_some_and(|hit| hit != self.negated)
     }
+}
+
+/// A process name as sockwatch prints it: `\xNN` and `\\` stand for their bytes.
+/// The kernel keeps 15 bytes of a name, so a longer one could never match.
+fn process_name(value: &str) -> Result<Vec<u8>, String> {
+    let mut name = Vec::new();
+    let mut rest = value.as_bytes();
+    while let Some((&b, after)) = rest.split_first() {
+        rest = after;
+        if b != b'\\' {
+            name.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', after @ ..] => {
+                name.push(b'\\');
+                rest = after;
+            }
+            [b'x', hi, lo, after @ ..] => {
+                let hex = std::str::from_utf8(&[*hi, *lo]).unwrap_or("").to_string();
+                let byte = u8::from_str_radix(&hex, 16)
+                    .map_err(|_| format!("\\x{hex} is not a byte (\\x00 to \\xff)"))?;
+                name.push(byte);
+                rest = after;
+            }
+            _ => return Err("a backslash starts \\xNN or \\\\ only".into()),
+        }
+    }
+    if name.len() > 15 {
+        return Err(format!(
+            "longer than the 15 bytes the kernel keeps of a name: write process={}",
+            escape(&name[..15])
+        ));
+    }
+    Ok(name)
 }
 
 fn parse_outcome(value: &str) -> Result<Outcome, String> {
@@ -155,6 +199,29 @@ fn parse_outcome(value: &str) -> Result<Outcome, String> {
 }
 
 impl Test {
+    /// The field the term is about, as the error for a kind that lacks it says it.
+    fn field(&self) -> &'static str {
+        match self {
+            Test::Port(_) | Test::Lport(_) | Test::Rport(_) => "port",
+            Test::Peer(_) => "peer",
+            Test::Proto(_) => "protocol",
+            Test::Result(_) => "result (result= is about connect events)",
+            Test::Process(_) => "process",
+        }
+    }
+
+    /// Whether events of `kind` can have this field.
+    fn can_be_about(&self, kind: Kind) -> bool {
+        let socket = !matches!(kind, Kind::Fork | Kind::Exec | Kind::Exit);
+        match self {
+            Test::Port(_) | Test::Lport(_) | Test::Proto(_) => socket,
+            // A listening socket has no peer.
+            Test::Rport(_) | Test::Peer(_) => socket && kind != Kind::Listen,
+            Test::Result(_) => kind == Kind::Connect,
+            Test::Process(_) => true,
+        }
+    }
+
     /// Whether the event has this value; None when it has no such field.
     fn check(&self, ev: &Event) -> Option<bool> {
         let socket = ev.socket.as_ref();
@@ -375,7 +442,7 @@ mod tests {
         assert!(!m("any peer=0.0.0.0/0", &listen));
         assert!(!m("any rport!=1", &listen));
         assert!(m("listen port=80", &listen));
-        assert!(!m("listen result!=ok", &listen));
+        assert!(!m("any result!=ok", &listen));
         let exit = Event {
             socket: None,
             detail: Detail::Exit(ExitStatus::Code(0)),
@@ -401,6 +468,43 @@ mod tests {
         assert!(err("connect proto=sctp").contains("not a protocol"));
         assert!(err("connect port=").contains("no value"));
         assert!(err("connect port=0").contains("not a port"));
+        assert!(err("connect process=a\\q").contains("backslash"));
+        assert!(err("connect process=a\\xzz").contains("not a byte"));
+    }
+
+    #[test]
+    fn expressions_that_could_never_match_are_refused() {
+        let err = |s: &str| Expr::parse(s).unwrap_err();
+        assert_eq!(
+            err("send result=ok"),
+            "send events have no result (result= is about connect events): the expression could never match"
+        );
+        assert!(err("exit port=80").starts_with("exit events have no port"));
+        assert!(err("listen peer=127.0.0.1").starts_with("listen events have no peer"));
+        assert!(err("fork proto=tcp").starts_with("fork events have no protocol"));
+        // Whatever the kind, a process name; `any` may be about any field.
+        assert!(Expr::parse("exec process=sh").is_ok());
+        assert!(Expr::parse("any result=ok").is_ok());
+        assert!(Expr::parse("close peer=::1").is_ok());
+    }
+
+    #[test]
+    fn process_names_as_sockwatch_prints_them() {
+        let named = |name: &[u8]| Event {
+            process: name.to_vec(),
+            ..connect("127.0.0.1:1", ConnectResult::Ok)
+        };
+        assert!(m("connect process=my\\x20curl", &named(b"my curl")));
+        assert!(m("connect process=a\\\\b", &named(b"a\\b")));
+        assert!(m("connect process=\\xff", &named(b"\xff")));
+        assert_eq!(
+            Expr::parse("connect process=fifteen-bytes-xy").unwrap_err(),
+            "bad term \"process=fifteen-bytes-xy\": longer than the 15 bytes the kernel keeps of a name: write process=fifteen-bytes-x"
+        );
+        assert!(m(
+            "connect process=fifteen-bytes-x",
+            &named(b"fifteen-bytes-x")
+        ));
     }
 
     #[test]

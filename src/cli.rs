@@ -13,7 +13,6 @@ use crate::event::{EventSet, Kind, Protocol};
 use crate::format::escape;
 use crate::prefix::Prefix;
 use crate::probes::{Buffer, Mode};
-use crate::summary;
 
 /// Most process names, pids, ports and peers the kernel-side filter holds
 /// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS).
@@ -213,6 +212,19 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The EXPR grammar of --expect and --forbid.
+pub const EXPRESSIONS: &str = "
+Expressions (--expect, --forbid): EVENT [TERM]...
+  EVENT is an event name or `any`; every TERM must hold: KEY=VALUE or KEY!=VALUE.
+  port=, lport=, rport=   a port (port: local or remote)
+  peer=                   ADDR or ADDR/LEN, IPv4 or IPv6 (::ffff:a.b.c.d is a.b.c.d)
+  proto=                  tcp or udp
+  result=                 connect's: ok, failed, aborted, or an errno name (ECONNREFUSED)
+  process=                a name as sockwatch prints it (\\xNN for a byte), 15 bytes at most
+  A term about a field the event lacks holds neither way; an EVENT whose events
+  never have the field (`send result=ok`) is refused.
+";
+
 /// Who may run sockwatch, and what scripts can wait for.
 pub const PRIVILEGES: &str = "Needs root, or CAP_BPF and CAP_PERFMON (the tracepoint mode \
 also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
@@ -250,6 +262,7 @@ fn after_help() -> String {
     for (cmd, what) in EXAMPLES {
         s += &format!("  {cmd}\n      {what}\n");
     }
+    s += EXPRESSIONS;
     s += &format!("\n{PRIVILEGES}\n\nExit status:\n");
     for (code, meaning) in EXIT_CODES {
         s += &format!("  {code} {meaning}\n");
@@ -296,8 +309,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// A duration with a unit (`500ms`, `30s`, `5m`), or a bare number of seconds, as
+/// timeout(1) takes it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 5m)"))?;
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 5m)"))?,
+    };
     if d.is_zero() {
         return Err("must be longer than zero".into());
     }
@@ -327,6 +345,8 @@ pub struct Config {
     pub expect: Vec<Expr>,
     pub forbid: Vec<Expr>,
     pub summary: Option<SummaryMode>,
+    /// The summary table's column header (--no-header leaves it out).
+    pub table_header: bool,
     pub output: Option<PathBuf>,
     pub append: bool,
     pub json: bool,
@@ -437,8 +457,10 @@ impl Config {
         for expr in args.expect.iter().chain(&args.forbid) {
             events |= expr.kinds().0;
         }
+        // The summary counts what --events selects, and needs accepts to group a
+        // server's connections by client host.
         if summary.is_some() {
-            events |= summary::KINDS.0;
+            events |= Kind::Accept.bit();
         }
         Ok(Config {
             names,
@@ -463,6 +485,7 @@ impl Config {
             append: args.append,
             json: args.json,
             header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
+            table_header: !args.no_header,
             count: args.count,
             duration: args.duration,
             timeout: args.timeout,
@@ -574,6 +597,14 @@ mod tests {
         assert!(config(&["--timeout", "5s", "x"]).is_err());
         assert!(config(&["--duration", "soon", "x"]).is_err());
         assert!(config(&["--events", "bogus", "x"]).is_err());
+    }
+
+    #[test]
+    fn a_bare_duration_is_seconds() {
+        assert_eq!(parse_duration("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use roff::{bold, roman, Roff};
 
-use crate::cli::{Args, Generate, EXAMPLES, EXIT_CODES, PRIVILEGES};
+use crate::cli::{Args, Generate, EXAMPLES, EXIT_CODES, EXPRESSIONS, PRIVILEGES};
 
 /// Writes what `--generate KIND` asks for.
 pub fn write(kind: Generate, out: &mut impl Write) -> io::Result<()> {
@@ -35,6 +35,10 @@ fn man(cmd: clap::Command, out: &mut impl Write) -> io::Result<()> {
         roff.control("TP", [])
             .text([bold(*cmd)])
             .text([roman(*what)]);
+    }
+    roff.control("SH", ["EXPRESSIONS"]);
+    for line in EXPRESSIONS.lines().skip(2) {
+        roff.control("br", []).text([roman(line.trim_start())]);
     }
     roff.control("SH", ["PRIVILEGES"]).text([roman(PRIVILEGES)]);
     roff.control("SH", ["EXIT STATUS"]);
@@ -78,6 +82,8 @@ mod tests {
         }
         assert!(man.contains(".SH \"EXIT STATUS\""), "{man}");
         assert!(man.contains(".SH EXAMPLES"), "{man}");
+        assert!(man.contains(".SH EXPRESSIONS"), "{man}");
+        assert!(man.contains("result="), "{man}");
         assert!(!man.contains("generate"), "a hidden option is documented");
     }
 

@@ -207,6 +207,7 @@ fn run() -> Result<ExitCode> {
             line += &format!("; timed out before {want}");
         }
         Outcome::CommandExited(status) => line += &format!("; COMMAND exited with status {status}"),
+        Outcome::PidsExited => line += "; the traced processes exited",
         _ => {}
     }
     note!("{line}");
@@ -245,6 +246,7 @@ fn exit_status(outcome: Outcome, judged: Judged) -> u8 {
         Outcome::TimedOut => EXIT_TIMEOUT,
         Outcome::Interrupted
         | Outcome::CountReached
+        | Outcome::PidsExited
         | Outcome::DurationElapsed
         | Outcome::OutputClosed => 0,
     }

@@ -31,6 +31,16 @@ impl Prefix {
                 .filter(|&n| n <= max)
                 .ok_or_else(|| format!("prefix length {l:?} is not 0 to {max}"))?,
         };
+        // ::ffff:a.b.c.d is how a dual-stack socket (and `ss`) shows an IPv4 peer,
+        // which events show as a.b.c.d: the same prefix, in IPv4.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), len >= 96) {
+                return Ok(Prefix {
+                    addr: IpAddr::V4(v4),
+                    len: len - 96,
+                });
+            }
+        }
         Ok(Prefix { addr, len })
     }
 
@@ -145,6 +155,24 @@ mod tests {
             .unwrap_err()
             .contains("not an IPv4"));
         assert!(Prefix::parse("10.0.0.0/x").is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_are_ipv4() {
+        let p = Prefix::parse("::ffff:127.0.0.1").unwrap();
+        assert_eq!((p.to_string(), p.len), ("127.0.0.1".to_string(), 32));
+        assert!(p.contains(ip("127.0.0.1")));
+        assert!(p.contains(ip("::ffff:127.0.0.1")));
+        assert_eq!(
+            Prefix::parse("[::ffff:10.0.0.0]/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            Prefix::parse("::ffff:0.0.0.0/96").unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        // A shorter prefix reaches beyond the mapped range: it stays IPv6.
+        assert!(Prefix::parse("::/80").unwrap().addr.is_ipv6());
     }
 
     #[test]

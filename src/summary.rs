@@ -31,19 +31,46 @@ pub struct Row {
 /// Totals by (process name, remote end). An accepted connection's remote end is
 /// the client's address with its port left out (`127.0.0.1:*`): a server gets one
 /// row per client host, not one per connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Summary {
+    /// The kinds counted (`--events`); the others' columns are `-` (absent in JSON).
+    counted: EventSet,
     rows: BTreeMap<(Vec<u8>, String), Row>,
     /// Accepted connections still open: (pid, local, remote).
     accepted: HashSet<(u32, SocketAddr, SocketAddr)>,
 }
 
+/// A column after PROCESS and REMOTE: title, JSON key, the kind it counts, its value.
+type Column = (&'static str, &'static str, Kind, fn(&Row) -> u64);
+
+const COLUMNS: [Column; 6] = [
+    ("CONN-OK", "connects_ok", Kind::Connect, |r| r.connects_ok),
+    ("CONN-FAIL", "connects_failed", Kind::Connect, |r| {
+        r.connects_failed
+    }),
+    ("ACCEPTS", "accepts", Kind::Accept, |r| r.accepts),
+    ("SENT", "sent", Kind::Send, |r| r.sent),
+    ("RECEIVED", "received", Kind::Recv, |r| r.received),
+    ("CLOSED", "closed", Kind::Close, |r| r.closed),
+];
+
 impl Summary {
+    /// A summary of the events of `counted` kinds (those of `KINDS` among them).
+    pub fn new(counted: EventSet) -> Summary {
+        Summary {
+            counted,
+            rows: BTreeMap::new(),
+            accepted: HashSet::new(),
+        }
+    }
+
     pub fn add(&mut self, ev: &Event) {
         let Some(socket) = &ev.socket else {
             return;
         };
-        if !KINDS.contains(ev.kind()) {
+        // Accepts are followed whatever is counted: they decide a row's remote end.
+        let kind = ev.kind();
+        if !KINDS.contains(kind) || !(self.counted.contains(kind) || kind == Kind::Accept) {
             return;
         }
         let conn = socket.remote.map(|r| (ev.pid, socket.local, r));
@@ -59,6 +86,9 @@ impl Summary {
             Some(SocketAddr::V6(a)) if accepted => format!("[{}]:*", a.ip()),
             Some(r) => r.to_string(),
         };
+        if !self.counted.contains(kind) {
+            return;
+        }
         let row = self.rows.entry((ev.process.clone(), remote)).or_default();
         match &ev.detail {
             Detail::Connect {
@@ -85,69 +115,46 @@ impl Summary {
             .map(|((p, r), row)| (p.as_slice(), r.as_str(), row))
     }
 
-    /// The table as text: a header, then one aligned row per process and remote end.
-    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+    /// The table as text: a header (unless `header` is false), then one aligned row
+    /// per process and remote end.
+    pub fn write_text(&self, out: &mut impl Write, header: bool) -> io::Result<()> {
         let line = |cells: [&str; 8]| {
             let [p, r, co, cf, a, s, rc, cl] = cells;
             format!("{p:<15} {r:<41} {co:>7} {cf:>9} {a:>7} {s:>12} {rc:>12} {cl:>6}\n")
         };
-        out.write_all(
-            line([
-                "PROCESS",
-                "REMOTE",
-                "CONN-OK",
-                "CONN-FAIL",
-                "ACCEPTS",
-                "SENT",
-                "RECEIVED",
-                "CLOSED",
-            ])
-            .as_bytes(),
-        )?;
+        if header {
+            let titles = COLUMNS.map(|c| c.0);
+            let [co, cf, a, s, rc, cl] = titles;
+            out.write_all(line(["PROCESS", "REMOTE", co, cf, a, s, rc, cl]).as_bytes())?;
+        }
         for (process, remote, r) in self.rows() {
-            let n = [
-                r.connects_ok,
-                r.connects_failed,
-                r.accepts,
-                r.sent,
-                r.received,
-                r.closed,
-            ]
-            .map(|v| v.to_string());
+            let n = COLUMNS.map(|(_, _, kind, value)| match self.counted.contains(kind) {
+                true => value(r).to_string(),
+                false => "-".to_string(),
+            });
+            let [co, cf, a, s, rc, cl] = n.each_ref().map(String::as_str);
             out.write_all(
-                line([
-                    &process_field(process),
-                    remote,
-                    &n[0],
-                    &n[1],
-                    &n[2],
-                    &n[3],
-                    &n[4],
-                    &n[5],
-                ])
-                .as_bytes(),
+                line([&process_field(process), remote, co, cf, a, s, rc, cl]).as_bytes(),
             )?;
         }
         Ok(())
     }
 
-    /// The table as NDJSON: one object per row.
+    /// The table as NDJSON: one object per row, with the counted columns.
     pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        #[derive(Serialize)]
-        struct JsonRow<'a> {
-            summary: bool,
-            process: String,
-            remote: &'a str,
-            #[serde(flatten)]
-            counts: &'a Row,
-        }
         for (process, remote, counts) in self.rows() {
-            let row = JsonRow {
-                summary: true,
-                process: String::from_utf8_lossy(process).into_owned(),
-                remote,
-                counts,
-            };
+            let mut row = serde_json::Map::new();
+            row.insert("summary".into(), true.into());
+            row.insert(
+                "process".into(),
+                String::from_utf8_lossy(process).into_owned().into(),
+            );
+            row.insert("remote".into(), remote.into());
+            for (_, key, kind, value) in COLUMNS {
+                if self.counted.contains(kind) {
+                    row.insert(key.into(), value(counts).into());
+                }
+            }
             serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")?;
         }
@@ -185,7 +192,7 @@ mod tests {
     }
 
     fn sample() -> Summary {
-        let mut s = Summary::default();
+        let mut s = Summary::new(EventSet::ALL);
         let db = Some("127.0.0.1:5432");
         for (port, ok) in [("127.0.0.1:40001", true), ("127.0.0.1:40002", false)] {
             let result = if ok {
@@ -279,7 +286,7 @@ mod tests {
     fn text_and_json() {
         let s = sample();
         let mut text = Vec::new();
-        s.write_text(&mut text).unwrap();
+        s.write_text(&mut text, true).unwrap();
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -297,6 +304,32 @@ mod tests {
             serde_json::json!({"summary": true, "process": "app", "remote": "127.0.0.1:5432",
                 "connects_ok": 1, "connects_failed": 1, "accepts": 0, "sent": 10,
                 "received": 32, "closed": 1})
+        );
+    }
+
+    #[test]
+    fn only_the_counted_columns_and_no_header_if_asked() {
+        let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()));
+        let c = Some("127.0.0.1:50001");
+        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Accept));
+        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Send { bytes: 4 }));
+        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Recv { bytes: 9 }));
+        s.add(&ev("db", 9, "127.0.0.1:5432", c, close(4, 9)));
+        let mut text = Vec::new();
+        s.write_text(&mut text, false).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        // Accepts still group the client's connections by host.
+        assert_eq!(
+            text.split_whitespace().collect::<Vec<_>>(),
+            ["db", "127.0.0.1:*", "-", "-", "-", "4", "-", "1"]
+        );
+        let mut json = Vec::new();
+        s.write_json(&mut json).unwrap();
+        let row: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            row,
+            serde_json::json!({"summary": true, "process": "db", "remote": "127.0.0.1:*",
+                "sent": 4, "closed": 1})
         );
     }
 }

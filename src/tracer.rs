@@ -123,6 +123,8 @@ pub enum Outcome {
     CommandExited(u8),
     /// A --forbid expression matched.
     Forbidden,
+    /// Every --pid process exited, and nothing else could be traced (strace -p's end).
+    PidsExited,
 }
 
 /// The last SIGINT, SIGTERM or SIGHUP received (0: none), and whether a terminal sent it.
@@ -357,7 +359,7 @@ pub fn run(
         printed: 0,
         limit: cfg.count,
         assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
-        summary: cfg.summary.map(|_| Summary::default()),
+        summary: cfg.summary.map(|_| Summary::new(cfg.print)),
         error: None,
     });
     let reorder = RefCell::new(Reorder::default());
@@ -395,6 +397,12 @@ pub fn run(
     };
 
     let start = Instant::now();
+    // Only --pid: once they are gone, nothing more can come.
+    let only_pids = !cfg.pids.is_empty()
+        && cfg.names.is_empty()
+        && cfg.command.is_empty()
+        && cfg.cgroup.is_none()
+        && !cfg.follow;
     let duration_end = cfg.duration.map(|d| start + d);
     let timeout_end = cfg.timeout.map(|d| start + d);
     let mut losses = LossReport {
@@ -425,6 +433,9 @@ pub fn run(
         }
         if duration_end.is_some_and(|t| now >= t) {
             break Outcome::DurationElapsed;
+        }
+        if only_pids && cfg.pids.iter().all(|&p| !crate::procs::alive(p)) {
+            break Outcome::PidsExited;
         }
         if timeout_end.is_some_and(|t| now >= t) {
             break Outcome::TimedOut;
@@ -480,6 +491,7 @@ pub fn run(
             | Outcome::DurationElapsed
             | Outcome::TimedOut
             | Outcome::CommandExited(_)
+            | Outcome::PidsExited
     ) {
         source.consume()?;
         print_ordered(u64::MAX);
@@ -489,7 +501,7 @@ pub fn run(
             outcome = Outcome::OutputClosed;
         } else if p.assertions.forbidden_seen() {
             outcome = Outcome::Forbidden;
-        } else if p.done() && !matches!(outcome, Outcome::CommandExited(_)) {
+        } else if p.done() && !matches!(outcome, Outcome::CommandExited(_) | Outcome::PidsExited) {
             outcome = Outcome::CountReached;
         }
     }
@@ -505,7 +517,7 @@ pub fn run(
         let written = if style.json {
             summary.write_json(&mut p.out)
         } else {
-            summary.write_text(&mut p.out)
+            summary.write_text(&mut p.out, cfg.table_header)
         };
         match written.and_then(|()| p.out.flush()) {
             Ok(()) => {}

@@ -524,9 +524,30 @@ fn summary_after_the_lines_counts_what_they_show() {
     assert_eq!(
         rows,
         [
-            vec![cli.as_str(), &addr, "2", "0", "0", "60", "60", "2"],
-            vec![cli.as_str(), &refused, "0", "1", "0", "0", "0", "1"],
+            // -e connect: the table counts connects only.
+            vec![cli.as_str(), &addr, "2", "0", "-", "-", "-", "-"],
+            vec![cli.as_str(), &refused, "0", "1", "-", "-", "-", "-"],
         ]
+    );
+
+    // Every event, and the table without its header.
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);
+    let addr = format!("127.0.0.1:{port}");
+    let script = format!(
+        "{c} tcp {addr} 10 20 >/dev/null; {c} tcp {addr} 30 >/dev/null",
+        c = client_path(&cli)
+    );
+    let out = run(&["-c", "--no-header", "--", "sh", "-c", &script]);
+    server.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec![cli.as_str(), &addr, "2", "0", "0", "60", "60", "2"]]
     );
 }
 

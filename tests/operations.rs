@@ -351,3 +351,25 @@ fn a_connect_to_port_zero_keeps_its_peer() {
     assert_eq!(lines[0].event, "CONNECT");
     assert_eq!(lines[0].remote, "127.0.0.2:0");
 }
+
+#[test]
+fn tracing_pids_ends_when_they_have_exited() {
+    require_root();
+    let mut sleeper = Command::new("sleep").arg("2").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let trace = Trace::start(&["-p", &pid]);
+    // Left a zombie on purpose for a while: it counts as gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = trace.wait(Duration::from_secs(10));
+    sleeper.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].key(), "sleep EXIT - - - exit_code=0");
+    assert!(
+        out.stderr
+            .ends_with("sockwatch: 1 event printed, 0 lost; the traced processes exited"),
+        "{}",
+        out.stderr
+    );
+}
