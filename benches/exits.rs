@@ -28,7 +28,7 @@ mod support;
 use common::{named_example, unique_name, Trace, Workload};
 use support::{median_spread, newest_program, with_bpf_stats};
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 const CONNECTIONS: usize = 2000;
 /// The CPU the server, its children and the stall probe share.
 const CPU: usize = 0;
@@ -36,6 +36,8 @@ const CPU: usize = 0;
 #[derive(Clone, Copy)]
 enum Config {
     Baseline,
+    /// sockwatch tracing a name nothing has: the mode's cost to every process.
+    OtherName,
     Traced(Option<&'static str>),
 }
 
@@ -43,6 +45,7 @@ impl Config {
     fn name(self) -> String {
         match self {
             Config::Baseline => "no tracer".into(),
+            Config::OtherName => "sockwatch tracing another name".into(),
             Config::Traced(None) => "sockwatch NAME (65536 sockets)".into(),
             Config::Traced(Some(n)) => format!("sockwatch --max-sockets {n} NAME"),
         }
@@ -125,6 +128,7 @@ fn main() {
     );
     let configs = [
         Config::Baseline,
+        Config::OtherName,
         Config::Traced(None),
         Config::Traced(Some("1048576")),
     ];
@@ -139,6 +143,10 @@ fn main() {
             let newest = newest_program();
             let tracer = match c {
                 Config::Baseline => None,
+                Config::OtherName => Some(Trace::start_with(
+                    &["--probe", "tracepoint", "no-such-name"],
+                    Stdio::null(),
+                )),
                 Config::Traced(size) => {
                     let mut args = vec!["--probe", "tracepoint"];
                     if let Some(n) = size {
@@ -155,13 +163,19 @@ fn main() {
             stop.store(true, Ordering::Relaxed);
             rates[i].push(rate);
             stalls[i].push(probe.join().unwrap());
-            if let Some(t) = tracer {
-                let exit = stats.iter().find(|s| s.0 == "tp_exit_fds");
-                let (_, runs, ns) = exit.expect("the exit hook ran");
-                assert!(*runs as usize >= CONNECTIONS, "{runs} exits");
-                exit_ns[i].push(*ns);
-                hooks = stats;
-                t.stop();
+            match (tracer, c) {
+                (Some(t), Config::Traced(_)) => {
+                    let exit = stats.iter().find(|s| s.0.starts_with("tp_exit"));
+                    let (_, runs, ns) = exit.expect("the exit hook ran");
+                    assert!(*runs as usize >= CONNECTIONS, "{runs} exits");
+                    exit_ns[i].push(*ns);
+                    hooks = stats;
+                    t.stop();
+                }
+                (Some(t), _) => {
+                    t.stop();
+                }
+                (None, _) => {}
             }
         }
     }

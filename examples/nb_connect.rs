@@ -1,9 +1,10 @@
 //! One TCP connect whose outcome the tests choose, reported the way event loops learn it.
 //!
-//! usage: nb_connect ADDR [--blocking] [--syncnt N] [--v6only]
+//! usage: nb_connect ADDR [--blocking] [--syncnt N] [--v6only] [--reconnect]
 //!
 //! By default the socket is non-blocking: connect() returns EINPROGRESS and the
-//! outcome arrives through poll and SO_ERROR, as for curl or nginx upstreams.
+//! outcome arrives through poll and SO_ERROR, as for curl or nginx upstreams;
+//! with --reconnect, through a second connect(), as hiredis and redis-cli learn it.
 //! --blocking waits inside connect(). --syncnt N limits SYN retransmits
 //! (TCP_SYNCNT), so a connect nobody answers times out in seconds. --v6only sets
 //! IPV6_V6ONLY, so a v4-mapped ADDR fails at once with ENETUNREACH.
@@ -23,7 +24,7 @@ use nix::sys::socket::{
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(addr) = args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()) else {
-        eprintln!("usage: nb_connect ADDR [--blocking] [--syncnt N] [--v6only]");
+        eprintln!("usage: nb_connect ADDR [--blocking] [--syncnt N] [--v6only] [--reconnect]");
         return ExitCode::from(2);
     };
     let has = |flag: &str| args.iter().position(|a| a == flag);
@@ -63,7 +64,15 @@ fn main() -> ExitCode {
         Err(Errno::EINPROGRESS) => {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
             poll(&mut fds, PollTimeout::from(60_000u16)).expect("poll");
-            Errno::from_raw(getsockopt(&fd, sockopt::SocketError).expect("SO_ERROR"))
+            if has("--reconnect").is_some() {
+                match connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+                    // Connected: a second connect() says so.
+                    Err(Errno::EISCONN) | Ok(()) => Errno::UnknownErrno,
+                    Err(e) => e,
+                }
+            } else {
+                Errno::from_raw(getsockopt(&fd, sockopt::SocketError).expect("SO_ERROR"))
+            }
         }
         Err(e) => e,
         Ok(()) => Errno::UnknownErrno,

@@ -288,6 +288,36 @@ fn nonblocking_connect_reports_its_real_outcome() {
 }
 
 #[test]
+fn a_second_connect_that_collects_the_outcome_is_no_second_connect() {
+    require_root();
+    // hiredis and redis-cli learn a non-blocking connect's outcome by calling
+    // connect() again: one attempt, one CONNECT line, whatever the outcome.
+    for ip in ["127.0.0.1", "[::1]"] {
+        let target = closed_port(ip);
+        let (lines, local, result) = connect_outcome(&target, &["--reconnect"]);
+        assert_eq!(result, "result ECONNREFUSED");
+        assert_eq!(
+            lines,
+            [
+                format!("CONNECT tcp {local} {target} result=ECONNREFUSED latency=*"),
+                format!("CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+            ]
+        );
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (lines, local, result) = connect_outcome(&target, &["--reconnect"]);
+    assert_eq!(result, "result ok");
+    assert_eq!(
+        lines,
+        [
+            format!("CONNECT tcp {local} {target} result=ok latency=*"),
+            format!("CLOSE tcp {local} {target} sent=0 received=0 lifetime=*"),
+        ]
+    );
+}
+
+#[test]
 fn blocking_connect_is_reported_once_with_its_ends() {
     require_root();
     let target = closed_port("127.0.0.1");

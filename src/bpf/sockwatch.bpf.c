@@ -1298,10 +1298,33 @@ static __always_inline bool tcp_connect_pending(long ret)
 	       (ret <= -ERESTARTSYS && ret >= -ERESTARTSYS - 4);
 }
 
-static __always_inline int connect_begin(__u64 sock, __u64 addr)
+/* `flags` of a stashed connect. */
+#define CALL_COLLECTS 1
+
+/*
+ * A connect() on a TCP socket whose earlier attempt already ended (SS_CONNECTING,
+ * yet TCP_CLOSE) starts nothing: it only collects that attempt's error, as hiredis
+ * and redis-cli learn a non-blocking connect's outcome. That outcome was reported.
+ */
+static __always_inline bool collects_outcome(const struct socket *sock)
 {
-	stash(sock, addr, 0);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+
+	return sock && BPF_CORE_READ(sock, state) == SS_CONNECTING &&
+	       BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE;
+}
+
+static __always_inline int connect_stash(const struct proc *p, struct socket *sock, __u64 addr)
+{
+	stash_as(p, (__u64)sock, addr, collects_outcome(sock) ? CALL_COLLECTS : 0);
 	return 0;
+}
+
+static __always_inline int connect_begin(struct socket *sock, __u64 addr)
+{
+	struct proc p;
+
+	return current_proc(&p) ? connect_stash(&p, sock, addr) : 0;
 }
 
 /*
@@ -1325,6 +1348,9 @@ static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u
 	if (st)
 		st->connected = 1;
 	if (kind.protocol == IPPROTO_TCP && (call->syn_sent || ret == 0 || tcp_connect_pending(ret)))
+		return 0;
+	/* Only an untracked socket's outcome went unreported: then this is its report. */
+	if (call->flags & CALL_COLLECTS && st)
 		return 0;
 	owner.pid = p.pid;
 	owner.tid = p.tid;
@@ -1362,7 +1388,15 @@ static __always_inline int kp_connect_done(void *ctx, int ret)
 SEC("tracepoint/syscalls/sys_enter_connect")
 int tp_connect(struct trace_event_raw_sys_enter *ctx)
 {
-	return connect_begin(0, 0);
+	struct file *file;
+	struct proc p;
+
+	if (!current_proc(&p))
+		return 0;
+	file = file_from_fd(ctx->args[0]);
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	return connect_stash(&p, BPF_CORE_READ(file, private_data), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
@@ -1382,7 +1416,7 @@ int tp_connect_r(struct trace_event_raw_sys_exit *ctx)
 SEC("fentry/inet_stream_connect")
 int BPF_PROG(fx_connect, struct socket *sock, struct sockaddr *uaddr)
 {
-	return connect_begin((__u64)sock, (__u64)uaddr);
+	return connect_begin(sock, (__u64)uaddr);
 }
 
 SEC("fexit/inet_stream_connect")
@@ -1395,7 +1429,7 @@ int BPF_PROG(fx_connect_r, struct socket *sock, struct sockaddr *uaddr, int addr
 SEC("fentry/inet_dgram_connect")
 int BPF_PROG(fx_dconnect, struct socket *sock, struct sockaddr *uaddr)
 {
-	return connect_begin((__u64)sock, (__u64)uaddr);
+	return connect_begin(sock, (__u64)uaddr);
 }
 
 SEC("fexit/inet_dgram_connect")
@@ -1408,7 +1442,7 @@ int BPF_PROG(fx_dconnect_r, struct socket *sock, struct sockaddr *uaddr, int add
 SEC("kprobe/inet_stream_connect")
 int BPF_KPROBE(kp_connect, struct socket *sock, struct sockaddr *uaddr)
 {
-	return connect_begin((__u64)sock, (__u64)uaddr);
+	return connect_begin(sock, (__u64)uaddr);
 }
 
 SEC("kretprobe/inet_stream_connect")
@@ -1420,7 +1454,7 @@ int BPF_KRETPROBE(kp_connect_r, int ret)
 SEC("kprobe/inet_dgram_connect")
 int BPF_KPROBE(kp_dconnect, struct socket *sock, struct sockaddr *uaddr)
 {
-	return connect_begin((__u64)sock, (__u64)uaddr);
+	return connect_begin(sock, (__u64)uaddr);
 }
 
 SEC("kretprobe/inet_dgram_connect")
