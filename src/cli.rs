@@ -203,8 +203,8 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "run ./app traced; exit 4 unless it (or a process it started) reached port 5432",
     ),
     (
-        "sockwatch -e connect --forbid 'connect peer!=127.0.0.0/8 peer!=::1' -- make test",
-        "stop the tests and exit 4 at their first connect beyond localhost",
+        "sockwatch -e connect --forbid 'connect peer!=127.0.0.0/8 peer!=::1' --forbid 'send proto=udp peer!=127.0.0.0/8 peer!=::1' -- make test",
+        "stop the tests and exit 4 at their first connect or datagram beyond localhost",
     ),
     (
         "sockwatch -c -- curl -s http://127.0.0.1:8080/",

@@ -215,6 +215,41 @@ fn fail_the_job_when_tests_connect_beyond_localhost() {
 }
 
 #[test]
+fn fail_the_job_when_tests_send_a_datagram_beyond_localhost() {
+    require_root();
+    let recipe = &recipes()[1];
+    // A DNS-like query from a network namespace of the test's own, where
+    // 192.0.2.0/24 is on its loopback: the datagram is sent, and never leaves it.
+    let dir = Dir::new("udp");
+    dir.script(
+        "run-tests",
+        "unshare -n sh -c 'ip link set lo up && ip addr add 192.0.2.1/24 dev lo && \
+         python3 -c \"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b\\\"q\\\", (\\\"192.0.2.53\\\", 53))\"'\nsleep 60",
+    );
+    let start = Instant::now();
+    let (status, stdout, stderr) = run_recipe(recipe, &dir.0, Duration::from_secs(60));
+    assert_eq!(status, Some(4), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let lines = parse(&stdout);
+    let keys: Vec<String> = lines
+        .iter()
+        .map(|l| l.key().replace(&l.local, "LOCAL"))
+        .collect();
+    assert_eq!(
+        keys,
+        ["python3 SEND udp LOCAL 192.0.2.53:53 bytes=1"],
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("forbidden event seen: SEND by python3")
+            && stderr.ends_with(
+                "with 192.0.2.53:53 matched --forbid 'send proto=udp peer!=127.0.0.0/8 peer!=::1'\n"
+            ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn assert_that_an_app_reached_its_database() {
     require_root();
     let recipe = &recipes()[2];

@@ -266,3 +266,41 @@ fn detail_of(key: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// redis-cli learns a connect's outcome with a second connect(): each of its two
+/// attempts at a closed port is one CONNECT line, and one CONN-FAIL in the table.
+#[test]
+fn redis_cli_at_a_closed_port_one_line_per_attempt() {
+    require_root();
+    installed("redis-cli");
+    let port = free_port().to_string();
+    let trace = Trace::start(&[
+        "-C",
+        "-e",
+        "connect",
+        "--",
+        "redis-cli",
+        "-p",
+        &port,
+        "ping",
+    ]);
+    let out = trace.wait(std::time::Duration::from_secs(30));
+    let (events, table) = out.stdout.split_once("\nPROCESS ").unwrap();
+    let lines = parse(events);
+    let srv = format!("127.0.0.1:{port}");
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    assert_eq!(lines.len(), 2, "{keys:#?}");
+    for l in &lines {
+        assert_eq!(
+            l.key(),
+            format!(
+                "redis-cli CONNECT tcp {} {srv} result=ECONNREFUSED latency=*",
+                l.local
+            )
+        );
+        assert!(l.local.starts_with("127.0.0.1:"), "{keys:#?}");
+    }
+    assert_ne!(lines[0].local, lines[1].local);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["redis-cli", &srv, "0", "2", "-", "-", "-", "-"]);
+}
