@@ -39,9 +39,13 @@ pub struct Args {
     pub pids: Vec<u32>,
 
     /// Run COMMAND once tracing is ready and trace it and every process it starts;
-    /// exit with its status when it exits
+    /// when all of them have exited, exit with COMMAND's status
     #[arg(last = true, value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+
+    /// End at COMMAND's own exit, leaving the processes it started running untraced
+    #[arg(long, requires = "command")]
+    pub leave_tree: bool,
 
     /// Run COMMAND as this user (name or uid), as `strace -u` does
     #[arg(short, long, value_name = "USER", requires = "command")]
@@ -234,7 +238,7 @@ also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         0,
-        "success: interrupted (Ctrl-C, SIGTERM, SIGHUP without -o), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once it exits (128+N if signal N ended it)",
+        "success: interrupted (Ctrl-C, SIGTERM, SIGHUP without -o), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once its tree has exited (128+N if signal N ended it)",
     ),
     (
         1,
@@ -336,6 +340,7 @@ pub struct Config {
     pub print: EventSet,
     /// COMMAND and its arguments; empty without one.
     pub command: Vec<OsString>,
+    pub leave_tree: bool,
     pub user: Option<String>,
     pub follow: bool,
     pub ports: Vec<u16>,
@@ -469,6 +474,7 @@ impl Config {
             events: EventSet(events),
             print,
             command: args.command,
+            leave_tree: args.leave_tree,
             user: args.user,
             follow: args.follow,
             ports,

@@ -193,13 +193,19 @@ impl Child {
     }
 
     /// Its exit status as a shell reports it (128+N for signal N), once it has exited.
+    /// Reaps, too, the processes of its tree that were left to sockwatch (a child
+    /// subreaper): a daemon whose parent exited.
     pub fn try_wait(&mut self) -> Result<Option<u8>> {
-        if self.status.is_none() {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => self.status = Some(code as u8),
-                Ok(WaitStatus::Signaled(_, sig, _)) => self.status = Some(128 + sig as u8),
-                Ok(_) | Err(Errno::EINTR) => {}
+        loop {
+            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code as u8),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as u8),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("waiting for COMMAND"),
+            };
+            if pid == self.pid {
+                self.status = Some(status);
             }
         }
         Ok(self.status)
@@ -214,9 +220,23 @@ impl Child {
         }
     }
 
-    pub fn signal(&self, sig: Signal) {
+    /// Sends `sig` to COMMAND and every process of its tree (`tree`, as it is now).
+    /// A terminal's signal already reached its foreground process group: those in
+    /// COMMAND's group are not sent it again.
+    pub fn signal_tree(&self, sig: Signal, tree: &[u32], from_terminal: bool) {
+        let group = nix::unistd::getpgid(Some(self.pid)).ok();
+        let mut pids: Vec<u32> = tree.to_vec();
         if self.status.is_none() {
-            let _ = kill(self.pid, sig);
+            pids.push(self.pid());
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids {
+            let pid = Pid::from_raw(pid as i32);
+            if from_terminal && group.is_some() && nix::unistd::getpgid(Some(pid)).ok() == group {
+                continue;
+            }
+            let _ = kill(pid, sig);
         }
     }
 

@@ -89,7 +89,6 @@ impl Tracer {
             .collect()
     }
 
-    /// Sums a per-CPU counter (`enum counter`).
     /// The tracepoint mode's last look for releases no hook saw: an entry whose
     /// owner has exited, with no other holder known, was let go unseen (a UDP
     /// socket's last reference in another thread's call). Counts them as missed.
@@ -136,6 +135,7 @@ impl Tracer {
             .context("updating the event counters")
     }
 
+    /// Sums a per-CPU counter (`enum counter`).
     pub fn counter(&self, which: types::counter) -> Result<u64> {
         let key = which.0.to_ne_bytes();
         let per_cpu = self

@@ -18,17 +18,20 @@ pub enum Loss {
     Unfollowed,
     /// Lines the output could not take.
     Unwritten,
+    /// Processes of COMMAND's tree still running when --leave-tree ended the run.
+    LeftRunning,
 }
 
 impl Loss {
     /// In the closing line's order.
-    pub const ALL: [Loss; 6] = [
+    pub const ALL: [Loss; 7] = [
         Loss::Lost,
         Loss::Skipped,
         Loss::Untracked,
         Loss::Missed,
         Loss::Unfollowed,
         Loss::Unwritten,
+        Loss::LeftRunning,
     ];
 
     /// What is counted, and what happened to it: "3 events lost".
@@ -40,6 +43,7 @@ impl Loss {
             Loss::Missed => ("CLOSE line", "missed"),
             Loss::Unfollowed => ("process", "not followed"),
             Loss::Unwritten => ("line", "not written"),
+            Loss::LeftRunning => ("process", "left running untraced"),
         }
     }
 
@@ -62,6 +66,7 @@ impl Loss {
             Loss::Missed => "(their last reference was in another thread's call or an untraced process): their sockets' releases were not seen".into(),
             Loss::Unfollowed => "(the table of followed processes was full): their events will be missing".into(),
             Loss::Unwritten => format!("(the output is not being read); {total} in all"),
+            Loss::LeftRunning => "(COMMAND's tree, at COMMAND's exit with --leave-tree)".into(),
         };
         format!("sockwatch: {} {why}", self.said(new))
     }
@@ -69,7 +74,7 @@ impl Loss {
 
 /// A count of each kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Losses([u64; 6]);
+pub struct Losses([u64; 7]);
 
 impl Losses {
     pub fn get(&self, kind: Loss) -> u64 {

@@ -141,6 +141,10 @@ fn run() -> Result<ExitCode> {
         json: cfg.json,
         offset: *Local::now().offset(),
     };
+    // What COMMAND starts stays in its tree when its parent exits (a daemon).
+    if command.is_some() {
+        nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    }
     // COMMAND waits, forked, until tracing is ready; its pid must be known at load.
     let mut child = command.as_ref().map(command::Command::spawn).transpose()?;
     let mut tracer = loader::start(&cfg, event::boot_now_ns()?)?;

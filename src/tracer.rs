@@ -409,6 +409,7 @@ pub fn run(
         last_check: start,
         seen: Losses::default(),
     };
+    let (mut interrupts, mut left_running) = (0, 0);
     let outcome = loop {
         let now = Instant::now();
         if let Some((sig, from_terminal)) = take_signal() {
@@ -419,16 +420,27 @@ pub fn run(
                         .with_context(|| format!("reopening {}", path.display()))?;
                     printer.borrow_mut().out.switch_to(file)?;
                 }
-                // A terminal signalled COMMAND itself; anyone else meant it for COMMAND too.
-                (_, _, Some(child)) if !from_terminal => child.signal(sig),
-                (_, _, Some(_)) => {}
+                // Passed on to COMMAND's whole tree; asked twice, it is killed.
+                (_, _, Some(child)) => {
+                    interrupts += 1;
+                    let tree = tracer.command_tree();
+                    match interrupts {
+                        1 => child.signal_tree(sig, &tree, from_terminal),
+                        _ => child.signal_tree(Signal::SIGKILL, &tree, false),
+                    }
+                }
                 (_, _, None) => break Outcome::Interrupted,
             }
         }
         if let Some(child) = command.as_deref_mut() {
             // Its exit's events are in the buffer before its parent learns of it.
+            // The trace goes on while any process of its tree runs (strace -f's rule).
             if let Some(status) = child.try_wait()? {
-                break Outcome::CommandExited(status);
+                let tree = tracer.command_tree();
+                if cfg.leave_tree || tree.is_empty() {
+                    left_running = tree.len() as u64;
+                    break Outcome::CommandExited(status);
+                }
             }
         }
         if duration_end.is_some_and(|t| now >= t) {
@@ -533,6 +545,7 @@ pub fn run(
     }
     let mut losses = losses.seen;
     losses.set(Loss::Unwritten, finished.unwritten);
+    losses.set(Loss::LeftRunning, left_running);
     Ok(Report {
         outcome,
         printed: p.printed,

@@ -572,3 +572,123 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_process_command_left_in_the_background_is_still_traced() {
+    require_root();
+    // COMMAND exits at once; what it started connects a second later, beyond
+    // localhost (from a namespace with no route: nothing leaves the machine).
+    let script = "(sleep 1; unshare -n curl -s --max-time 5 http://192.0.2.10/) > /dev/null 2>&1 &";
+    let forbid = "connect peer!=127.0.0.0/8 peer!=::1";
+    let out = run(&[
+        "-e", "connect", "--forbid", forbid, "--", "sh", "-c", script,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert_eq!(lines[0].remote, "192.0.2.10:80");
+
+    // --leave-tree ends at COMMAND's exit: what it left running is said, and the
+    // assertions cannot pass.
+    let out = run(&["--leave-tree", "--forbid", forbid, "--", "sh", "-c", script]);
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    // The subshell, and the sleep once it has forked it.
+    let closing = out.stderr.lines().rev().nth(1).unwrap();
+    assert!(
+        closing.ends_with(" left running untraced; COMMAND exited with status 0"),
+        "{}",
+        out.stderr
+    );
+    let verdict = out.stderr.lines().last().unwrap();
+    assert!(
+        verdict.starts_with("sockwatch: assertions undecided: ")
+            && verdict
+                .ends_with(" left running untraced (among the events seen: no forbidden event)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn signals_reach_the_whole_tree_and_a_second_one_kills_it() {
+    require_root();
+    // SIGTERM: the shell and the sleep it waits for both end.
+    let sleeper = unique_name("z");
+    let path = named_copy("/usr/bin/sleep", &sleeper);
+    let script = format!("{} 31 & wait", path.display());
+    let trace = Trace::start(&["-e", "exit", "--", "sh", "-c", &script]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(process_alive(&sleeper));
+    signal(trace.pid(), Signal::SIGTERM);
+    let out = trace.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(143), "{}", out.stderr);
+    assert!(
+        !process_alive(&sleeper),
+        "the background sleep outlived the run"
+    );
+    let exits: Vec<String> = parse(&out.stdout).iter().map(Line::key).collect();
+    assert!(
+        exits.contains(&format!("{sleeper} EXIT - - - signal=SIGTERM")),
+        "{exits:#?}"
+    );
+
+    // A tree that ignores SIGINT: the second one kills it.
+    let sleeper = unique_name("z");
+    let path = named_copy("/usr/bin/sleep", &sleeper);
+    let script = format!("trap '' INT; {} 30", path.display());
+    let trace = Trace::start(&["-e", "exit", "--", "sh", "-c", &script]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(trace.pid(), Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(process_alive(&sleeper), "SIGINT was to be ignored");
+    signal(trace.pid(), Signal::SIGINT);
+    let out = trace.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(137), "{}", out.stderr);
+    assert!(!process_alive(&sleeper));
+}
+
+#[test]
+fn a_daemonizing_command_is_traced_until_the_daemon_exits() {
+    require_root();
+    let port = free_port().to_string();
+    let expect = format!("listen lport={port}");
+    let trace = Trace::start(&[
+        "-e",
+        "listen,exit",
+        "--expect",
+        &expect,
+        "--",
+        "redis-server",
+        "--port",
+        &port,
+        "--daemonize",
+        "yes",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        "/tmp",
+    ]);
+    wait_for_port(port.parse().unwrap());
+    // The first redis-server exited once the daemon was started; the run goes on.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(trace.pid(), Signal::SIGTERM);
+    let out = trace.wait(LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("sockwatch: assertions passed: 1 expectation met"),
+        "{}",
+        out.stderr
+    );
+    let keys: Vec<String> = parse(&out.stdout).iter().map(Line::key).collect();
+    assert!(
+        keys.iter().any(
+            |k| k.starts_with(&format!("redis-server LISTEN tcp 127.0.0.1:{port} "))
+                || k.starts_with(&format!("redis-server LISTEN tcp 0.0.0.0:{port} "))
+        ),
+        "{keys:#?}"
+    );
+    assert!(!std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok());
+}
