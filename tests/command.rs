@@ -690,5 +690,5 @@ fn a_daemonizing_command_is_traced_until_the_daemon_exits() {
         ),
         "{keys:#?}"
     );
-    assert!(!std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
 }
