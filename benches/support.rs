@@ -2,6 +2,19 @@
 
 use std::process::Command;
 
+/// What every benchmark checks first: `cargo test --benches` only lists it (nothing
+/// to run), and the rest needs root. Returns false when it is only listing.
+pub fn starting() -> bool {
+    if std::env::args().any(|a| a == "--list") {
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "run the benchmark as root"
+    );
+    true
+}
+
 /// Sorts `v` and returns its median, minimum and maximum.
 pub fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);

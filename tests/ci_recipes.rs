@@ -191,10 +191,7 @@ fn fail_the_job_when_tests_connect_beyond_localhost() {
     assert_eq!(status, Some(4), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(30));
     let lines = parse(&stdout);
-    let keys: Vec<String> = lines
-        .iter()
-        .map(|l| l.key().replace(&l.local, "LOCAL"))
-        .collect();
+    let keys = keys_local_hidden(&lines);
     assert_eq!(keys.len(), 2, "{stdout}");
     assert_eq!(
         keys[1],
@@ -231,10 +228,7 @@ fn fail_the_job_when_tests_send_a_datagram_beyond_localhost() {
     assert_eq!(status, Some(4), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(30));
     let lines = parse(&stdout);
-    let keys: Vec<String> = lines
-        .iter()
-        .map(|l| l.key().replace(&l.local, "LOCAL"))
-        .collect();
+    let keys = keys_local_hidden(&lines);
     assert_eq!(
         keys,
         ["python3 SEND udp LOCAL 192.0.2.53:53 bytes=1"],

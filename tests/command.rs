@@ -64,12 +64,7 @@ fn command_is_traced_from_its_first_connect_with_its_exit_status() {
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr
-            .ends_with("sockwatch: 8 events printed, 0 lost; COMMAND exited with status 0"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends("sockwatch: 8 events printed, 0 lost; COMMAND exited with status 0");
 }
 
 #[test]
@@ -359,24 +354,14 @@ fn expect_passes_when_met_and_fails_with_4_when_not() {
         "-e", "connect", "--expect", &met, "--", &cli, "tcp", &addr, "1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .ends_with("sockwatch: assertions passed: 1 expectation met"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends("sockwatch: assertions passed: 1 expectation met");
     // Met or not, the expectation is checked on events --events does not print.
     let out = run(&[
         "-e", "exec", "--expect", &met, "--expect", "accept", "--", &cli, "tcp", &addr, "1",
     ]);
     server.finish();
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .ends_with("sockwatch: expectation not met: no event matched --expect 'accept'"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends("sockwatch: expectation not met: no event matched --expect 'accept'");
 }
 
 #[test]
@@ -676,12 +661,7 @@ fn a_daemonizing_command_is_traced_until_the_daemon_exits() {
     signal(trace.pid(), Signal::SIGTERM);
     let out = trace.wait(LIMIT);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .ends_with("sockwatch: assertions passed: 1 expectation met"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends("sockwatch: assertions passed: 1 expectation met");
     let keys: Vec<String> = parse(&out.stdout).iter().map(Line::key).collect();
     assert!(
         keys.iter().any(

@@ -189,10 +189,7 @@ fn cgroup_alone_and_narrowing_a_name() {
         let out = trace.stop();
         assert!(out.status.success(), "{}", out.stderr);
         let lines = parse(&out.stdout);
-        let keys: Vec<String> = lines
-            .iter()
-            .map(|l| l.key().replace(&l.local, "LOCAL"))
-            .collect();
+        let keys = keys_local_hidden(&lines);
         assert_eq!(
             keys,
             [

@@ -92,14 +92,10 @@ fn sighup_without_output_file_ends_like_sigterm() {
     let lines = parse(events);
     assert!(lines.iter().any(|l| l.event == "CLOSE"), "{}", out.stdout);
     assert!(table.contains(&format!("\n{cli} ")), "{table}");
-    assert!(
-        out.stderr.ends_with(&format!(
-            "sockwatch: {} events printed, 0 lost",
-            lines.len()
-        )),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends(&format!(
+        "sockwatch: {} events printed, 0 lost",
+        lines.len()
+    ));
 }
 
 /// Rotates `log` with logrotate in the given style, telling `pid` with SIGHUP.
@@ -366,10 +362,5 @@ fn tracing_pids_ends_when_they_have_exited() {
     let lines = parse(&out.stdout);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].key(), "sleep EXIT - - - exit_code=0");
-    assert!(
-        out.stderr
-            .ends_with("sockwatch: 1 event printed, 0 lost; the traced processes exited"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends("sockwatch: 1 event printed, 0 lost; the traced processes exited");
 }

@@ -197,14 +197,10 @@ fn a_full_socket_table_is_reported_and_tracing_recovers() {
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr.ends_with(&format!(
-            "sockwatch: {} events printed, 0 lost, 7 sockets untracked",
-            lines.len()
-        )),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_ends(&format!(
+        "sockwatch: {} events printed, 0 lost, 7 sockets untracked",
+        lines.len()
+    ));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use common::*;
 
 const SCENARIO: &str = include_str!("vm/scenario.sh");
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "echo_server",
     "echo_client",
     "nb_connect",
@@ -27,6 +27,7 @@ const EXAMPLES: [&str; 8] = [
     "accept_storm",
     "thread_close",
     "splice_recv",
+    "socket_churn",
 ];
 
 fn repo() -> &'static Path {
@@ -201,6 +202,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     }
     check_command(&mut c, out);
     check_releases(&mut c, out);
+    check_overload(&mut c, out);
     // The tracepoint mode reports close-on-exec sockets at the exec tracepoint.
     let close_before_exec = mode == "tracepoint";
     let locals = values(out, "local");
@@ -460,6 +462,38 @@ fn check_releases(c: &mut Check, out: &str) {
     c.that(lines.iter().any(|l| l.key() == close), || {
         format!("missing: {close}")
     });
+}
+
+/// Overload: a full socket table still gives every CONNECT line, and counts each
+/// socket it turned away once; a stopped reader loses events and the assertions
+/// are undecided (5).
+fn check_overload(c: &mut Check, out: &str) {
+    c.eq(values(out, "churn_rc"), vec!["0"], "the churn run's status");
+    let port = values(out, "churn_port").first().copied().unwrap_or("?");
+    let lines = parse(&format!("TIME \n{}", section(out, "churn")));
+    let ok = format!("127.0.0.1:{port} result=ok");
+    let connects = lines
+        .iter()
+        .filter(|l| l.event == "CONNECT" && format!("{} {}", l.remote, l.details).starts_with(&ok))
+        .count();
+    c.eq(connects, 51, "CONNECT lines with a full socket table");
+    let stderr = section(out, "churn stderr");
+    c.that(
+        stderr.contains(", 50 sockets untracked; COMMAND exited with status 0"),
+        || format!("the churn run's closing line: {stderr}"),
+    );
+    c.eq(
+        values(out, "stall_rc"),
+        vec!["5"],
+        "a stalled reader's run status",
+    );
+    let stderr = section(out, "stall stderr");
+    c.that(
+        stderr.contains("sockwatch: assertions undecided: ")
+            && stderr.contains(" events lost")
+            && stderr.contains("(among the events seen: no forbidden event)"),
+        || format!("the stalled run's verdict: {stderr}"),
+    );
 }
 
 /// COMMAND mode under --port, --proto, --peer and --cgroup: only the connection to

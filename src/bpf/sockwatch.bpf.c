@@ -230,6 +230,17 @@ struct {
 /* Set once anything was skipped: until then nobody pays for looking. */
 __u32 any_skipped = 0;
 
+/*
+ * Connects in progress on sockets a full table turned away: a CONNECT line needs
+ * only its start and owner, not the socket's totals.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct sock_state);
+} connecting SEC(".maps");
+
 /* Tracepoint mode: the sockets an exec's close-on-exec lets go, found at its syscall entry. */
 struct exec_closes {
 	__u32 n;
@@ -1230,6 +1241,28 @@ int BPF_KPROBE(kp_socket, struct socket *sock)
 
 /* ---- Connect: started by the process, settled by the handshake ---- */
 
+/* A handshake's outcome: the state left SYN_SENT for `newstate`. */
+static __always_inline int connect_settled(void *ctx, const struct sock *sk,
+					   struct sock_state *st, int newstate)
+{
+	__s64 result;
+
+	if (!st->connect_ns)
+		return 0;
+	if (newstate == TCP_ESTABLISHED) {
+		result = 0;
+	} else {
+		/* tcp_reset() and tcp_write_err() set sk_err before moving to CLOSE. */
+		result = -(__s64)BPF_CORE_READ(sk, sk_err);
+	}
+	if (wanted(EV_CONNECT))
+		emit_connect(ctx, sk, st, result,
+			     newstate != TCP_ESTABLISHED && !result ? EF_ABORTED : 0,
+			     bpf_ktime_get_boot_ns() - st->connect_ns, 0, false);
+	st->connect_ns = 0;
+	return 0;
+}
+
 /* Under Release. */
 static __always_inline bool tcp_detached(const struct sock *sk);
 static __always_inline void tcp_released(void *ctx, const struct sock *sk);
@@ -1238,15 +1271,15 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	__u64 key = (__u64)sk, now;
+	struct sock_state *st, untracked;
 	struct call *call;
-	struct sock_state *st;
 	struct proc p;
-	__s64 result;
 
 	/* Tracepoint mode: the first change after the socket's release reports it. */
 	if (no_release_hook && newstate != TCP_SYN_SENT && tcp_detached(sk)) {
 		tcp_released(ctx, sk);
-		return 0;
+		if (oldstate != TCP_SYN_SENT)
+			return 0;
 	}
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		/* Runs in the connecting process. */
@@ -1260,7 +1293,12 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		}
 		st = bpf_map_lookup_elem(&socks, &key);
 		if (!st) {
-			track(sk, &p, now, true, true);
+			if (!track(sk, &p, now, true, true)) {
+				struct sock_state c = { .connect_ns = now, .pid = p.pid, .tid = p.tid };
+
+				__builtin_memcpy(c.comm, p.comm, TASK_COMM_LEN);
+				bpf_map_update_elem(&connecting, &key, &c, BPF_ANY);
+			}
 			return 0;
 		}
 		st->connect_ns = now;
@@ -1274,21 +1312,15 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		return 0;
 	/* The outcome: often in softirq, so the owner comes from the socket's state. */
 	st = bpf_map_lookup_elem(&socks, &key);
-	if (!st || !st->connect_ns)
+	if (st)
+		return connect_settled(ctx, sk, st, newstate);
+	st = bpf_map_lookup_elem(&connecting, &key);
+	if (!st)
 		return 0;
-	now = bpf_ktime_get_boot_ns();
-	if (newstate == TCP_ESTABLISHED) {
-		result = 0;
-	} else {
-		/* tcp_reset() and tcp_write_err() set sk_err before moving to CLOSE. */
-		result = -(__s64)BPF_CORE_READ(sk, sk_err);
-	}
-	if (wanted(EV_CONNECT))
-		emit_connect(ctx, sk, st, result,
-			     newstate != TCP_ESTABLISHED && !result ? EF_ABORTED : 0,
-			     now - st->connect_ns, 0, false);
-	st->connect_ns = 0;
-	return 0;
+	/* Untracked: its one line is all there is to report. */
+	untracked = *st;
+	bpf_map_delete_elem(&connecting, &key);
+	return connect_settled(ctx, sk, &untracked, newstate);
 }
 
 /* connect() returns without a TCP outcome when it is in progress or was interrupted. */
@@ -1349,8 +1381,7 @@ static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u
 		st->connected = 1;
 	if (kind.protocol == IPPROTO_TCP && (call->syn_sent || ret == 0 || tcp_connect_pending(ret)))
 		return 0;
-	/* Only an untracked socket's outcome went unreported: then this is its report. */
-	if (call->flags & CALL_COLLECTS && st)
+	if (call->flags & CALL_COLLECTS)
 		return 0;
 	owner.pid = p.pid;
 	owner.tid = p.tid;

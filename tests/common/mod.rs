@@ -60,6 +60,13 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// Asserts that stderr ends with `text` (its last lines).
+    pub fn assert_stderr_ends(&self, text: &str) {
+        assert!(self.stderr.ends_with(text), "{}", self.stderr);
+    }
+}
+
 impl Trace {
     pub fn start<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> Trace {
         Trace::start_with(args, Stdio::piped())
@@ -323,6 +330,14 @@ pub fn duration_ns(v: &str) -> u64 {
         _ => 1e9,
     };
     (v[..v.len() - unit.len()].parse::<f64>().unwrap() * scale) as u64
+}
+
+/// The lines' keys with each local address written `LOCAL` (an ephemeral port).
+pub fn keys_local_hidden(lines: &[Line]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l.key().replace(&l.local, "LOCAL"))
+        .collect()
 }
 
 /// The value of `key=` in a line's details.

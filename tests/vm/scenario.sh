@@ -28,6 +28,12 @@ serve() { # serve ARGS...: starts echo_server, sets $srv and $port
   srv=$!
   ready $srv /tmp/ready
 }
+serve_two() { # two TCP echo servers of one connection: $s1 on $p1, $srv on $port
+  serve tcp 127.0.0.1:0 1
+  p1=$port
+  s1=$srv
+  serve tcp 127.0.0.1:0 1
+}
 
 mkdir -p /tmp/www
 # --cgroup needs cgroup v2.
@@ -123,10 +129,7 @@ for spec in $MODES; do
   # COMMAND mode with the kernel filters: a grandchild's connects to two ports,
   # one kept by --port; COMMAND's status comes back.
   echo "--- command run"
-  serve tcp 127.0.0.1:0 1
-  p1=$port
-  s1=$srv
-  serve tcp 127.0.0.1:0 1
+  serve_two
   echo "cmd_ports $p1 $port"
   $as ./sockwatch $probe --buffer $buffer --no-header -e connect,close --port $p1 \
     --proto tcp --peer 127.0.0.0/8 --cgroup /sys/fs/cgroup -- sh -c \
@@ -144,10 +147,7 @@ for spec in $MODES; do
   # Releases: a close while another thread reads (let go when the read gives up),
   # and bytes received with splice(), as COMMAND's tree.
   echo "--- release run"
-  serve tcp 127.0.0.1:0 1
-  p1=$port
-  s1=$srv
-  serve tcp 127.0.0.1:0 1
+  serve_two
   echo "release_ports $p1 $port"
   rm -f /tmp/t1 /tmp/t2
   $as ./sockwatch $probe --buffer $buffer --no-header -- sh -c \
@@ -161,6 +161,38 @@ for spec in $MODES; do
   echo "--- release"
   cat /tmp/out
   echo "--- release stderr"
+  cat /tmp/err
+
+  # A full socket table costs CLOSE lines only: 51 connects, one tracked.
+  echo "--- churn run"
+  serve tcp 127.0.0.1:0 51
+  echo "churn_port $port"
+  $as ./sockwatch $probe --buffer $buffer --no-header -e connect --max-sockets 1 -- \
+    ./socket_churn 127.0.0.1:$port 100 50 > /tmp/out 2> /tmp/err
+  echo "churn_rc $?"
+  kill $srv 2>/dev/null
+  wait $srv
+  echo "--- churn"
+  cat /tmp/out
+  echo "--- churn stderr"
+  cat /tmp/err
+
+  # A reader stopped while COMMAND floods: events are lost, and the assertions
+  # are undecided (exit 5), never passed.
+  echo "--- stall run"
+  serve tcp 127.0.0.1:0 1
+  $as ./sockwatch $probe --buffer $buffer --buffer-size 16K --no-header \
+    --forbid 'connect peer!=127.0.0.0/8' -- sh -c \
+    "sleep 1; ./echo_client tcp 127.0.0.1:$port 1 --repeat 2000 > /dev/null" \
+    > /tmp/out 2> /tmp/err &
+  stalled=$!
+  sleep 0.5
+  kill -STOP $stalled
+  wait $srv
+  kill -CONT $stalled
+  wait $stalled
+  echo "stall_rc $?"
+  echo "--- stall stderr"
   cat /tmp/err
   echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- end"
