@@ -369,8 +369,10 @@ fn assertions_do_not_pass_on_events_the_buffer_lost() {
     require_root();
     let (srv, cli) = (unique_name("s"), unique_name("c"));
     let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "1"]);
+    let started = std::env::temp_dir().join(format!("sockwatch-started-{cli}"));
     let script = format!(
-        "sleep 0.5; {} tcp 127.0.0.1:{port} 1 --repeat 5000 > /dev/null",
+        "touch {}; sleep 0.5; {} tcp 127.0.0.1:{port} 1 --repeat 5000 > /dev/null",
+        started.display(),
         client_path(&cli)
     );
     // A 16K buffer and a reader stopped while COMMAND floods: events are lost.
@@ -384,6 +386,13 @@ fn assertions_do_not_pass_on_events_the_buffer_lost() {
         "-c",
         &script,
     ]);
+    // Stopped once COMMAND runs: stopped before it is released, nothing would come.
+    let deadline = Instant::now() + LIMIT;
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "COMMAND never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(&started).unwrap();
     signal(trace.pid(), Signal::SIGSTOP);
     server.finish();
     signal(trace.pid(), Signal::SIGCONT);

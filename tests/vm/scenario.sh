@@ -181,12 +181,18 @@ for spec in $MODES; do
   # are undecided (exit 5), never passed.
   echo "--- stall run"
   serve tcp 127.0.0.1:0 1
+  rm -f /tmp/started
   $as ./sockwatch $probe --buffer $buffer --buffer-size 16K --no-header \
     --forbid 'connect peer!=127.0.0.0/8' -- sh -c \
-    "sleep 1; ./echo_client tcp 127.0.0.1:$port 1 --repeat 2000 > /dev/null" \
+    "touch /tmp/started; sleep 1; ./echo_client tcp 127.0.0.1:$port 1 --repeat 2000 > /dev/null" \
     > /tmp/out 2> /tmp/err &
   stalled=$!
-  sleep 0.5
+  # Stopped once COMMAND runs (it starts only after the ready line).
+  n=0
+  until [ -e /tmp/started ] || [ $n -gt 1200 ] || ! kill -0 $stalled 2>/dev/null; do
+    n=$((n + 1))
+    sleep 0.1
+  done
   kill -STOP $stalled
   wait $srv
   kill -CONT $stalled
