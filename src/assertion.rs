@@ -376,6 +376,7 @@ mod tests {
                 protocol: Protocol::Tcp,
                 local: local.parse().unwrap(),
                 remote: remote.map(|r| r.parse().unwrap()),
+                accepted: false,
             }),
             detail,
         }

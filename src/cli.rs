@@ -462,10 +462,11 @@ impl Config {
         for expr in args.expect.iter().chain(&args.forbid) {
             events |= expr.kinds().0;
         }
-        // The summary counts what --events selects, and needs accepts to group a
-        // server's connections by client host.
+        // The summary counts what --events selects. A server's connections are
+        // grouped by client host from the kernel's mark on accepted sockets, which
+        // lives in the socket table that CLOSE keeps.
         if summary.is_some() {
-            events |= Kind::Accept.bit();
+            events |= Kind::Close.bit();
         }
         Ok(Config {
             names,

@@ -135,6 +135,9 @@ pub struct Socket {
     pub local: SocketAddr,
     /// None when there is no peer (listening, unconnected UDP) or it is unknown.
     pub remote: Option<SocketAddr>,
+    /// The server's end of an accepted connection, whoever holds it (the kernel
+    /// marks it from the accept on).
+    pub accepted: bool,
 }
 
 /// How a connect ended.
@@ -334,6 +337,7 @@ fn socket(e: &event) -> Result<Option<Socket>> {
         protocol,
         local,
         remote: (!no_peer && !unknown).then_some(remote),
+        accepted: e.flags as u32 & event_flag::EF_ACCEPTED.0 != 0,
     }))
 }
 

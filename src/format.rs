@@ -353,6 +353,7 @@ mod tests {
             protocol: Protocol::Tcp,
             local: local.parse().unwrap(),
             remote: remote.map(|r| r.parse().unwrap()),
+            accepted: false,
         })
     }
 
@@ -450,6 +451,7 @@ mod tests {
             protocol: Protocol::Udp,
             local: "0.0.0.0:53".parse().unwrap(),
             remote: None,
+            accepted: false,
         });
         assert_eq!(
             text(&ev(b"dnsmasq", udp, Detail::Listen { backlog: None })),

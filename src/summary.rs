@@ -1,6 +1,6 @@
 //! `-c`/`-C`: a table of connects, accepts, bytes and closes per process and remote end.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
@@ -30,14 +30,13 @@ pub struct Row {
 
 /// Totals by (process name, remote end). An accepted connection's remote end is
 /// the client's address with its port left out (`127.0.0.1:*`): a server gets one
-/// row per client host, not one per connection.
+/// row per client host, not one per connection, whichever of its processes holds
+/// the connection (a fork-per-connection server's child too).
 #[derive(Debug)]
 pub struct Summary {
     /// The kinds counted (`--events`); the others' columns are `-` (absent in JSON).
     counted: EventSet,
     rows: BTreeMap<(Vec<u8>, String), Row>,
-    /// Accepted connections still open: (pid, local, remote).
-    accepted: HashSet<(u32, SocketAddr, SocketAddr)>,
 }
 
 /// A column after PROCESS and REMOTE: title, JSON key, the kind it counts, its value.
@@ -60,7 +59,6 @@ impl Summary {
         Summary {
             counted,
             rows: BTreeMap::new(),
-            accepted: HashSet::new(),
         }
     }
 
@@ -68,27 +66,15 @@ impl Summary {
         let Some(socket) = &ev.socket else {
             return;
         };
-        // Accepts are followed whatever is counted: they decide a row's remote end.
-        let kind = ev.kind();
-        if !KINDS.contains(kind) || !(self.counted.contains(kind) || kind == Kind::Accept) {
+        if !KINDS.contains(ev.kind()) || !self.counted.contains(ev.kind()) {
             return;
         }
-        let conn = socket.remote.map(|r| (ev.pid, socket.local, r));
-        if ev.kind() == Kind::Accept {
-            if let Some(c) = conn {
-                self.accepted.insert(c);
-            }
-        }
-        let accepted = conn.is_some_and(|c| self.accepted.contains(&c));
         let remote = match socket.remote {
             None => "*".to_string(),
-            Some(SocketAddr::V4(a)) if accepted => format!("{}:*", a.ip()),
-            Some(SocketAddr::V6(a)) if accepted => format!("[{}]:*", a.ip()),
+            Some(SocketAddr::V4(a)) if socket.accepted => format!("{}:*", a.ip()),
+            Some(SocketAddr::V6(a)) if socket.accepted => format!("[{}]:*", a.ip()),
             Some(r) => r.to_string(),
         };
-        if !self.counted.contains(kind) {
-            return;
-        }
         let row = self.rows.entry((ev.process.clone(), remote)).or_default();
         match &ev.detail {
             Detail::Connect {
@@ -99,12 +85,7 @@ impl Summary {
             Detail::Accept => row.accepts += 1,
             Detail::Send { bytes } => row.sent += bytes,
             Detail::Recv { bytes } => row.received += bytes,
-            Detail::Close { .. } => {
-                row.closed += 1;
-                if let Some(c) = conn {
-                    self.accepted.remove(&c);
-                }
-            }
+            Detail::Close { .. } => row.closed += 1,
             _ => {}
         }
     }
@@ -177,9 +158,16 @@ mod tests {
                 protocol: Protocol::Tcp,
                 local: local.parse().unwrap(),
                 remote: remote.map(|r| r.parse().unwrap()),
+                accepted: false,
             }),
             detail,
         }
+    }
+
+    /// The same event on the server's end of an accepted connection.
+    fn served(mut e: Event) -> Event {
+        e.socket.as_mut().unwrap().accepted = true;
+        e
     }
 
     fn close(sent: u64, received: u64) -> Detail {
@@ -226,12 +214,19 @@ mod tests {
             Detail::Recv { bytes: 32 },
         ));
         s.add(&ev("app", 7, "127.0.0.1:40001", db, close(10, 32)));
-        // Two connections accepted from one client host: one row.
-        for port in ["127.0.0.1:50001", "127.0.0.1:50002"] {
+        // Two connections accepted from one client host: one row, though a
+        // forked child (pid 10) serves the second.
+        for (port, pid) in [("127.0.0.1:50001", 9), ("127.0.0.1:50002", 10)] {
             let c = Some(port);
-            s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Accept));
-            s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Recv { bytes: 4 }));
-            s.add(&ev("db", 9, "127.0.0.1:5432", c, close(0, 4)));
+            s.add(&served(ev("db", 9, "127.0.0.1:5432", c, Detail::Accept)));
+            s.add(&served(ev(
+                "db",
+                pid,
+                "127.0.0.1:5432",
+                c,
+                Detail::Recv { bytes: 4 },
+            )));
+            s.add(&served(ev("db", pid, "127.0.0.1:5432", c, close(0, 4))));
         }
         s.add(&ev(
             "db",
@@ -279,7 +274,6 @@ mod tests {
                 ),
             ]
         );
-        assert!(s.accepted.is_empty());
     }
 
     #[test]
@@ -311,14 +305,18 @@ mod tests {
     fn only_the_counted_columns_and_no_header_if_asked() {
         let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()));
         let c = Some("127.0.0.1:50001");
-        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Accept));
-        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Send { bytes: 4 }));
-        s.add(&ev("db", 9, "127.0.0.1:5432", c, Detail::Recv { bytes: 9 }));
-        s.add(&ev("db", 9, "127.0.0.1:5432", c, close(4, 9)));
+        for d in [
+            Detail::Accept,
+            Detail::Send { bytes: 4 },
+            Detail::Recv { bytes: 9 },
+        ] {
+            s.add(&served(ev("db", 9, "127.0.0.1:5432", c, d)));
+        }
+        s.add(&served(ev("db", 9, "127.0.0.1:5432", c, close(4, 9))));
         let mut text = Vec::new();
         s.write_text(&mut text, false).unwrap();
         let text = String::from_utf8(text).unwrap();
-        // Accepts still group the client's connections by host.
+        // The server's end is grouped by client host, whatever is counted.
         assert_eq!(
             text.split_whitespace().collect::<Vec<_>>(),
             ["db", "127.0.0.1:*", "-", "-", "-", "4", "-", "1"]

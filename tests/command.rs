@@ -681,3 +681,34 @@ fn a_daemonizing_command_is_traced_until_the_daemon_exits() {
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
 }
+
+/// A fork-per-connection server (socat, sshd): each child serves a connection its
+/// parent accepted. The summary follows the socket: one row per client host.
+#[test]
+fn summary_rows_follow_accepted_sockets_into_forked_children() {
+    require_root();
+    let srv = unique_name("s");
+    let trace = Trace::start(&["-c", &srv]);
+    let (server, port) = echo_server(&srv, &["tcp", "127.0.0.1:0", "3", "--fork-each"]);
+    let addr = format!("127.0.0.1:{port}");
+    for size in ["10", "20", "30"] {
+        run_client("echo_client", &unique_name("c"), &["tcp", &addr, size]);
+    }
+    server.finish();
+    let out = trace.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The listener's row (no peer), and every connection under the client host.
+    assert_eq!(
+        rows,
+        [
+            vec![srv.as_str(), "*", "0", "0", "0", "0", "0", "1"],
+            vec![srv.as_str(), "127.0.0.1:*", "0", "0", "3", "60", "60", "3"],
+        ]
+    );
+}

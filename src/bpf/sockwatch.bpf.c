@@ -35,6 +35,7 @@
 #define EINPROGRESS 115
 #define ERESTARTSYS 512 /* kernel-internal restart codes are 512..516 */
 #define CLOSE_RANGE_CLOEXEC 4
+#define SOCK_BINDPORT_LOCK 8
 /* The socket table's default size; user space sets --max-sockets before load. */
 #define MAX_SOCKS 65536
 #define MAX_SKIPPED 16384
@@ -142,6 +143,8 @@ struct sock_state {
 	__u8 connected; /* a connect was tried, even one that failed before any handshake */
 	/* Its owner let go while others held it: the next user takes it over. */
 	__u8 unowned;
+	/* The server's end of an accepted connection. */
+	__u8 accepted;
 };
 
 /* Its BTF, for user space's sweep of the table at the end (tracepoint mode). */
@@ -679,7 +682,7 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			e.sent = st->sent;
 			e.received = st->received;
 			e.duration_ns = now - st->born_ns;
-			e.flags = st->partial ? EF_PARTIAL : 0;
+			e.flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
 			emit(ctx, &e, sizeof(e));
 		}
 	}
@@ -773,6 +776,21 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 }
 
 /*
+ * Whether a connected TCP socket found open was accepted: it inherited the
+ * listener's explicit bind (SOCK_BINDPORT_LOCK), which a client's automatic port
+ * does not set. A client that bound its own port is taken for a server.
+ */
+static __always_inline __u8 was_accepted(const struct sock *sk)
+{
+	struct sock_kind kind;
+
+	read_kind(sk, &kind, false);
+	return kind.protocol == IPPROTO_TCP &&
+	       BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN &&
+	       (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) != 0;
+}
+
+/*
  * The state of a socket already open when tracing began is adopted on first use;
  * a socket whose owner let it go while another process held it goes to its next user.
  */
@@ -811,6 +829,7 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 	if (st) {
 		st->partial = 1;
 		st->born_ns = start_ns;
+		st->accepted = was_accepted(sk);
 	}
 	return st;
 }
@@ -1641,8 +1660,12 @@ static __always_inline int on_accept(void *ctx, const struct proc *p, struct soc
 	/* A connection the filters exclude needs no tracking: none of its events will pass. */
 	if (!event_passes(&e))
 		return 0;
+	e.flags = EF_ACCEPTED;
 	if (wanted(EV_CLOSE)) {
-		track(sk, p, 0, true, true);
+		struct sock_state *st = track(sk, p, 0, true, true);
+
+		if (st)
+			st->accepted = 1;
 		if (listener)
 			adopt(listener, p);
 	}
@@ -1770,7 +1793,7 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
 static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int msg_flags,
 				       __u8 kind, __u64 peer, bool from_syscall, bool btf)
 {
-	struct sock_state *st;
+	struct sock_state *st = NULL;
 	struct pending_recv pending;
 	struct event e;
 	struct proc p;
@@ -1818,6 +1841,8 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	fill_proc(&e, kind, p.pid, p.tid, p.comm);
 	fill_ends(&e, sk, &sock);
 	e.value = ret;
+	if (st && st->accepted)
+		e.flags |= EF_ACCEPTED;
 	if (unconnected && !read_peer(&e, peer, from_syscall))
 		e.flags |= EF_PEER_UNKNOWN;
 	emit(ctx, &e, sizeof(e));

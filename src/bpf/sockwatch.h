@@ -31,6 +31,8 @@ enum event_flag {
 	EF_ABORTED = 4,
 	/* EXEC: the path was longer than PATH_LEN and is cut. */
 	EF_CUT = 8,
+	/* Socket events: the server's end of an accepted connection, whoever holds it. */
+	EF_ACCEPTED = 16,
 };
 
 /* Why a process is in the `followed` map: descent from COMMAND, or --follow. */
