@@ -193,9 +193,16 @@ for spec in $MODES; do
     n=$((n + 1))
     sleep 0.1
   done
-  kill -STOP $stalled
+  kill -STOP $stalled 2>/dev/null
+  # Until COMMAND's client is done (or sockwatch could not start at all).
+  n=0
+  while kill -0 $srv 2>/dev/null && kill -0 $stalled 2>/dev/null && [ $n -lt 600 ]; do
+    n=$((n + 1))
+    sleep 0.1
+  done
+  kill -CONT $stalled 2>/dev/null
+  kill $srv 2>/dev/null
   wait $srv
-  kill -CONT $stalled
   wait $stalled
   echo "stall_rc $?"
   echo "--- stall stderr"
