@@ -267,6 +267,9 @@ pub struct Verdict {
     pub passed: bool,
     /// The line for stderr.
     pub line: String,
+    /// What the events seen showed, as the line says it ("1 expectation met, no
+    /// forbidden event"); empty unless passed.
+    pub seen: String,
 }
 
 impl Assertions {
@@ -316,6 +319,7 @@ impl Assertions {
                     "forbidden event seen: {what} matched --forbid '{}'",
                     self.forbid[*i]
                 ),
+                seen: String::new(),
             });
         }
         let unmet: Vec<String> = self
@@ -328,6 +332,7 @@ impl Assertions {
             return Some(Verdict {
                 passed: false,
                 line: format!("expectation not met: no event matched {}", unmet.join(", ")),
+                seen: String::new(),
             });
         }
         let mut parts = Vec::new();
@@ -340,9 +345,11 @@ impl Assertions {
         if !self.forbid.is_empty() {
             parts.push("no forbidden event".to_string());
         }
+        let seen = parts.join(", ");
         Some(Verdict {
             passed: true,
-            line: format!("assertions passed: {}", parts.join(", ")),
+            line: format!("assertions passed: {seen}"),
+            seen,
         })
     }
 }

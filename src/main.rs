@@ -178,7 +178,7 @@ fn run() -> Result<ExitCode> {
         Judged::Undecided => format!(
             "assertions undecided: {} (among the events seen: {})",
             missing.join(", "),
-            v.line.trim_start_matches("assertions passed: ")
+            v.seen
         ),
         _ => v.line,
     });

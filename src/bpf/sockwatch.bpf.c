@@ -700,8 +700,9 @@ static __always_inline __u64 sock_ino(const struct sock *sk)
 }
 
 /*
- * An entry whose socket is gone (released where no hook saw it) while a new socket
- * took its address: it is dropped and counted, never merged into the new one.
+ * Tracepoint mode: an entry whose socket is gone (released where no hook saw it)
+ * while a new socket took its address is dropped and counted, never merged into
+ * the new one. The other modes see every release: they never read the inode.
  */
 static __always_inline bool stale(const struct sock_state *st, __u64 ino)
 {
@@ -750,7 +751,7 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	struct sock_state st = {
 		.born_ns = bpf_ktime_get_boot_ns(),
 		.connect_ns = connect_ns,
-		.ino = sock_ino(sk),
+		.ino = no_release_hook ? sock_ino(sk) : 0,
 		.pid = p->pid,
 		.tid = p->tid,
 		.connected = connect_ns != 0,
@@ -799,7 +800,7 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 	__u64 key = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 
-	if (st && stale(st, sock_ino(sk))) {
+	if (st && no_release_hook && stale(st, sock_ino(sk))) {
 		bpf_map_delete_elem(&socks, &key);
 		st = NULL;
 	}
