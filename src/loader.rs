@@ -106,9 +106,8 @@ impl Tracer {
             if plain::copy_from_bytes(&mut st, &value).is_err() || st.unowned != 0 {
                 continue;
             }
-            let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid as i32), None)
-                == Err(nix::errno::Errno::ESRCH);
-            if gone {
+            // A zombie owner counts as gone: its exit walk has already run.
+            if !procs::alive(st.pid) {
                 socks.delete(&key)?;
                 missed += 1;
             }
