@@ -77,6 +77,9 @@ enum Config {
     Traced,
     /// sockwatch traces the workload with a --port filter that matches none of it.
     FilteredOut,
+    /// sockwatch traces the workload under the README's egress assertions, which
+    /// the kernel matches on every event.
+    Asserted,
     /// strace on the server, for comparison.
     Strace,
 }
@@ -88,6 +91,7 @@ impl Config {
             Config::Untraced => "sockwatch, other process",
             Config::Traced => "sockwatch, this process",
             Config::FilteredOut => "sockwatch, this process, --port matching nothing",
+            Config::Asserted => "sockwatch, this process, two --forbid (the egress recipe)",
             Config::Strace => "strace -f (network,read,write)",
         }
     }
@@ -102,6 +106,17 @@ impl Config {
             // Port 1 (tcpmux): no socket of the benchmark uses it.
             Config::FilteredOut => Some(Trace::start_with(
                 &["--pid", &pid, "--port", "1"],
+                Stdio::null(),
+            )),
+            Config::Asserted => Some(Trace::start_with(
+                &[
+                    "--pid",
+                    &pid,
+                    "--forbid",
+                    "connect peer!=127.0.0.0/8 peer!=::1",
+                    "--forbid",
+                    "send proto=udp peer!=127.0.0.0/8 peer!=::1",
+                ],
                 Stdio::null(),
             )),
         }
@@ -252,6 +267,7 @@ fn main() {
         Config::Untraced,
         Config::Traced,
         Config::FilteredOut,
+        Config::Asserted,
     ];
     let redis_configs = [
         Config::Baseline,

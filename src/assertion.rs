@@ -1,11 +1,28 @@
 //! `--expect` and `--forbid`: event expressions, matching, and the verdict.
 
 use std::fmt;
-use std::net::SocketAddr;
 
-use crate::event::{ConnectResult, Detail, Event, EventSet, Kind, Protocol};
+use crate::event::{Event, EventSet, Kind, Protocol};
 use crate::format::{errno_name, escape};
 use crate::prefix::Prefix;
+use crate::procs::{name_mask, name_words};
+use crate::skel::types::{destination, match_has, match_result, rodata, rule, rule_term};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const AF_INET6: u8 = 10;
+
+/// Terms in one expression, and expressions in all: the kernel's table sizes.
+pub fn max_terms() -> usize {
+    rule::default().terms.len()
+}
+
+pub fn max_rules() -> usize {
+    fn len<T, const N: usize>(_: fn(&rodata) -> &[T; N]) -> usize {
+        N
+    }
+    len(|r| &r.rules)
+}
 
 /// An event name (or `any`) and `key=value` / `key!=value` terms, all of which must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +89,9 @@ impl Expr {
         let terms: Vec<Term> = words
             .map(|w| Term::parse(w).map_err(|why| format!("bad term {w:?}: {why}")))
             .collect::<Result<_, _>>()?;
+        if terms.len() > max_terms() {
+            return Err(format!("more than {} terms", max_terms()));
+        }
         if let Some(k) = kind {
             if let Some(t) = terms.iter().find(|t| !t.test.can_be_about(k)) {
                 return Err(format!(
@@ -88,13 +108,43 @@ impl Expr {
         })
     }
 
+    /// An expression for --deny or --allow: about a connect or a datagram send (or
+    /// `any` of the two), with terms the kernel knows when the call is made.
+    pub fn parse_policy(text: &str) -> Result<Expr, String> {
+        let expr = Expr::parse(text)?;
+        if expr
+            .kind
+            .is_some_and(|k| k != Kind::Connect && k != Kind::Send)
+        {
+            return Err("--deny and --allow are about connect or send (or any of the two)".into());
+        }
+        let unknown =
+            |t: &&Term| matches!(t.test, Test::Port(_) | Test::Lport(_) | Test::Result(_));
+        if let Some(t) = expr.terms.iter().find(unknown) {
+            return Err(format!(
+                "{} is not known when a call is decided (peer, rport, proto and process are)",
+                t.test.field()
+            ));
+        }
+        Ok(expr)
+    }
+
     /// The event kinds it can match, which the kernel must report.
     pub fn kinds(&self) -> EventSet {
         self.kind.map_or(EventSet::ALL, |k| EventSet(k.bit()))
     }
 
-    pub fn matches(&self, ev: &Event) -> bool {
-        self.kind.is_none_or(|k| k == ev.kind()) && self.terms.iter().all(|t| t.holds(ev))
+    /// The kernel's form: the kinds, and each term as masked compares of the event's
+    /// fields (see `struct match_key`).
+    pub fn rule(&self) -> rule {
+        let mut r = rule {
+            kinds: self.kinds().0,
+            ..Default::default()
+        };
+        for (slot, term) in r.terms.iter_mut().zip(&self.terms) {
+            *slot = term.compile();
+        }
+        r
     }
 }
 
@@ -141,9 +191,58 @@ impl Term {
     }
 
     /// A term about a field the event lacks (the peer of a listen, the result of a
-    /// send) holds neither way.
-    fn holds(&self, ev: &Event) -> bool {
-        self.test.check(ev).is_some_and(|hit| hit != self.negated)
+    /// send) holds neither way: `has` names the fields it needs.
+    fn compile(&self) -> rule_term {
+        let socket = match_has::HAS_SOCKET.0 as u8;
+        let peer = match_has::HAS_PEER.0 as u8;
+        let mut t = rule_term {
+            negated: u8::from(self.negated),
+            ..Default::default()
+        };
+        let (mask, value) = (&mut t.mask, &mut t.value);
+        match &self.test {
+            Test::Port(p) | Test::Lport(p) => {
+                t.has = socket;
+                (mask.lport, value.lport) = (!0, *p);
+            }
+            Test::Rport(p) => {
+                t.has = socket | peer;
+                (mask.rport, value.rport) = (!0, *p);
+            }
+            Test::Peer(prefix) => {
+                let (addr, bits, family) = prefix.words();
+                t.has = socket | peer;
+                (mask.addr, value.addr) = (bits, addr);
+                (mask.family, value.family) = (!0, family);
+            }
+            Test::Proto(p) => {
+                t.has = socket;
+                (mask.protocol, value.protocol) = (!0, p.number());
+            }
+            Test::Result(outcome) => {
+                t.has = match_has::HAS_RESULT.0 as u8;
+                mask.result = !0;
+                value.result = match outcome {
+                    Outcome::Ok | Outcome::Failed => 0,
+                    Outcome::Aborted => match_result::MATCH_ABORTED.0,
+                    Outcome::Errno(n) => *n as u32,
+                };
+                // Failed: not ok.
+                t.negated ^= u8::from(*outcome == Outcome::Failed);
+            }
+            Test::Process(name) => {
+                (mask.comm, value.comm) = (name_mask(name), name_words(name));
+            }
+        }
+        // `port=` is the local port, or the remote one where there is a peer; every
+        // other term is one compare, made twice.
+        if let Test::Port(p) = self.test {
+            (t.alt_mask.rport, t.alt_value.rport) = (!0, p);
+            (t.alt_mask.has, t.alt_value.has) = (peer, peer);
+        } else {
+            (t.alt_mask, t.alt_value) = (t.mask, t.value);
+        }
+        t
     }
 }
 
@@ -221,38 +320,9 @@ impl Test {
             Test::Process(_) => true,
         }
     }
-
-    /// Whether the event has this value; None when it has no such field.
-    fn check(&self, ev: &Event) -> Option<bool> {
-        let socket = ev.socket.as_ref();
-        let remote: Option<SocketAddr> = socket.and_then(|s| s.remote);
-        Some(match self {
-            Test::Port(p) => {
-                let s = socket?;
-                s.local.port() == *p || remote.is_some_and(|r| r.port() == *p)
-            }
-            Test::Lport(p) => socket?.local.port() == *p,
-            Test::Rport(p) => remote?.port() == *p,
-            Test::Peer(prefix) => prefix.contains(remote?.ip()),
-            Test::Proto(proto) => socket?.protocol == *proto,
-            Test::Result(want) => {
-                let Detail::Connect { result, .. } = ev.detail else {
-                    return None;
-                };
-                match (want, result) {
-                    (Outcome::Ok, r) => r == ConnectResult::Ok,
-                    (Outcome::Failed, r) => r != ConnectResult::Ok,
-                    (Outcome::Aborted, r) => r == ConnectResult::Aborted,
-                    (Outcome::Errno(n), ConnectResult::Failed(e)) => e == *n,
-                    (Outcome::Errno(_), _) => false,
-                }
-            }
-            Test::Process(name) => ev.process == *name,
-        })
-    }
 }
 
-/// The run's expectations and prohibitions, and what the events showed.
+/// The run's expectations and prohibitions, and what the kernel matched.
 #[derive(Debug, Default)]
 pub struct Assertions {
     expect: Vec<(Expr, bool)>,
@@ -267,8 +337,8 @@ pub struct Verdict {
     pub passed: bool,
     /// The line for stderr.
     pub line: String,
-    /// What the events seen showed, as the line says it ("1 expectation met, no
-    /// forbidden event"); empty unless passed.
+    /// What the events showed, as the line says it ("1 expectation met, no forbidden
+    /// event"); empty unless passed.
     pub seen: String,
 }
 
@@ -285,22 +355,42 @@ impl Assertions {
         self.expect.is_empty() && self.forbid.is_empty()
     }
 
-    /// Records an event; true when it is forbidden (the first such ends the run).
+    /// The kernel's rules: the expectations, then the prohibitions.
+    pub fn rules(&self) -> Vec<rule> {
+        let exprs = self.expect.iter().map(|(e, _)| e).chain(&self.forbid);
+        exprs.map(Expr::rule).collect()
+    }
+
+    /// The rules that are prohibitions.
+    pub fn forbid_rules(&self) -> std::ops::Range<usize> {
+        self.expect.len()..self.expect.len() + self.forbid.len()
+    }
+
+    /// Whether some expression could match an event of this kind.
+    pub fn about(&self, kind: Kind) -> bool {
+        let exprs = self.expect.iter().map(|(e, _)| e).chain(&self.forbid);
+        exprs.map(Expr::kinds).any(|k| k.contains(kind))
+    }
+
+    /// Records which rules the kernel matched the event to; true when it is
+    /// forbidden (the first such ends the run).
     pub fn observe(&mut self, ev: &Event) -> bool {
-        for (expr, met) in &mut self.expect {
-            if !*met && expr.matches(ev) {
-                *met = true;
-            }
+        let hit = |i: usize| ev.matched & (1 << i) != 0;
+        for (i, (_, met)) in self.expect.iter_mut().enumerate() {
+            *met |= hit(i);
         }
         if self.broken.is_some() {
             return false;
         }
-        self.broken = self
-            .forbid
-            .iter()
-            .position(|f| f.matches(ev))
-            .map(|i| (i, describe(ev)));
+        self.broken = self.forbid_rules().position(hit).map(|i| (i, describe(ev)));
         self.broken.is_some()
+    }
+
+    /// The kernel's count of each rule's matches, the events the buffer lost included.
+    pub fn count_hits(&mut self, hits: &[u64]) {
+        for ((_, met), &n) in self.expect.iter_mut().zip(hits) {
+            *met |= n > 0;
+        }
     }
 
     pub fn forbidden_seen(&self) -> bool {
@@ -354,6 +444,56 @@ impl Assertions {
     }
 }
 
+/// The --allow expressions that let through every destination --audit recorded:
+/// a connect's also lets datagrams through, so a send gets one only without it.
+pub fn allow_options(destinations: &[destination]) -> Vec<String> {
+    let words = |d: &destination| {
+        let family = if d.family == AF_INET6 { 128 } else { 32 };
+        let mut bytes = [0u8; 16];
+        for (i, w) in d.addr.iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        let ip: IpAddr = if family == 32 {
+            Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()
+        } else {
+            Ipv6Addr::from(bytes).into()
+        };
+        let proto = match d.protocol {
+            6 => "tcp",
+            17 => "udp",
+            _ => "",
+        };
+        (proto, ip, d.port)
+    };
+    let connected: BTreeSet<_> = destinations
+        .iter()
+        .filter(|d| d.sendmsg == 0)
+        .map(words)
+        .collect();
+    let sent: BTreeSet<_> = destinations
+        .iter()
+        .filter(|d| d.sendmsg != 0)
+        .map(words)
+        .filter(|w| !connected.contains(w))
+        .collect();
+    let line = |call: &str, (proto, ip, port): &(&str, IpAddr, u16)| {
+        let proto = if proto.is_empty() {
+            String::new()
+        } else {
+            format!(" proto={proto}")
+        };
+        let port = if *port == 0 {
+            String::new()
+        } else {
+            format!(" rport={port}")
+        };
+        format!("{call}{proto} peer={ip}{port}")
+    };
+    let mut lines: Vec<String> = connected.iter().map(|w| line("connect", w)).collect();
+    lines.extend(sent.iter().map(|w| line("send", w)));
+    lines
+}
+
 /// An event in a few words: `CONNECT by curl (pid 42) to 10.0.0.1:80`.
 fn describe(ev: &Event) -> String {
     let mut s = format!(
@@ -371,7 +511,8 @@ fn describe(ev: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ExitStatus, Socket};
+    use crate::event::{ConnectResult, Detail, ExitStatus, Socket};
+    use crate::skel::types::match_key;
 
     fn ev(detail: Detail, local: &str, remote: Option<&str>) -> Event {
         Event {
@@ -386,6 +527,7 @@ mod tests {
                 accepted: false,
             }),
             detail,
+            matched: 0,
         }
     }
 
@@ -400,8 +542,51 @@ mod tests {
         )
     }
 
+    /// The key the BPF program's fill_key() gathers, from a decoded event.
+    fn key(ev: &Event) -> match_key {
+        let mut k = match_key {
+            comm: name_words(&ev.process),
+            ..Default::default()
+        };
+        if let Some(s) = &ev.socket {
+            k.has = match_has::HAS_SOCKET.0 as u8;
+            (k.lport, k.protocol) = (s.local.port(), s.protocol.number());
+            if let Some(r) = s.remote {
+                let (addr, _, family) = Prefix::parse(&r.ip().to_string()).unwrap().words();
+                k.has |= match_has::HAS_PEER.0 as u8;
+                (k.addr, k.family, k.rport) = (addr, family, r.port());
+            }
+        }
+        if let Detail::Connect { result, .. } = ev.detail {
+            k.has |= match_has::HAS_RESULT.0 as u8;
+            k.result = match result {
+                ConnectResult::Ok => 0,
+                ConnectResult::Failed(n) => n as u32,
+                ConnectResult::Aborted => match_result::MATCH_ABORTED.0,
+            };
+        }
+        k
+    }
+
+    fn words(k: &match_key) -> [u64; 6] {
+        // SAFETY: a match_key is six words of plain integers.
+        unsafe { std::mem::transmute::<match_key, [u64; 6]>(*k) }
+    }
+
+    /// The BPF program's term_holds(), on the compiled term.
+    fn holds(t: &rule_term, k: &match_key) -> bool {
+        let compare = |mask: &match_key, value: &match_key| {
+            let (k, mask, value) = (words(k), words(mask), words(value));
+            (0..6).all(|i| k[i] & mask[i] == value[i])
+        };
+        let hit = compare(&t.mask, &t.value) || compare(&t.alt_mask, &t.alt_value);
+        k.has & t.has == t.has && hit != (t.negated != 0)
+    }
+
     fn m(expr: &str, e: &Event) -> bool {
-        Expr::parse(expr).unwrap().matches(e)
+        let rule = Expr::parse(expr).unwrap().rule();
+        let k = key(e);
+        rule.kinds & e.kind().bit() != 0 && rule.terms.iter().all(|t| holds(t, &k))
     }
 
     #[test]
@@ -529,18 +714,114 @@ mod tests {
             "expectation not met: no event matched --expect 'connect rport=5432'"
         );
         assert!(!a.observe(&ok));
+        assert!(!a.verdict().unwrap().passed);
+        // What the kernel matched: rule 0 is the expectation, 1 the prohibition.
+        assert!(!a.observe(&Event { matched: 1, ..ok }));
         let v = a.verdict().unwrap();
         assert!(v.passed);
         assert_eq!(
             v.line,
             "assertions passed: 1 expectation met, no forbidden event"
         );
-        assert!(a.observe(&connect("127.0.0.1:1", ConnectResult::Failed(111))));
+        let refused = connect("127.0.0.1:1", ConnectResult::Failed(111));
+        assert!(a.observe(&Event {
+            matched: 2,
+            ..refused
+        }));
         assert!(a.forbidden_seen());
         assert_eq!(
             a.verdict().unwrap().line,
             "forbidden event seen: CONNECT by curl (pid 1) with 127.0.0.1:1 matched --forbid 'connect result!=ok'"
         );
         assert!(Assertions::default().verdict().is_none());
+    }
+
+    #[test]
+    fn the_kernels_counts_meet_expectations() {
+        let mut a = Assertions::new(
+            vec![
+                Expr::parse("connect").unwrap(),
+                Expr::parse("accept").unwrap(),
+            ],
+            vec![Expr::parse("connect rport=1").unwrap()],
+        );
+        assert_eq!(a.rules().len(), 3);
+        assert_eq!(a.forbid_rules(), 2..3);
+        assert!(a.about(Kind::Connect) && !a.about(Kind::Close));
+        a.count_hits(&[3, 0, 0]);
+        assert!(!a.verdict().unwrap().passed);
+        a.count_hits(&[0, 1, 0]);
+        assert!(a.verdict().unwrap().passed);
+    }
+
+    #[test]
+    fn too_many_terms_are_refused() {
+        let nine = format!("connect{}", " port=1".repeat(max_terms() + 1));
+        assert_eq!(Expr::parse(&nine).unwrap_err(), "more than 8 terms");
+        assert_eq!(max_rules(), 16);
+    }
+
+    #[test]
+    fn policies_are_about_calls_and_what_is_known_then() {
+        let err = |s: &str| Expr::parse_policy(s).unwrap_err();
+        assert_eq!(
+            err("listen port=80"),
+            "--deny and --allow are about connect or send (or any of the two)"
+        );
+        assert!(err("connect lport=5").starts_with("port is not known when a call is decided"));
+        assert!(err("connect result=ok")
+            .starts_with("result (result= is about connect events) is not known"));
+        for ok in [
+            "connect peer!=127.0.0.0/8",
+            "send proto=udp rport=53",
+            "any process=curl",
+        ] {
+            assert!(Expr::parse_policy(ok).is_ok(), "{ok}");
+        }
+        // A datagram's hook passes CONNECT and SEND: `connect` covers both calls.
+        let connect = Expr::parse_policy("connect").unwrap().rule();
+        assert_eq!(connect.kinds, Kind::Connect.bit());
+        assert_eq!(
+            Expr::parse_policy("send").unwrap().rule().kinds,
+            Kind::Send.bit()
+        );
+    }
+
+    #[test]
+    fn the_audit_allows_each_destination_once() {
+        let dest = |ip: [u8; 4], port, protocol, sendmsg| {
+            let mut d = destination {
+                port,
+                family: 2,
+                protocol,
+                sendmsg,
+                ..Default::default()
+            };
+            d.addr[0] = u32::from_ne_bytes(ip);
+            d
+        };
+        let mut v6 = dest([0; 4], 443, 6, 0);
+        v6.family = AF_INET6;
+        v6.addr = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
+        let lines = allow_options(&[
+            dest([10, 0, 0, 2], 53, 17, 1),
+            dest([10, 0, 0, 1], 80, 6, 0),
+            // Sent to and connected to: the connect's line covers both.
+            dest([10, 0, 0, 3], 53, 17, 1),
+            dest([10, 0, 0, 3], 53, 17, 0),
+            v6,
+            // Port 0 is no port to allow: any port of that peer.
+            dest([10, 0, 0, 4], 0, 17, 1),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "connect proto=tcp peer=10.0.0.1 rport=80",
+                "connect proto=tcp peer=::1 rport=443",
+                "connect proto=udp peer=10.0.0.3 rport=53",
+                "send proto=udp peer=10.0.0.2 rport=53",
+                "send proto=udp peer=10.0.0.4",
+            ]
+        );
     }
 }

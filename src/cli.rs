@@ -82,6 +82,21 @@ pub struct Args {
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     pub forbid: Vec<Expr>,
 
+    /// Make a connect, or a datagram sent to an address, that matches EXPR fail with
+    /// EPERM in COMMAND's tree, and print a DENY line (repeatable; needs COMMAND)
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse_policy)]
+    pub deny: Vec<Expr>,
+
+    /// Let through only the connects and datagram sends that match some EXPR; the
+    /// others fail as --deny makes them (repeatable; needs COMMAND)
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse_policy)]
+    pub allow: Vec<Expr>,
+
+    /// At the end, print the --allow options that let through every connect and
+    /// datagram send COMMAND's tree made (needs COMMAND)
+    #[arg(long)]
+    pub audit: bool,
+
     /// Print a table per process and remote end at the end instead of the events
     #[arg(short = 'c', long, conflicts_with = "summary")]
     pub summary_only: bool,
@@ -218,15 +233,18 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 
 /// The EXPR grammar of --expect and --forbid.
 pub const EXPRESSIONS: &str = "
-Expressions (--expect, --forbid): EVENT [TERM]...
+Expressions (--expect, --forbid, --deny, --allow): EVENT [TERM]...
   EVENT is an event name or `any`; every TERM must hold: KEY=VALUE or KEY!=VALUE.
+  --deny and --allow take connect, send or any, and the terms peer, rport, proto
+  and process; a connect EXPR also covers datagrams sent to an address.
   port=, lport=, rport=   a port (port: local or remote)
   peer=                   ADDR or ADDR/LEN, IPv4 or IPv6 (::ffff:a.b.c.d is a.b.c.d)
   proto=                  tcp or udp
   result=                 connect's: ok, failed, aborted, or an errno name (ECONNREFUSED)
   process=                a name as sockwatch prints it (\\xNN for a byte), 15 bytes at most
   A term about a field the event lacks holds neither way; an EVENT whose events
-  never have the field (`send result=ok`) is refused.
+  never have the field (`send result=ok`) is refused. The kernel matches every
+  event, those the buffer loses too; 16 expressions at most, 8 terms each.
 ";
 
 /// Who may run sockwatch, and what scripts can wait for.
@@ -252,7 +270,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         5,
-        "assertions undecided: none failed among the events seen, but events were lost, hook runs skipped, sockets untracked, CLOSE lines missed, processes not followed or lines not written",
+        "assertions undecided: none failed, but the kernel may not have seen an event (hook runs skipped, processes not followed or left running; for an assertion about CLOSE, sockets untracked or CLOSE lines missed)",
     ),
     (126, "COMMAND could not be run (permissions, --user)"),
     (127, "COMMAND was not found"),
@@ -349,6 +367,9 @@ pub struct Config {
     pub cgroup: Option<PathBuf>,
     pub expect: Vec<Expr>,
     pub forbid: Vec<Expr>,
+    pub deny: Vec<Expr>,
+    pub allow: Vec<Expr>,
+    pub audit: bool,
     pub summary: Option<SummaryMode>,
     /// The summary table's column header (--no-header leaves it out).
     pub table_header: bool,
@@ -370,6 +391,13 @@ pub struct Config {
     pub buffer: Option<Buffer>,
     /// Notes for stderr about how the arguments were taken (truncated names).
     pub notes: Vec<String>,
+}
+
+impl Config {
+    /// Whether COMMAND's connects and sends are decided in its cgroup.
+    pub fn deciding(&self) -> bool {
+        !self.deny.is_empty() || !self.allow.is_empty() || self.audit
+    }
 }
 
 /// `-c` or `-C`.
@@ -458,6 +486,23 @@ impl Config {
             (false, true) => Some(SummaryMode::After),
             _ => None,
         };
+        if args.expect.len() + args.forbid.len() > crate::assertion::max_rules() {
+            bail!(
+                "at most {} --expect and --forbid expressions can be given",
+                crate::assertion::max_rules()
+            );
+        }
+        let deciding = !args.deny.is_empty() || !args.allow.is_empty() || args.audit;
+        if deciding && args.command.is_empty() {
+            bail!("--deny, --allow and --audit need -- COMMAND: they act in its own cgroup");
+        }
+        if deciding && args.leave_tree {
+            bail!("--leave-tree cannot be used with --deny, --allow or --audit: what it left would run on unwatched");
+        }
+        let max = crate::assertion::max_rules();
+        if args.deny.len() > max || args.allow.len() > max {
+            bail!("at most {max} --deny and {max} --allow expressions can be given");
+        }
         let mut events = print.0;
         for expr in args.expect.iter().chain(&args.forbid) {
             events |= expr.kinds().0;
@@ -487,6 +532,9 @@ impl Config {
             cgroup,
             expect: args.expect,
             forbid: args.forbid,
+            deny: args.deny,
+            allow: args.allow,
+            audit: args.audit,
             summary,
             output: args.output,
             append: args.append,
@@ -526,7 +574,7 @@ fn cgroup_dir(path: &std::path::Path) -> Result<PathBuf> {
 }
 
 /// Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems.
-fn cgroup2_mount() -> Option<PathBuf> {
+pub fn cgroup2_mount() -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|l| {
         let mut f = l.split(' ');

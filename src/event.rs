@@ -23,10 +23,12 @@ pub enum Kind {
     Send,
     Recv,
     Close,
+    /// A connect or datagram send that --deny or --allow refused.
+    Deny,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Fork,
         Kind::Exec,
         Kind::Exit,
@@ -36,6 +38,7 @@ impl Kind {
         Kind::Send,
         Kind::Recv,
         Kind::Close,
+        Kind::Deny,
     ];
 
     /// The kernel's number for this kind (`enum event_kind`).
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Send => event_kind::EV_SEND.0,
             Kind::Recv => event_kind::EV_RECV.0,
             Kind::Close => event_kind::EV_CLOSE.0,
+            Kind::Deny => event_kind::EV_DENY.0,
         }
     }
 
@@ -73,6 +77,7 @@ impl Kind {
             Kind::Send => "send",
             Kind::Recv => "recv",
             Kind::Close => "close",
+            Kind::Deny => "deny",
         }
     }
 }
@@ -124,6 +129,14 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+        }
+    }
+
+    /// The IPPROTO_ number the kernel gives it.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => IPPROTO_TCP,
+            Protocol::Udp => IPPROTO_UDP,
         }
     }
 }
@@ -200,6 +213,12 @@ pub enum Detail {
     Recv {
         bytes: u64,
     },
+    /// A refused call: `sendmsg` for a datagram sent to an address, else a connect;
+    /// `rule` the --deny it matched (0-based), None when it fitted no --allow.
+    Deny {
+        sendmsg: bool,
+        rule: Option<usize>,
+    },
     Close {
         sent: u64,
         received: u64,
@@ -220,6 +239,8 @@ pub struct Event {
     pub process: Vec<u8>,
     pub socket: Option<Socket>,
     pub detail: Detail,
+    /// Bit i: the kernel matched it to rule i (the --expect options, then --forbid).
+    pub matched: u16,
 }
 
 impl Event {
@@ -234,6 +255,7 @@ impl Event {
             Detail::Send { .. } => Kind::Send,
             Detail::Recv { .. } => Kind::Recv,
             Detail::Close { .. } => Kind::Close,
+            Detail::Deny { .. } => Kind::Deny,
         }
     }
 
@@ -388,6 +410,10 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
         Kind::Recv => Detail::Recv {
             bytes: e.value as u64,
         },
+        Kind::Deny => Detail::Deny {
+            sendmsg: flag(event_flag::EF_SENDMSG),
+            rule: usize::try_from(e.value).ok(),
+        },
         Kind::Close => Detail::Close {
             sent: e.sent,
             received: e.received,
@@ -404,6 +430,7 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
         process: until_nul(&comm),
         socket: socket(&e)?,
         detail,
+        matched: e.matched,
     })
 }
 

@@ -135,6 +135,20 @@ fn addr(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "*".into(), |a| a.to_string())
 }
 
+/// The refused call: `connect`, or `sendmsg` for a datagram sent to an address.
+fn deny_call(sendmsg: bool) -> &'static str {
+    if sendmsg {
+        "sendmsg"
+    } else {
+        "connect"
+    }
+}
+
+/// What refused it: `deny#N` (the Nth --deny), or `allow` (no --allow fitted).
+fn deny_rule(rule: Option<usize>) -> String {
+    rule.map_or_else(|| "allow".into(), |i| format!("deny#{}", i + 1))
+}
+
 fn details(ev: &Event) -> String {
     match &ev.detail {
         Detail::Fork { ppid } => format!("ppid={ppid}"),
@@ -163,6 +177,9 @@ fn details(ev: &Event) -> String {
         Detail::Send { bytes } => format!("bytes={bytes}"),
         Detail::Recv { bytes } if ev.is_end_of_stream() => format!("bytes={bytes} eof"),
         Detail::Recv { bytes } => format!("bytes={bytes}"),
+        Detail::Deny { sendmsg, rule } => {
+            format!("call={} by={}", deny_call(*sendmsg), deny_rule(*rule))
+        }
         Detail::Close {
             sent,
             received,
@@ -234,6 +251,10 @@ struct JsonEvent {
     lifetime_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     partial: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -277,6 +298,8 @@ impl JsonEvent {
             received: None,
             lifetime_ns: None,
             partial: None,
+            call: None,
+            by: None,
         };
         match &ev.detail {
             Detail::Fork { ppid } => j.ppid = Some(*ppid),
@@ -304,6 +327,10 @@ impl JsonEvent {
             Detail::Recv { bytes } => {
                 j.bytes = Some(*bytes);
                 j.eof = Some(ev.is_end_of_stream());
+            }
+            Detail::Deny { sendmsg, rule } => {
+                j.call = Some(deny_call(*sendmsg));
+                j.by = Some(deny_rule(*rule));
             }
             Detail::Close {
                 sent,
@@ -345,6 +372,7 @@ mod tests {
             process: process.to_vec(),
             socket,
             detail,
+            matched: 0,
         }
     }
 
@@ -579,5 +607,25 @@ mod tests {
         assert_eq!(errno_name(111), "ECONNREFUSED");
         assert_eq!(errno_name(110), "ETIMEDOUT");
         assert_eq!(errno_name(9999), "errno9999");
+    }
+
+    #[test]
+    fn a_denied_call_says_which_and_what_refused_it() {
+        let deny = |sendmsg, rule| {
+            ev(
+                b"curl",
+                tcp("0.0.0.0:0", Some("10.0.0.1:443")),
+                Detail::Deny { sendmsg, rule },
+            )
+        };
+        let line = text(&deny(false, Some(1)));
+        assert!(
+            line.ends_with(" DENY    tcp   0.0.0.0:0             10.0.0.1:443          call=connect by=deny#2\n"),
+            "{line}"
+        );
+        assert!(text(&deny(true, None)).ends_with(" call=sendmsg by=allow\n"));
+        let j = json(&deny(true, None));
+        assert!(j.contains(r#""event":"deny""#), "{j}");
+        assert!(j.contains(r#""call":"sendmsg","by":"allow""#), "{j}");
     }
 }

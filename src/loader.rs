@@ -11,6 +11,7 @@ use libbpf_rs::btf::Btf;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
+use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
 use crate::event::Protocol;
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
@@ -144,14 +145,76 @@ impl Tracer {
             .lookup_percpu(&key, MapFlags::ANY)
             .context("reading the event counters")?
             .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .filter_map(|v| {
-                v.get(..8)
-                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
-            })
-            .sum())
+        Ok(per_cpu.iter().map(|v| u64_at(v)).sum())
     }
+
+    /// Attaches the --deny, --allow and --audit hooks to `cgroup` (a directory).
+    pub fn decide_in(&mut self, cgroup: &std::fs::File) -> Result<()> {
+        for prog in self.skel.object().progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            let Some(p) = probes::deciding().find(|p| p.program == name) else {
+                continue;
+            };
+            if !prog.autoload() {
+                continue;
+            }
+            let link = prog
+                .attach_cgroup(cgroup.as_raw_fd())
+                .map_err(|e| anyhow!("attaching {name} ({}): {e}", probes::describe(p)))?;
+            self.links.push(link);
+        }
+        Ok(())
+    }
+
+    /// The connects and sends --deny or --allow refused.
+    pub fn denied(&self) -> Result<u64> {
+        self.counter(types::counter::CTR_DENIED)
+    }
+
+    /// --audit's destinations, and how many its table had no room for.
+    pub fn destinations(&self) -> Result<(Vec<types::destination>, u64)> {
+        let map = &self.skel.maps.destinations;
+        let mut found = Vec::new();
+        for key in map.keys() {
+            let mut d = types::destination::default();
+            if plain::copy_from_bytes(&mut d, &key).is_ok() {
+                found.push(d);
+            }
+        }
+        Ok((found, self.counter(types::counter::CTR_UNAUDITED)?))
+    }
+
+    /// How many events each --expect and --forbid rule matched, in their order.
+    pub fn rule_hits(&self, rules: usize) -> Result<Vec<u64>> {
+        (0..rules as u32)
+            .map(|i| {
+                let per_cpu = self
+                    .skel
+                    .maps
+                    .rule_hits
+                    .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
+                    .context("reading the assertions' matches")?
+                    .unwrap_or_default();
+                Ok(per_cpu.iter().map(|v| u64_at(v)).sum())
+            })
+            .collect()
+    }
+
+    /// The record of the first event rule `i` matched, once one has.
+    pub fn first_hit(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        self.skel
+            .maps
+            .first_hits
+            .lookup(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+            .context("reading the assertions' first matches")
+    }
+}
+
+/// A per-CPU value's u64.
+fn u64_at(value: &[u8]) -> u64 {
+    value
+        .get(..8)
+        .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()))
 }
 
 /// What the running kernel's BTF says about the hooks.
@@ -192,29 +255,6 @@ impl Kernel {
         let proto = FuncProto::try_from(func.next_type()?).ok()?;
         Some(proto.len())
     }
-}
-
-/// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
-fn name_words(name: &[u8]) -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name);
-    comm_words(bytes)
-}
-
-/// A comm's 16 bytes as the two words the BPF program compares.
-fn comm_words(bytes: [u8; 16]) -> [u64; 2] {
-    [
-        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
-        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
-    ]
-}
-
-/// Masks the bytes of a comm that a name decides: its own and the NUL after it.
-fn name_mask(name: &[u8]) -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    let decided = (name.len() + 1).min(16);
-    bytes[..decided].fill(0xff);
-    comm_words(bytes)
 }
 
 /// Processes with sockets are fewer than sockets, but a tiny socket table must not
@@ -269,9 +309,11 @@ const MAX_FOLLOWED: u32 = 16384;
 fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Probe>> {
     let wanted: Vec<&Probe> =
         probes::needed(mode, cfg.events, kernel.recv_has_nonblock(), follows(cfg)).collect();
+    // --deny's hooks are the cgroup's, the same in every mode.
+    let deciding = probes::deciding().filter(|_| cfg.deciding());
     if mode == Mode::Tracepoint {
         system::check_tracepoints(wanted.iter().map(|p| p.target))?;
-        return Ok(wanted);
+        return Ok(wanted.into_iter().chain(deciding).collect());
     }
     if kernel.btf.is_none() {
         bail!("this kernel has no BTF");
@@ -289,6 +331,7 @@ fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Pr
             (false, _) => bail!("this kernel lacks {}", probes::describe(p)),
         }
     }
+    chosen.extend(deciding);
     Ok(chosen)
 }
 
@@ -316,8 +359,8 @@ fn start_mode(
         .context("the BPF object has no read-only data")?;
     assert!(cfg.names.len() <= MAX_NAMES && cfg.pids.len() <= MAX_PIDS);
     for (i, name) in cfg.names.iter().enumerate() {
-        rodata.names[i] = name_words(name);
-        rodata.names_mask[i] = name_mask(name);
+        rodata.names[i] = procs::name_words(name);
+        rodata.names_mask[i] = procs::name_mask(name);
     }
     rodata.n_names = cfg.names.len() as u32;
     rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
@@ -345,11 +388,19 @@ fn start_mode(
         rodata.peers[i].family = family;
     }
     rodata.n_peers = cfg.peers.len() as u32;
-    rodata.only_protocol = match cfg.proto {
-        None => 0,
-        Some(Protocol::Tcp) => 6,
-        Some(Protocol::Udp) => 17,
-    };
+    rodata.only_protocol = cfg.proto.map_or(0, Protocol::number);
+    let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
+    rodata.rules[..rules.len()].copy_from_slice(&rules);
+    rodata.n_rules = rules.len() as u32;
+    for (i, expr) in cfg.deny.iter().enumerate() {
+        rodata.deny_rules[i] = expr.rule();
+    }
+    rodata.n_deny = cfg.deny.len() as u32;
+    for (i, expr) in cfg.allow.iter().enumerate() {
+        rodata.allow_rules[i] = expr.rule();
+    }
+    rodata.n_allow = cfg.allow.len() as u32;
+    rodata.audit = cfg.audit;
 
     // Sizes the operator chose; the kernel allocates them at load.
     let maps = &mut open.maps;
@@ -400,6 +451,10 @@ fn start_mode(
         }
         let name = prog.name().to_string_lossy().into_owned();
         let p = chosen.iter().find(|p| p.program == name).unwrap();
+        // Attached to COMMAND's cgroup once it has one (Tracer::decide_in).
+        if p.attach == Attach::Cgroup {
+            continue;
+        }
         let link = prog.attach().map_err(|e| {
             let hint = attach_hint(p.attach, e.kind());
             anyhow!("attaching {name} ({}){hint}: {e}", probes::describe(p))
@@ -477,28 +532,5 @@ mod tests {
             );
         }
         assert_eq!(names.len(), probes::PROBES.len());
-    }
-
-    #[test]
-    fn a_name_ignores_what_follows_its_nul() {
-        // 5.10 leaves an older name's tail after the NUL: "httpd\0r/0".
-        let mut comm = [0u8; 16];
-        comm[..9].copy_from_slice(b"httpd\0r/0");
-        let words = name_words(&comm[..15]);
-        let (name, mask) = (name_words(b"httpd"), name_mask(b"httpd"));
-        assert_eq!([words[0] & mask[0], words[1] & mask[1]], name);
-        // The NUL is decided: "http" does not match "httpd".
-        let (short, mask) = (name_words(b"http"), name_mask(b"http"));
-        assert_ne!([words[0] & mask[0], words[1] & mask[1]], short);
-        assert_eq!(name_mask(b"fifteen-bytes-x"), [u64::MAX, u64::MAX]);
-    }
-
-    #[test]
-    fn names_pack_like_comm() {
-        let w = name_words(b"redis-server");
-        let mut bytes = w[0].to_ne_bytes().to_vec();
-        bytes.extend(w[1].to_ne_bytes());
-        assert_eq!(&bytes[..12], b"redis-server");
-        assert!(bytes[12..].iter().all(|&b| b == 0));
     }
 }

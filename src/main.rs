@@ -9,6 +9,7 @@ macro_rules! note {
 }
 
 mod assertion;
+mod cgroup;
 mod cli;
 mod command;
 mod event;
@@ -151,6 +152,16 @@ fn run() -> Result<ExitCode> {
     if let Some(child) = &child {
         tracer.follow(child.pid())?;
     }
+    // --deny: COMMAND joins a cgroup of its own before it runs; the hooks act there only.
+    let cgroup = match &child {
+        Some(child) if cfg.deciding() => {
+            let cgroup = cgroup::Cgroup::create()?;
+            cgroup.add(child.pid())?;
+            tracer.decide_in(cgroup.file())?;
+            Some(cgroup)
+        }
+        _ => None,
+    };
     for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
         note!("sockwatch: {hint}");
     }
@@ -166,8 +177,21 @@ fn run() -> Result<ExitCode> {
         child.as_mut(),
         || note!("{ready}"),
     )?;
+    // The tree has exited (or was stopped): its cgroup goes.
+    drop(cgroup);
+    let denied = match cfg.deciding() {
+        true => Some(tracer.denied()?),
+        false => None,
+    };
+    let audit = match cfg.audit {
+        true => Some(tracer.destinations()?),
+        false => None,
+    };
     let verdict = report.assertions.verdict();
-    let missing = report.losses.said();
+    // What the kernel's matching could not see.
+    let close = report.assertions.about(event::Kind::Close);
+    let missing = report.losses.said(|k| k.blinds(close));
+    let dropped = !report.losses.said(|k| !k.blinds(close)).is_empty();
     let judged = match &verdict {
         None => Judged::Nothing,
         Some(v) if !v.passed => Judged::Failed,
@@ -180,6 +204,10 @@ fn run() -> Result<ExitCode> {
             missing.join(", "),
             v.seen
         ),
+        // Lost events and unwritten lines: the verdict stands, and says why.
+        Judged::Passed if dropped => {
+            format!("{} (matched in the kernel, where nothing was lost)", v.line)
+        }
         _ => v.line,
     });
     if report.outcome == Outcome::OutputClosed {
@@ -205,6 +233,9 @@ fn run() -> Result<ExitCode> {
             n => line += &format!(", {}", kind.said(n)),
         }
     }
+    if let Some(n) = denied {
+        line += &format!(", {} denied", format::count(n, "call"));
+    }
     match report.outcome {
         Outcome::TimedOut => {
             let want = format::count(cfg.count.unwrap_or_default(), "event");
@@ -215,6 +246,14 @@ fn run() -> Result<ExitCode> {
         _ => {}
     }
     note!("{line}");
+    if let Some((destinations, unrecorded)) = audit {
+        for allow in assertion::allow_options(&destinations) {
+            note!("sockwatch: audit: --allow '{allow}'");
+        }
+        if unrecorded > 0 {
+            note!("sockwatch: audit: {unrecorded} more not recorded (its table was full): the list is incomplete");
+        }
+    }
     if let Some(v) = &verdict_line {
         note!("sockwatch: {v}");
     }
@@ -303,9 +342,12 @@ fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
         true => String::new(),
         false => format!("; only {}", only.join(", ")),
     };
+    // DENY lines come only with --deny or --allow.
+    let mut events = cfg.print.names();
+    events.retain(|&e| cfg.deciding() || e != event::Kind::Deny.name());
     format!(
         "{who} (events: {}{only}; via {}, {}); Ctrl-C to stop",
-        cfg.print.names().join(","),
+        events.join(","),
         tracer.mode,
         tracer.buffer.name()
     )

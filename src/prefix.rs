@@ -45,6 +45,8 @@ impl Prefix {
     }
 
     /// Whether `ip` is inside; an IPv4-mapped IPv6 address counts as its IPv4 address.
+    /// The kernel decides this from `words()`; the tests check the two agree.
+    #[cfg(test)]
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -193,6 +195,41 @@ mod tests {
         assert!(Prefix::parse("0.0.0.0/0").unwrap().contains(ip("1.2.3.4")));
         let [v4, v6] = Prefix::loopback();
         assert!(v4.contains(ip("127.0.0.53")) && v6.contains(ip("::1")));
+    }
+
+    /// The kernel's test: the address's words, masked, equal the prefix's.
+    fn kernel_contains(p: &Prefix, ip: IpAddr) -> bool {
+        let (addr, mask, family) = p.words();
+        let (a, _, f) = Prefix::parse(&ip.to_string()).unwrap().words();
+        f == family && (0..4).all(|i| a[i] & mask[i] == addr[i])
+    }
+
+    #[test]
+    fn the_kernels_words_agree_with_contains() {
+        let prefixes = [
+            "127.0.0.0/8",
+            "10.1.0.0/15",
+            "fd00::/8",
+            "::1",
+            "0.0.0.0/0",
+            "::/0",
+        ];
+        let ips = [
+            "127.0.0.1",
+            "128.0.0.1",
+            "10.0.255.255",
+            "10.2.0.0",
+            "fd12::1",
+            "fe80::1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "1.2.3.4",
+        ];
+        for p in prefixes.map(|p| Prefix::parse(p).unwrap()) {
+            for a in ips.map(ip) {
+                assert_eq!(kernel_contains(&p, a), p.contains(a), "{p} {a}");
+            }
+        }
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum Attach {
     Fexit,
     Kprobe,
     Kretprobe,
+    /// A cgroup socket-address hook, attached to COMMAND's cgroup for --deny.
+    Cgroup,
 }
 
 impl Attach {
@@ -74,6 +76,7 @@ impl Attach {
             Attach::Tracepoint | Attach::TpBtf => "tracepoint",
             Attach::Fentry | Attach::Fexit => "fentry",
             Attach::Kprobe | Attach::Kretprobe => "kprobe",
+            Attach::Cgroup => "cgroup",
         }
     }
 
@@ -105,6 +108,8 @@ pub enum Step {
     Peer,
     /// The socket goes away.
     Release,
+    /// --deny and --allow decide a connect or datagram send (every mode's own).
+    Deny,
 }
 
 #[cfg(test)]
@@ -286,7 +291,17 @@ pub const PROBES: &[Probe] = &[
     probe("tp_destroy", TpBtf, "tcp/tcp_destroy_sock", Step::Release, TP, RELEASE),
     probe("fx_release", Fentry, "inet_release", Step::Release, FX, RELEASE),
     probe("kp_release", Kprobe, "inet_release", Step::Release, KP, RELEASE),
+    // Deny: loaded with --deny, --allow or --audit only.
+    probe("cg_connect4", Cgroup, "connect4", Step::Deny, ALL_MODES, &[]),
+    probe("cg_connect6", Cgroup, "connect6", Step::Deny, ALL_MODES, &[]),
+    probe("cg_sendmsg4", Cgroup, "sendmsg4", Step::Deny, ALL_MODES, &[]),
+    probe("cg_sendmsg6", Cgroup, "sendmsg6", Step::Deny, ALL_MODES, &[]),
 ];
+
+/// The programs --deny, --allow and --audit attach to COMMAND's cgroup.
+pub fn deciding() -> impl Iterator<Item = &'static Probe> {
+    PROBES.iter().filter(|p| p.step == Step::Deny)
+}
 
 /// The probes a mode loads for the selected events, on a kernel whose receive
 /// functions do or do not take `nonblock`.
@@ -316,6 +331,7 @@ pub fn describe(p: &Probe) -> String {
         Attach::Fexit => format!("fexit on {}", p.target),
         Attach::Kprobe => format!("a kprobe on {}", p.target),
         Attach::Kretprobe => format!("a kretprobe on {}", p.target),
+        Attach::Cgroup => format!("the cgroup hook {}", p.target),
     }
 }
 
@@ -378,6 +394,7 @@ mod tests {
             let expected = match p.attach.family() {
                 "tracepoint" => "tp_",
                 "fentry" => "fx_",
+                "cgroup" => "cg_",
                 _ => "kp_",
             };
             assert_eq!(prefix, expected, "{}", p.program);

@@ -8,3 +8,4 @@ include!(concat!(env!("OUT_DIR"), "/sockwatch.skel.rs"));
 unsafe impl plain::Plain for types::event {}
 unsafe impl plain::Plain for types::exec_event {}
 unsafe impl plain::Plain for types::sock_state {}
+unsafe impl plain::Plain for types::destination {}

@@ -15,7 +15,8 @@ pub const KINDS: EventSet = EventSet(
         | Kind::Accept.bit()
         | Kind::Send.bit()
         | Kind::Recv.bit()
-        | Kind::Close.bit(),
+        | Kind::Close.bit()
+        | Kind::Deny.bit(),
 );
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +27,7 @@ pub struct Row {
     pub sent: u64,
     pub received: u64,
     pub closed: u64,
+    pub denied: u64,
 }
 
 /// Totals by (process name, remote end). An accepted connection's remote end is
@@ -37,6 +39,8 @@ pub struct Summary {
     /// The kinds counted (`--events`); the others' columns are `-` (absent in JSON).
     counted: EventSet,
     rows: BTreeMap<(Vec<u8>, String), Row>,
+    /// With --deny or --allow: a DENIED column.
+    denials: bool,
 }
 
 /// A column after PROCESS and REMOTE: title, JSON key, the kind it counts, its value.
@@ -53,13 +57,26 @@ const COLUMNS: [Column; 6] = [
     ("CLOSED", "closed", Kind::Close, |r| r.closed),
 ];
 
+const DENIED: Column = ("DENIED", "denied", Kind::Deny, |r| r.denied);
+
 impl Summary {
-    /// A summary of the events of `counted` kinds (those of `KINDS` among them).
-    pub fn new(counted: EventSet) -> Summary {
+    /// A summary of the events of `counted` kinds (those of `KINDS` among them);
+    /// `denials`: the run refuses calls, and the table says how many.
+    pub fn new(counted: EventSet, denials: bool) -> Summary {
         Summary {
             counted,
             rows: BTreeMap::new(),
+            denials,
         }
+    }
+
+    /// The columns after PROCESS and REMOTE.
+    fn columns(&self) -> Vec<Column> {
+        let mut columns = COLUMNS.to_vec();
+        if self.denials {
+            columns.push(DENIED);
+        }
+        columns
     }
 
     pub fn add(&mut self, ev: &Event) {
@@ -86,6 +103,7 @@ impl Summary {
             Detail::Send { bytes } => row.sent += bytes,
             Detail::Recv { bytes } => row.received += bytes,
             Detail::Close { .. } => row.closed += 1,
+            Detail::Deny { .. } => row.denied += 1,
             _ => {}
         }
     }
@@ -99,24 +117,28 @@ impl Summary {
     /// The table as text: a header (unless `header` is false), then one aligned row
     /// per process and remote end.
     pub fn write_text(&self, out: &mut impl Write, header: bool) -> io::Result<()> {
-        let line = |cells: [&str; 8]| {
-            let [p, r, co, cf, a, s, rc, cl] = cells;
-            format!("{p:<15} {r:<41} {co:>7} {cf:>9} {a:>7} {s:>12} {rc:>12} {cl:>6}\n")
+        let widths = [7, 9, 7, 12, 12, 6, 6];
+        let line = |process: &str, remote: &str, cells: Vec<String>| {
+            let mut l = format!("{process:<15} {remote:<41}");
+            for (cell, width) in cells.iter().zip(widths) {
+                l += &format!(" {cell:>width$}");
+            }
+            l + "\n"
         };
+        let columns = self.columns();
         if header {
-            let titles = COLUMNS.map(|c| c.0);
-            let [co, cf, a, s, rc, cl] = titles;
-            out.write_all(line(["PROCESS", "REMOTE", co, cf, a, s, rc, cl]).as_bytes())?;
+            let titles = columns.iter().map(|c| c.0.to_string()).collect();
+            out.write_all(line("PROCESS", "REMOTE", titles).as_bytes())?;
         }
         for (process, remote, r) in self.rows() {
-            let n = COLUMNS.map(|(_, _, kind, value)| match self.counted.contains(kind) {
-                true => value(r).to_string(),
-                false => "-".to_string(),
-            });
-            let [co, cf, a, s, rc, cl] = n.each_ref().map(String::as_str);
-            out.write_all(
-                line([&process_field(process), remote, co, cf, a, s, rc, cl]).as_bytes(),
-            )?;
+            let cells = columns
+                .iter()
+                .map(|(_, _, kind, value)| match self.counted.contains(*kind) {
+                    true => value(r).to_string(),
+                    false => "-".to_string(),
+                })
+                .collect();
+            out.write_all(line(&process_field(process), remote, cells).as_bytes())?;
         }
         Ok(())
     }
@@ -131,7 +153,7 @@ impl Summary {
                 String::from_utf8_lossy(process).into_owned().into(),
             );
             row.insert("remote".into(), remote.into());
-            for (_, key, kind, value) in COLUMNS {
+            for (_, key, kind, value) in self.columns() {
                 if self.counted.contains(kind) {
                     row.insert(key.into(), value(counts).into());
                 }
@@ -161,6 +183,7 @@ mod tests {
                 accepted: false,
             }),
             detail,
+            matched: 0,
         }
     }
 
@@ -180,7 +203,7 @@ mod tests {
     }
 
     fn sample() -> Summary {
-        let mut s = Summary::new(EventSet::ALL);
+        let mut s = Summary::new(EventSet::ALL, false);
         let db = Some("127.0.0.1:5432");
         for (port, ok) in [("127.0.0.1:40001", true), ("127.0.0.1:40002", false)] {
             let result = if ok {
@@ -257,7 +280,8 @@ mod tests {
                         accepts: 0,
                         sent: 10,
                         received: 32,
-                        closed: 1
+                        closed: 1,
+                        denied: 0,
                     }
                 ),
                 (
@@ -269,7 +293,8 @@ mod tests {
                         accepts: 2,
                         sent: 0,
                         received: 8,
-                        closed: 2
+                        closed: 2,
+                        denied: 0,
                     }
                 ),
             ]
@@ -303,7 +328,7 @@ mod tests {
 
     #[test]
     fn only_the_counted_columns_and_no_header_if_asked() {
-        let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()));
+        let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()), false);
         let c = Some("127.0.0.1:50001");
         for d in [
             Detail::Accept,
@@ -329,5 +354,44 @@ mod tests {
             serde_json::json!({"summary": true, "process": "db", "remote": "127.0.0.1:*",
                 "sent": 4, "closed": 1})
         );
+    }
+
+    #[test]
+    fn with_denials_a_denied_column() {
+        let deny = Detail::Deny {
+            sendmsg: false,
+            rule: Some(0),
+        };
+        let mut s = Summary::new(EventSet::ALL, true);
+        s.add(&ev(
+            "curl",
+            7,
+            "0.0.0.0:0",
+            Some("10.0.0.1:443"),
+            deny.clone(),
+        ));
+        s.add(&ev("curl", 7, "0.0.0.0:0", Some("10.0.0.1:443"), deny));
+        let mut text = Vec::new();
+        s.write_text(&mut text, true).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(" CLOSED DENIED"), "{text}");
+        assert!(
+            lines[1].starts_with("curl            10.0.0.1:443 "),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("      0      2"), "{text}");
+        let mut json = Vec::new();
+        s.write_json(&mut json).unwrap();
+        assert!(String::from_utf8(json).unwrap().contains("\"denied\":2"));
+        // Without --deny or --allow, no such column.
+        let mut text = Vec::new();
+        Summary::new(EventSet::ALL, false)
+            .write_text(&mut text, true)
+            .unwrap();
+        assert!(String::from_utf8(text)
+            .unwrap()
+            .trim_end()
+            .ends_with(" CLOSED"));
     }
 }

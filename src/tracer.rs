@@ -245,6 +245,19 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// A forbidden event the kernel matched to rule `rule` that the buffer did not
+    /// deliver (it was lost): its record from the rule's first match is the evidence.
+    fn forbidden_in_kernel(&mut self, rule: usize, record: &[u8]) {
+        let result = decode(record, self.clock).and_then(|mut ev| {
+            ev.matched = 1 << rule;
+            self.assertions.observe(&ev);
+            Ok(write_event(&mut self.out, &ev, self.style)?)
+        });
+        if let Err(e) = result {
+            self.error = Some(e);
+        }
+    }
+
     fn flush(&mut self) {
         if self.error.is_none() {
             if let Err(e) = self.out.flush() {
@@ -359,7 +372,9 @@ pub fn run(
         printed: 0,
         limit: cfg.count,
         assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
-        summary: cfg.summary.map(|_| Summary::new(cfg.print)),
+        summary: cfg
+            .summary
+            .map(|_| Summary::new(cfg.print, !cfg.deny.is_empty() || !cfg.allow.is_empty())),
         error: None,
     });
     let reorder = RefCell::new(Reorder::default());
@@ -394,6 +409,27 @@ pub fn run(
                 break;
             }
         }
+    };
+    // The kernel matches --forbid before the buffer, which may lose the event: a
+    // rule's first match found there and not among the events read stops the run.
+    let forbid_rules = printer.borrow().assertions.forbid_rules();
+    let forbidden_in_kernel = |tracer: &Tracer| -> Result<()> {
+        for rule in forbid_rules.clone() {
+            if printer.borrow().assertions.forbidden_seen() {
+                break;
+            }
+            let Some(record) = tracer.first_hit(rule)? else {
+                continue;
+            };
+            // Still in the buffer, most likely: read up to it first.
+            source.consume()?;
+            print_ordered(u64::MAX);
+            let mut p = printer.borrow_mut();
+            if !p.assertions.forbidden_seen() {
+                p.forbidden_in_kernel(rule, &record);
+            }
+        }
+        Ok(())
     };
 
     let start = Instant::now();
@@ -464,6 +500,7 @@ pub fn run(
         if matches!(source, Source::Perf(_)) {
             print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
         }
+        forbidden_in_kernel(tracer)?;
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? || (output.path.is_none() && stdout_closed()) {
@@ -507,6 +544,7 @@ pub fn run(
     ) {
         source.consume()?;
         print_ordered(u64::MAX);
+        forbidden_in_kernel(tracer)?;
         let mut p = printer.borrow_mut();
         p.flush();
         if p.check()? {
@@ -518,6 +556,11 @@ pub fn run(
         }
     }
     drop(source);
+    let rules = forbid_rules.end;
+    printer
+        .borrow_mut()
+        .assertions
+        .count_hits(&tracer.rule_hits(rules)?);
     if outcome == Outcome::Forbidden && !seen_before {
         // Found while draining, after COMMAND exited: the rest of its tree may live on.
         if let Some(child) = command {

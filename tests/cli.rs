@@ -106,6 +106,45 @@ fn a_malformed_expression_names_the_bad_term() {
         "unknown key (keys: port, lport",
     );
     assert_usage_error(&["--expect", "", "x"], "empty expression");
+    // The kernel's rule table: 16 expressions of 8 terms.
+    assert_usage_error(
+        &[
+            "--expect",
+            "connect port=1 port=2 port=3 port=4 port=5 port=6 port=7 port=8 port=9",
+            "x",
+        ],
+        "more than 8 terms",
+    );
+    let mut args = Vec::new();
+    for _ in 0..9 {
+        args.extend(["--expect", "connect", "--forbid", "accept"]);
+    }
+    args.push("x");
+    assert_usage_error(
+        &args,
+        "at most 16 --expect and --forbid expressions can be given",
+    );
+}
+
+#[test]
+fn deny_allow_and_audit_need_a_command_and_decidable_terms() {
+    assert_usage_error(
+        &["--deny", "connect peer=10.0.0.0/8", "curl"],
+        "--deny, --allow and --audit need -- COMMAND: they act in its own cgroup",
+    );
+    assert_usage_error(&["--audit", "curl"], "need -- COMMAND");
+    assert_usage_error(
+        &["--allow", "accept", "--", "true"],
+        "--deny and --allow are about connect or send (or any of the two)",
+    );
+    assert_usage_error(
+        &["--deny", "connect lport=80", "--", "true"],
+        "port is not known when a call is decided (peer, rport, proto and process are)",
+    );
+    assert_usage_error(
+        &["--leave-tree", "--deny", "connect", "--", "true"],
+        "--leave-tree cannot be used with --deny",
+    );
 }
 
 #[test]

@@ -775,15 +775,6 @@ fn events_the_buffer_cannot_take_are_counted_not_dropped() {
     );
 }
 
-/// Runs a shell script in a private mount namespace, so it can hide kernel files.
-fn with_private_mounts(script: &str) -> std::process::Output {
-    std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("SOCKWATCH", SOCKWATCH)
-        .output()
-        .expect("unshare (util-linux)")
-}
-
 #[test]
 fn mounts_tracefs_when_it_is_not_mounted() {
     require_root();

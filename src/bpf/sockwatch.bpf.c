@@ -102,12 +102,27 @@ const volatile __u32 n_ports = 0;
 const volatile struct peer_prefix peers[MAX_PEERS] = {};
 const volatile __u32 n_peers = 0;
 const volatile __u8 only_protocol = 0;
+/* --expect and --forbid, in that order: matched on every event the filters pass. */
+const volatile struct rule rules[MAX_RULES] = {};
+const volatile __u32 n_rules = 0;
+/*
+ * --deny and --allow, decided in COMMAND's cgroup: a connect or datagram send that
+ * matches a --deny, or none of the --allow when there are some, fails with EPERM.
+ */
+const volatile struct rule deny_rules[MAX_RULES] = {};
+const volatile __u32 n_deny = 0;
+const volatile struct rule allow_rules[MAX_RULES] = {};
+const volatile __u32 n_allow = 0;
+/* --audit: every destination the cgroup's connects and sends reach is kept. */
+const volatile bool audit = false;
 
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};
 struct exec_event _exec_event = {};
 enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
+enum match_has _match_has = HAS_SOCKET;
+enum match_result _match_result = MATCH_ABORTED;
 enum counter _counter = CTR_LOST;
 enum followed_by _followed_by = FOLLOWED_FROM_COMMAND;
 struct peer_prefix _peer_prefix = {};
@@ -188,13 +203,50 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } perf_events SEC(".maps");
 
-/* Room for an EXEC event, too large for the stack beside everything else. */
+/*
+ * Room for events off the stack: an EXEC event, too large for it, and one other,
+ * built there or copied there for match_event() (see emit_built()).
+ */
+enum { SLOT_EXEC = 0, SLOT_EVENT = 1 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct exec_event);
+} scratch SEC(".maps");
+
+/* The key match_event() builds: off the stack, which its callers nearly fill. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
+	__type(value, struct match_key);
+} match_keys SEC(".maps");
+
+/* --audit's destinations. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct destination);
+	__type(value, __u8);
+} destinations SEC(".maps");
+
+/* Events each rule matched, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_hits SEC(".maps");
+
+/* Each rule's first match, kept where a full event buffer cannot lose it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
 	__type(value, struct exec_event);
-} scratch SEC(".maps");
+} first_hits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -386,11 +438,120 @@ static __always_inline bool event_passes(const struct event *e)
 	return ports_pass(e->lport, e->rport) && peer_passes(e->family, e->raddr);
 }
 
-/* Sends a finished record to user space. A full perf buffer counts its own losses. */
-static __always_inline void emit(void *ctx, void *data, __u64 size)
+/*
+ * 1 when `x` is not zero, without a branch: the barrier keeps the compiler from
+ * seeing `x != 0`, which it would turn back into one (and each branch doubles
+ * what the verifier walks).
+ */
+static __always_inline __u64 nonzero(__u64 x)
 {
-	if (!event_passes(data))
+	__u64 neg = -x;
+
+	asm volatile("" : "+r"(neg));
+	return (x | neg) >> 63;
+}
+
+static __always_inline void fill_key(struct match_key *k, const struct event *e)
+{
+	__builtin_memcpy(k->addr, e->raddr, sizeof(k->addr));
+	__builtin_memcpy(k->comm, e->comm, sizeof(k->comm));
+	k->family = e->family;
+	if (e->family == AF_INET6 && !k->addr[0] && !k->addr[1] && k->addr[2] == bpf_htonl(0xffff)) {
+		k->family = AF_INET;
+		k->addr[0] = k->addr[3];
+	}
+	k->lport = e->lport;
+	k->rport = e->rport;
+	k->protocol = e->protocol;
+	if (e->family) {
+		/* As user space decodes it: port 0 is no peer, except where a CONNECT aimed. */
+		bool aimed = e->kind == EV_CONNECT && (k->addr[0] | k->addr[1] | k->addr[2] | k->addr[3]);
+
+		k->has = HAS_SOCKET;
+		if ((e->rport || aimed) && !(e->flags & EF_PEER_UNKNOWN))
+			k->has |= HAS_PEER;
+	}
+	if (e->kind == EV_CONNECT) {
+		k->has |= HAS_RESULT;
+		k->result = e->flags & EF_ABORTED ? MATCH_ABORTED : (__u32)-e->value;
+	}
+}
+
+/* 1 when the term holds for the key. */
+static __always_inline __u64 term_holds(const volatile struct rule_term *t, const struct match_key *k)
+{
+	const __u64 *kw = (const __u64 *)k;
+	const volatile __u64 *mask = (const volatile __u64 *)&t->mask;
+	const volatile __u64 *value = (const volatile __u64 *)&t->value;
+	const volatile __u64 *alt_mask = (const volatile __u64 *)&t->alt_mask;
+	const volatile __u64 *alt_value = (const volatile __u64 *)&t->alt_value;
+	__u64 miss = 0, alt_miss = 0;
+
+	for (int w = 0; w < sizeof(*k) / 8; w++) {
+		miss |= (kw[w] & mask[w]) ^ value[w];
+		alt_miss |= (kw[w] & alt_mask[w]) ^ alt_value[w];
+	}
+	__u64 absent = nonzero((k->has & t->has) ^ t->has);
+	__u64 hit = 1 - (nonzero(miss) & nonzero(alt_miss));
+
+	return (1 - absent) & (hit ^ t->negated);
+}
+
+/* 1 when the rule is about one of `kinds` (bits 1 << kind) and its every term holds. */
+static __always_inline __u64 rule_holds(const volatile struct rule *r, const struct match_key *k,
+					__u32 kinds)
+{
+	__u64 all = nonzero(r->kinds & kinds);
+
+	for (int j = 0; j < MAX_TERMS; j++)
+		all &= term_holds(&r->terms[j], k);
+	return all;
+}
+
+/* Counts the hit; the first on each CPU competes for the rule's first match. */
+static __always_inline void record_hit(__u32 i, struct exec_event *x)
+{
+	__u64 *n = bpf_map_lookup_elem(&rule_hits, &i);
+
+	if (!n)
 		return;
+	if (!*n)
+		bpf_map_update_elem(&first_hits, &i, x, BPF_NOEXIST);
+	*n += 1;
+}
+
+/*
+ * Matches the event in `scratch`[slot] against every rule and returns the rules
+ * it matched, one bit each. Global, so the verifier checks it once per program
+ * rather than at each of its call sites.
+ */
+__noinline int match_event(__u32 slot)
+{
+	struct exec_event *x = bpf_map_lookup_elem(&scratch, &slot);
+	__u32 zero = 0;
+	struct match_key *k = bpf_map_lookup_elem(&match_keys, &zero);
+	__u32 kind;
+	int matched = 0;
+
+	if (!x || !k)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	fill_key(k, &x->base);
+	kind = 1u << (x->base.kind & 31);
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		if (i >= n_rules)
+			break;
+		if (rule_holds(&rules[i], k, kind)) {
+			matched |= 1 << i;
+			record_hit(i, x);
+		}
+	}
+	return matched;
+}
+
+/* Sends a finished record to user space. A full perf buffer counts its own losses. */
+static __always_inline void output(void *ctx, void *data, __u64 size)
+{
 	if (use_ringbuf) {
 		if (bpf_ringbuf_output(&events, data, size, 0))
 			bump(CTR_LOST);
@@ -399,6 +560,42 @@ static __always_inline void emit(void *ctx, void *data, __u64 size)
 		/* No buffer on this CPU (it came online later); a full one reports itself. */
 		bump(CTR_LOST);
 	}
+}
+
+/* Room off the stack for an event (see emit_built()). */
+static __always_inline struct exec_event *build(__u32 slot)
+{
+	return bpf_map_lookup_elem(&scratch, &slot);
+}
+
+/*
+ * Sends an event built in scratch[slot]: EXEC's in SLOT_EXEC, others in SLOT_EVENT
+ * where match_event() reads them, off the stack its callers nearly fill.
+ */
+static __always_inline void emit_built(void *ctx, struct exec_event *x, __u32 slot)
+{
+	if (!event_passes(&x->base))
+		return;
+	if (n_rules)
+		x->base.matched = match_event(slot);
+	output(ctx, x, slot == SLOT_EXEC ? sizeof(*x) : sizeof(x->base));
+}
+
+/* Sends an event from the stack, copied where match_event() reads it when there are rules. */
+static __always_inline void emit(void *ctx, struct event *e)
+{
+	struct exec_event *x;
+
+	if (!event_passes(e))
+		return;
+	if (n_rules) {
+		x = build(SLOT_EVENT);
+		if (!x)
+			return;
+		__builtin_memcpy(&x->base, e, sizeof(*e));
+		e->matched = match_event(SLOT_EVENT);
+	}
+	output(ctx, e, sizeof(*e));
 }
 
 /* Named by pid or name, or descended from a traced process (COMMAND, --follow). */
@@ -648,17 +845,21 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 					 __s64 result, __u8 flags, __u64 duration_ns, __u64 addr,
 					 bool user)
 {
-	struct event e;
+	struct exec_event *x = build(SLOT_EVENT);
+	struct event *e;
 
-	fill_proc(&e, EV_CONNECT, st->pid, st->tid, st->comm);
-	fill_sock(&e, sk);
+	if (!x)
+		return;
+	e = &x->base;
+	fill_proc(e, EV_CONNECT, st->pid, st->tid, st->comm);
+	fill_sock(e, sk);
 	if (addr)
-		read_peer(&e, addr, user);
-	save_ends(st, &e);
-	e.value = result;
-	e.flags = flags;
-	e.duration_ns = duration_ns;
-	emit(ctx, &e, sizeof(e));
+		read_peer(e, addr, user);
+	save_ends(st, e);
+	e->value = result;
+	e->flags = flags;
+	e->duration_ns = duration_ns;
+	emit_built(ctx, x, SLOT_EVENT);
 }
 
 /* The process a CLOSE is charged to: `by`, or the socket's owner when `by` is NULL. */
@@ -667,23 +868,26 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_boot_ns();
-	struct event e;
+	struct exec_event *x;
+	struct event *e;
 
 	if (st->connect_ns && wanted(EV_CONNECT))
 		emit_connect(ctx, sk, st, 0, EF_ABORTED, now - st->connect_ns, 0, false);
-	if (wanted(EV_CLOSE)) {
+	x = build(SLOT_EVENT);
+	if (wanted(EV_CLOSE) && x) {
+		e = &x->base;
 		if (by)
-			fill_proc(&e, EV_CLOSE, by->pid, by->tid, by->comm);
+			fill_proc(e, EV_CLOSE, by->pid, by->tid, by->comm);
 		else
-			fill_proc(&e, EV_CLOSE, st->pid, st->tid, st->comm);
-		fill_closed_sock(&e, sk, st);
+			fill_proc(e, EV_CLOSE, st->pid, st->tid, st->comm);
+		fill_closed_sock(e, sk, st);
 		/* Never bound, connected or listened on, and no bytes: nothing to report. */
-		if (e.lport || e.rport || st->sent || st->received || st->connected) {
-			e.sent = st->sent;
-			e.received = st->received;
-			e.duration_ns = now - st->born_ns;
-			e.flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
-			emit(ctx, &e, sizeof(e));
+		if (e->lport || e->rport || st->sent || st->received || st->connected) {
+			e->sent = st->sent;
+			e->received = st->received;
+			e->duration_ns = now - st->born_ns;
+			e->flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
+			emit_built(ctx, x, SLOT_EVENT);
 		}
 	}
 	bpf_map_delete_elem(&socks, &key);
@@ -1112,7 +1316,7 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, __u32 ol
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), path) == PATH_LEN &&
 	    !bpf_probe_read_kernel(&next, 1, path + PATH_LEN - 1) && next)
 		e->base.flags = EF_CUT;
-	emit(ctx, e, sizeof(*e));
+	emit_built(ctx, e, SLOT_EXEC);
 	return 0;
 }
 
@@ -1163,7 +1367,7 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool wal
 	if (w.traced && wanted(EV_EXIT) && first_exit(task, w.p.pid)) {
 		fill_proc(&e, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
 		e.value = BPF_CORE_READ(task, exit_code);
-		emit(ctx, &e, sizeof(e));
+		emit(ctx, &e);
 	}
 	/* The pid may be reused by a process outside the tree. */
 	if (use_followed)
@@ -1218,7 +1422,7 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_proc(&e, EV_FORK, c.pid, c.tid, c.comm);
 	e.value = ppid;
-	emit(ctx, &e, sizeof(e));
+	emit(ctx, &e);
 	return 0;
 }
 
@@ -1528,7 +1732,7 @@ static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
 	fill_ends(&e, sk, &kind);
 	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
 	e.value = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	emit(ctx, &e, sizeof(e));
+	emit(ctx, &e);
 	return 0;
 }
 
@@ -1579,7 +1783,7 @@ static __always_inline int on_bind(void *ctx, struct sock *sk, long ret, __u64 a
 		return 0;
 	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
 	fill_ends(&e, sk, &kind);
-	emit(ctx, &e, sizeof(e));
+	emit(ctx, &e);
 	return 0;
 }
 
@@ -1671,7 +1875,7 @@ static __always_inline int on_accept(void *ctx, const struct proc *p, struct soc
 			adopt(listener, p);
 	}
 	if (wanted(EV_ACCEPT))
-		emit(ctx, &e, sizeof(e));
+		emit(ctx, &e);
 	return 0;
 }
 
@@ -1846,7 +2050,7 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 		e.flags |= EF_ACCEPTED;
 	if (unconnected && !read_peer(&e, peer, from_syscall))
 		e.flags |= EF_PEER_UNKNOWN;
-	emit(ctx, &e, sizeof(e));
+	emit(ctx, &e);
 	return 0;
 }
 
@@ -1901,7 +2105,7 @@ static __always_inline int finish_recv(void *ctx)
 	__builtin_memcpy(&e, &pending->e, sizeof(e));
 	if (!read_peer(&e, pending->uaddr, true))
 		e.flags |= EF_PEER_UNKNOWN;
-	emit(ctx, &e, sizeof(e));
+	emit(ctx, &e);
 	if (!bpf_map_delete_elem(&pending_recvs, &tid))
 		__sync_fetch_and_add(&pending_count, -1);
 	return 0;
@@ -2379,4 +2583,109 @@ SEC("kprobe/inet_release")
 int BPF_KPROBE(kp_release, struct socket *sock)
 {
 	return on_release(ctx, BPF_CORE_READ(sock, sk));
+}
+
+/* ---- Deny: cgroup hooks on COMMAND's own cgroup, in every mode ---- */
+
+/* The --deny the call matches, DENY_UNLISTED when it fits no --allow, or -2: allowed. */
+static __always_inline int denied_by(const struct match_key *k, __u32 calls)
+{
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		if (i >= n_deny)
+			break;
+		if (rule_holds(&deny_rules[i], k, calls))
+			return i;
+	}
+	if (!n_allow)
+		return -2;
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		if (i >= n_allow)
+			break;
+		if (rule_holds(&allow_rules[i], k, calls))
+			return -2;
+	}
+	return DENY_UNLISTED;
+}
+
+static __always_inline void audited(const struct match_key *k, bool sendmsg)
+{
+	struct destination d = {
+		.port = k->rport,
+		.family = k->family,
+		.protocol = k->protocol,
+		.sendmsg = sendmsg,
+	};
+	__u8 one = 1;
+
+	__builtin_memcpy(d.addr, k->addr, sizeof(d.addr));
+	if (bpf_map_update_elem(&destinations, &d, &one, BPF_ANY))
+		bump(CTR_UNAUDITED);
+}
+
+/* A connect (or a datagram sent to an address) in COMMAND's cgroup: 1 lets it through, 0 makes it fail with EPERM. */
+static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, __u8 family, bool sendmsg)
+{
+	struct event e = {};
+	struct match_key k = {};
+	__u64 id = bpf_get_current_pid_tgid();
+	/* A datagram sent to an address is a connect as far as --deny connect goes. */
+	__u32 calls = 1u << EV_CONNECT | (sendmsg ? 1u << EV_SEND : 0);
+	int rule;
+
+	e.kind = sendmsg ? EV_SEND : EV_CONNECT;
+	e.family = family;
+	e.protocol = ctx->protocol;
+	e.rport = bpf_ntohs((__u16)ctx->user_port);
+	if (family == AF_INET) {
+		__u32 a = ctx->user_ip4;
+
+		__builtin_memcpy(e.raddr, &a, 4);
+	} else {
+		__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+
+		__builtin_memcpy(e.raddr, a, 16);
+	}
+	/* The process's name, as everywhere: its group leader's. */
+	BPF_CORE_READ_INTO(&e.comm, (struct task_struct *)bpf_get_current_task(), group_leader, comm);
+	fill_key(&k, &e);
+	if (audit)
+		audited(&k, sendmsg);
+	rule = denied_by(&k, calls);
+	if (rule == -2)
+		return 1;
+	bump(CTR_DENIED);
+	if (wanted(EV_DENY)) {
+		e.kind = EV_DENY;
+		e.value = rule;
+		e.flags = sendmsg ? EF_SENDMSG : 0;
+		e.pid = id >> 32;
+		e.tid = (__u32)id;
+		e.ts_ns = bpf_ktime_get_boot_ns();
+		emit(ctx, &e);
+	}
+	return 0;
+}
+
+SEC("cgroup/connect4")
+int cg_connect4(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_check(ctx, AF_INET, false);
+}
+
+SEC("cgroup/connect6")
+int cg_connect6(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_check(ctx, AF_INET6, false);
+}
+
+SEC("cgroup/sendmsg4")
+int cg_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_check(ctx, AF_INET, true);
+}
+
+SEC("cgroup/sendmsg6")
+int cg_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_check(ctx, AF_INET6, true);
 }

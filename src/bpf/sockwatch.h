@@ -9,6 +9,9 @@
 #define MAX_PORTS 8
 #define MAX_PEERS 8
 #define PATH_LEN 256
+/* --expect and --forbid expressions in all, and terms in one. */
+#define MAX_RULES 16
+#define MAX_TERMS 8
 
 enum event_kind {
 	EV_EXEC = 1,
@@ -20,6 +23,7 @@ enum event_kind {
 	EV_RECV = 7,
 	EV_CLOSE = 8,
 	EV_FORK = 9,
+	EV_DENY = 10,
 };
 
 enum event_flag {
@@ -33,6 +37,13 @@ enum event_flag {
 	EF_CUT = 8,
 	/* Socket events: the server's end of an accepted connection, whoever holds it. */
 	EF_ACCEPTED = 16,
+	/* DENY: the call was a datagram send to an address, not a connect(). */
+	EF_SENDMSG = 32,
+};
+
+/* DENY's `value` when no --allow fitted the call; otherwise the --deny's index. */
+enum deny_reason {
+	DENY_UNLISTED = -1,
 };
 
 /* Why a process is in the `followed` map: descent from COMMAND, or --follow. */
@@ -47,7 +58,9 @@ enum counter {
 	CTR_UNTRACKED = 1, /* sockets the socket table had no room for */
 	CTR_UNFOLLOWED = 2, /* processes the table of followed processes had no room for */
 	CTR_MISSED = 3,    /* tracked sockets whose release no hook saw: no CLOSE */
-	CTR_MAX = 4,
+	CTR_DENIED = 4,    /* connects and sends --deny or --allow refused */
+	CTR_UNAUDITED = 5, /* --audit destinations its table had no room for */
+	CTR_MAX = 6,
 };
 
 /*
@@ -57,7 +70,7 @@ enum counter {
 struct event {
 	__u64 ts_ns;       /* CLOCK_BOOTTIME */
 	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status,
-			      EXEC/FORK parent pid */
+			      EXEC/FORK parent pid, DENY the rule (enum deny_reason) */
 	__u64 duration_ns; /* CONNECT latency, CLOSE lifetime */
 	__u64 sent;        /* CLOSE: bytes sent over the socket's life */
 	__u64 received;    /* CLOSE: bytes received */
@@ -72,6 +85,7 @@ struct event {
 	__u8 family;   /* AF_INET, AF_INET6, or 0 for process events */
 	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP */
 	__u8 flags;    /* enum event_flag */
+	__u16 matched; /* bit i: the event matched rules[i] (an --expect or --forbid) */
 };
 
 /*
@@ -82,6 +96,60 @@ struct peer_prefix {
 	__u32 addr[4];
 	__u32 mask[4];
 	__u8 family; /* AF_INET or AF_INET6 */
+};
+
+/*
+ * What assertion terms test, gathered from an event. A term is a masked compare
+ * of the whole key (two, ORed, for `port=`: local or remote), so matching has no
+ * branch per term.
+ */
+struct match_key {
+	__u32 addr[4];  /* remote address as `struct peer_prefix` holds it: IPv4-mapped is IPv4 */
+	__u64 comm[2];  /* process name */
+	__u32 result;   /* CONNECT: 0, the errno, or MATCH_ABORTED */
+	__u16 lport;
+	__u16 rport;
+	__u8 family;    /* of `addr` */
+	__u8 protocol;
+	__u8 has;       /* enum match_has */
+	__u8 unused[5];
+};
+
+/* The fields an event has: a term about a missing field holds neither way. */
+enum match_has {
+	HAS_SOCKET = 1,
+	HAS_PEER = 2,
+	HAS_RESULT = 4,
+};
+
+/* `result` of an aborted CONNECT: above every errno. */
+enum match_result {
+	MATCH_ABORTED = 0x10000,
+};
+
+struct rule_term {
+	struct match_key mask;
+	struct match_key value;
+	struct match_key alt_mask; /* a second compare, ORed with the first */
+	struct match_key alt_value;
+	__u8 has;      /* enum match_has: the fields the term is about */
+	__u8 negated;
+};
+
+/* An --expect or --forbid: event kinds (bit 1 << kind) and terms that must all hold. */
+struct rule {
+	__u32 kinds;
+	struct rule_term terms[MAX_TERMS]; /* unused ones hold: zero masks, zero values */
+};
+
+/* A destination --audit saw COMMAND's tree reach. */
+struct destination {
+	__u32 addr[4]; /* as `struct match_key` holds it */
+	__u16 port;
+	__u8 family;
+	__u8 protocol;
+	__u8 sendmsg;  /* 1: a datagram sent to it without connect() */
+	__u8 unused[3];
 };
 
 /* EV_EXEC carries the executed path after the common part. */

@@ -509,3 +509,13 @@ pub fn split_client_output(stdout: &str) -> (Vec<String>, String) {
         .collect();
     (locals, events)
 }
+
+/// Runs a shell script in a private mount namespace, so it can hide kernel files;
+/// $SOCKWATCH is sockwatch.
+pub fn with_private_mounts(script: &str) -> std::process::Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("SOCKWATCH", SOCKWATCH)
+        .output()
+        .expect("unshare (util-linux)")
+}

@@ -1,0 +1,64 @@
+//! COMMAND's own cgroup for --deny, --allow and --audit: made beside sockwatch's
+//! own, joined by COMMAND before it runs, removed once its tree has exited.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::cli::cgroup2_mount;
+
+pub struct Cgroup {
+    dir: PathBuf,
+    file: File,
+}
+
+impl Cgroup {
+    /// A new cgroup v2 directory under sockwatch's own, named after sockwatch's pid.
+    pub fn create() -> Result<Cgroup> {
+        let root = cgroup2_mount().ok_or_else(|| {
+            anyhow!(
+                "--deny, --allow and --audit need cgroup v2, and no cgroup2 file system is mounted"
+            )
+        })?;
+        let own = own_cgroup().ok_or_else(|| {
+            anyhow!("--deny, --allow and --audit need cgroup v2, and sockwatch is in none (/proc/self/cgroup)")
+        })?;
+        let dir = root
+            .join(own.trim_start_matches('/'))
+            .join(format!("sockwatch-{}", std::process::id()));
+        fs::create_dir(&dir).with_context(|| format!("creating the cgroup {}", dir.display()))?;
+        let file = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        Ok(Cgroup { dir, file })
+    }
+
+    /// Moves a process in; what it starts then starts inside.
+    pub fn add(&self, pid: u32) -> Result<()> {
+        fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("moving COMMAND into {}", self.dir.display()))
+    }
+
+    /// The directory, for attaching programs to.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for Cgroup {
+    /// Removed once empty: a process that has just exited may take a moment to leave.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// sockwatch's own cgroup v2 path, from `0::/path` in /proc/self/cgroup.
+fn own_cgroup() -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
