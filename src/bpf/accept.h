@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Step Accept.
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/* ---- Accept ---- */
+
+/*
+ * A traced process accepted `sk`. `listener`, when known, is adopted if it was
+ * opened before tracing began.
+ */
+static __always_inline int on_accept(void *ctx, const struct proc *p, struct sock *sk,
+				     struct sock *listener)
+{
+	struct event e;
+	struct sock_kind kind;
+
+	if (!inet_sock(sk, &kind))
+		return 0;
+	fill_proc(&e, EV_ACCEPT, p->pid, p->tid, p->comm);
+	fill_ends(&e, sk, &kind);
+	/* A connection the filters exclude needs no tracking: none of its events will pass. */
+	if (!event_passes(&e))
+		return 0;
+	e.flags = EF_ACCEPTED;
+	if (wanted(EV_CLOSE)) {
+		struct sock_state *st = track(sk, p, 0, true, true);
+
+		if (st)
+			st->accepted = 1;
+		if (listener)
+			adopt(listener, p);
+	}
+	if (wanted(EV_ACCEPT))
+		emit(ctx, &e);
+	return 0;
+}
+
+/* accept() returned descriptor `fd`; its first argument is the listener's. */
+static __always_inline int tp_on_accept(void *ctx, long fd)
+{
+	struct proc p;
+
+	if (fd < 0 || !current_proc(&p))
+		return 0;
+	return on_accept(ctx, &p, sock_from_file(file_from_fd(fd)),
+			 sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))));
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return tp_on_accept(ctx, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return tp_on_accept(ctx, ctx->ret);
+}
+
+/*
+ * inet_accept grafts the new socket onto its struct socket once accepted: an entry
+ * hook, so no return probe can be missed however many threads wait in accept().
+ */
+static __always_inline int on_graft(void *ctx, struct sock *sk)
+{
+	struct proc p;
+
+	if (!current_proc(&p))
+		return 0;
+	return on_accept(ctx, &p, sk, NULL);
+}
+
+SEC("fentry/security_sock_graft")
+int BPF_PROG(fx_accept, struct sock *sk, struct socket *parent)
+{
+	return on_graft(ctx, sk);
+}
+
+SEC("kprobe/security_sock_graft")
+int BPF_KPROBE(kp_accept, struct sock *sk)
+{
+	return on_graft(ctx, sk);
+}

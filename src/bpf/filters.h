@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Which events are wanted, and the socket filters (--port, --peer, --proto).
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/* ---- Common helpers ---- */
+
+static __always_inline bool wanted(enum event_kind kind)
+{
+	return selected & (1u << kind);
+}
+
+/* Socket state is kept when CLOSE needs totals and lifetimes, or CONNECT needs a start time. */
+static __always_inline bool tracking(void)
+{
+	return wanted(EV_CLOSE) || wanted(EV_CONNECT);
+}
+
+static __always_inline void bump(enum counter which)
+{
+	__u32 key = which;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline bool filtering(void)
+{
+	return n_ports || n_peers || only_protocol;
+}
+
+static __always_inline bool ports_pass(__u16 lport, __u16 rport)
+{
+	if (!n_ports)
+		return true;
+	for (int i = 0; i < MAX_PORTS; i++) {
+		if (i >= n_ports)
+			break;
+		if (ports[i] == lport || ports[i] == rport)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool peer_passes(__u8 family, const __u8 *raddr)
+{
+	__u32 w[4];
+
+	if (!n_peers)
+		return true;
+	__builtin_memcpy(w, raddr, sizeof(w));
+	/* An IPv4-mapped IPv6 peer (::ffff:a.b.c.d) is an IPv4 peer, as sockwatch prints it. */
+	if (family == AF_INET6 && !w[0] && !w[1] && w[2] == bpf_htonl(0xffff)) {
+		family = AF_INET;
+		w[0] = w[3];
+	}
+	for (int i = 0; i < MAX_PEERS; i++) {
+		if (i >= n_peers)
+			break;
+		if (peers[i].family == family && (w[0] & peers[i].mask[0]) == peers[i].addr[0] &&
+		    (w[1] & peers[i].mask[1]) == peers[i].addr[1] &&
+		    (w[2] & peers[i].mask[2]) == peers[i].addr[2] &&
+		    (w[3] & peers[i].mask[3]) == peers[i].addr[3])
+			return true;
+	}
+	return false;
+}
+
+/* Whether an event passes the socket filters; process events carry no family and pass. */
+static __always_inline bool event_passes(const struct event *e)
+{
+	if (!e->family || !filtering())
+		return true;
+	if (only_protocol && e->protocol != only_protocol)
+		return false;
+	return ports_pass(e->lport, e->rport) && peer_passes(e->family, e->raddr);
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Steps Listen and Bind.
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/* ---- Listen: TCP listen(), and a UDP server's bind() ---- */
+
+static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
+{
+	struct event e;
+	struct proc p;
+	struct sock_kind kind;
+
+	if (ret != 0 || !current_proc(&p) || !inet_sock(sk, &kind))
+		return 0;
+	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &kind);
+	/* The backlog the kernel uses: the requested one capped at net.core.somaxconn. */
+	e.value = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	emit(ctx, &e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int tp_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret != 0)
+		return 0;
+	return on_listen(ctx, sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs()))),
+			 ctx->ret);
+}
+
+SEC("fexit/inet_listen")
+int BPF_PROG(fx_listen, struct socket *sock, int backlog, int ret)
+{
+	return on_listen(ctx, BPF_CORE_READ(sock, sk), ret);
+}
+
+SEC("kprobe/inet_listen")
+int BPF_KPROBE(kp_listen, struct socket *sock)
+{
+	stash((__u64)sock, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/inet_listen")
+int BPF_KRETPROBE(kp_listen_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_listen(ctx, socket_sk(call.arg0), ret);
+}
+
+/* A UDP socket bound to a port it named is a UDP server starting: its LISTEN. */
+static __always_inline int on_bind(void *ctx, struct sock *sk, long ret, __u64 addr, bool user)
+{
+	struct event e;
+	struct proc p;
+	struct sock_kind kind;
+
+	if (ret != 0 || !current_proc(&p) || !inet_sock(sk, &kind) ||
+	    kind.protocol != IPPROTO_UDP)
+		return 0;
+	/* Port 0 asks for an ephemeral port, as clients do: not a server. */
+	if (!addr_port(addr, user))
+		return 0;
+	fill_proc(&e, EV_LISTEN, p.pid, p.tid, p.comm);
+	fill_ends(&e, sk, &kind);
+	emit(ctx, &e);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_bind")
+int tp_bind(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return on_bind(ctx, sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(regs))),
+		       ctx->ret, PT_REGS_PARM2_CORE_SYSCALL(regs), true);
+}
+
+SEC("fexit/inet_bind")
+int BPF_PROG(fx_bind, struct socket *sock, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	return on_bind(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false);
+}
+
+SEC("fexit/inet6_bind")
+int BPF_PROG(fx_bind6, struct socket *sock, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	return on_bind(ctx, BPF_CORE_READ(sock, sk), ret, (__u64)uaddr, false);
+}
+
+static __always_inline int kp_bind_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_bind(ctx, socket_sk(call.arg0), ret, call.arg1, false);
+}
+
+SEC("kprobe/inet_bind")
+int BPF_KPROBE(kp_bind, struct socket *sock, struct sockaddr *uaddr)
+{
+	stash((__u64)sock, (__u64)uaddr, 0);
+	return 0;
+}
+
+SEC("kretprobe/inet_bind")
+int BPF_KRETPROBE(kp_bind_r, int ret)
+{
+	return kp_bind_done(ctx, ret);
+}
+
+SEC("kprobe/inet6_bind")
+int BPF_KPROBE(kp_bind6, struct socket *sock, struct sockaddr *uaddr)
+{
+	stash((__u64)sock, (__u64)uaddr, 0);
+	return 0;
+}
+
+SEC("kretprobe/inet6_bind")
+int BPF_KRETPROBE(kp_bind6_r, int ret)
+{
+	return kp_bind_done(ctx, ret);
+}

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Steps Fork, Exec, Exit: process events, and the descriptor walks that release sockets.
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/* ---- Process events: fork, exec, exit ---- */
+
+/*
+ * Tracepoint mode: what a process lets go at exec, exit or close_range is found in
+ * its own descriptor table, walked over the descriptors it has open, so the cost
+ * follows what the process holds, never the size of the socket table.
+ */
+enum walk_for {
+	WALK_EXIT,  /* every descriptor closes */
+	WALK_RANGE, /* close_range() closes those from `first` to `last` */
+	WALK_EXEC,  /* close-on-exec ones close if the exec goes ahead */
+};
+
+struct fd_walk {
+	struct proc p;
+	bool traced;
+	__u8 why; /* enum walk_for */
+	__u64 id;
+	__u32 first;
+	__u32 last;
+	__u32 word;
+	__u64 bits; /* the open descriptors of `word` */
+	/* The kernel's arrays: struct file *fd[], and the open and close-on-exec bitmaps. */
+	__u64 fds;
+	__u64 open_fds;
+	__u64 cloexec;
+	struct exec_closes found;
+};
+
+/*
+ * A descriptor that closes. A tracked socket is let go when the walk has counted
+ * every reference to its file; one held elsewhere too (a forked child, a dup passed
+ * to another process) lives on and goes to its next user.
+ */
+static __always_inline void walk_fd(struct fd_walk *w, __u32 fd, enum walk_for why)
+{
+	struct file *file = NULL;
+	struct sock_state *st;
+	struct sock_kind kind;
+	struct sock *sk;
+	__u64 key;
+	__u32 n;
+
+	bpf_probe_read_kernel(&file, sizeof(file), (struct file **)w->fds + fd);
+	sk = sock_from_file(file);
+	if (!inet_sock(sk, &kind))
+		return;
+	key = (__u64)sk;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (!st)
+		return;
+	if (st->walk != w->id) {
+		st->walk = w->id;
+		st->walk_seen = 0;
+	}
+	st->walk_seen++;
+	if (st->walk_seen < file_refs(file)) {
+		if (why != WALK_EXEC && st->pid == w->p.pid)
+			st->unowned = 1;
+		return;
+	}
+	if (why == WALK_EXEC) {
+		n = w->found.n;
+		if (n < MAX_EXEC_CLOSES) {
+			w->found.sk[n & (MAX_EXEC_CLOSES - 1)] = key;
+			w->found.n = n + 1;
+		} else {
+			bump(CTR_MISSED);
+		}
+		return;
+	}
+	/* Charged to the process letting go when it is traced or the owner, else to the owner. */
+	release(NULL, sk, st, w->traced || st->pid == w->p.pid ? &w->p : NULL);
+}
+
+/*
+ * Descriptor `i` of the current word, one call each: the verifier sees the same
+ * state every time (only `i` changes), so it follows the callback once, whatever
+ * the kernel. Exec's walk only notes sockets: it gets its own callbacks, which the
+ * verifier then need not follow into a release.
+ */
+static __always_inline long walk_bit(struct fd_walk *w, __u32 i, enum walk_for why)
+{
+	__u32 fd = w->word * 64 + i;
+
+	if (!(w->bits >> i))
+		return 1;
+	if ((w->bits >> i) & 1 && fd >= w->first && fd <= w->last)
+		walk_fd(w, fd, why);
+	return 0;
+}
+
+static long walk_bit_exec(__u32 i, void *ctx)
+{
+	return walk_bit(ctx, i, WALK_EXEC);
+}
+
+static long walk_bit_close(__u32 i, void *ctx)
+{
+	return walk_bit(ctx, i, WALK_EXIT);
+}
+
+static __always_inline long walk_word(struct fd_walk *w, __u32 i, enum walk_for why)
+{
+	unsigned long bits = 0, cloexec = 0;
+
+	w->word = (w->first >> 6) + i;
+	bpf_probe_read_kernel(&bits, sizeof(bits), (unsigned long *)w->open_fds + w->word);
+	if (why == WALK_EXEC) {
+		bpf_probe_read_kernel(&cloexec, sizeof(cloexec), (unsigned long *)w->cloexec + w->word);
+		bits &= cloexec;
+	}
+	w->bits = bits;
+	if (bits)
+		bpf_loop(64, why == WALK_EXEC ? walk_bit_exec : walk_bit_close, w, 0);
+	return 0;
+}
+
+static long walk_word_exec(__u32 i, void *ctx)
+{
+	return walk_word(ctx, i, WALK_EXEC);
+}
+
+static long walk_word_close(__u32 i, void *ctx)
+{
+	return walk_word(ctx, i, WALK_EXIT);
+}
+
+static __always_inline void walk_fds(struct fd_walk *w)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	__u32 max_fds = BPF_CORE_READ(fdt, max_fds);
+
+	if (!max_fds)
+		return;
+	if (w->last >= max_fds)
+		w->last = max_fds - 1;
+	if (w->first > w->last)
+		return;
+	w->fds = (__u64)BPF_CORE_READ(fdt, fd);
+	w->open_fds = (__u64)BPF_CORE_READ(fdt, open_fds);
+	w->cloexec = (__u64)BPF_CORE_READ(fdt, close_on_exec);
+	w->id = bpf_ktime_get_ns();
+	bpf_loop((w->last >> 6) - (w->first >> 6) + 1,
+		 w->why == WALK_EXEC ? walk_word_exec : walk_word_close, w, 0);
+}
+
+/* Whether the current process may hold tracked sockets (it or a parent tracked one). */
+static __always_inline bool holds_sockets(const struct proc *p)
+{
+	return tracking() && bpf_map_lookup_elem(&owners, &p->pid);
+}
+
+/* Before an exec: the sockets its close-on-exec will let go, reported if the exec succeeds. */
+static __always_inline int before_exec(void)
+{
+	struct fd_walk w = { .why = WALK_EXEC, .last = ~0u };
+
+	w.traced = current_proc(&w.p);
+	if (!holds_sockets(&w.p)) {
+		/* An earlier failed exec's findings must not outlive it. */
+		bpf_map_delete_elem(&exec_closes, &w.p.tid);
+		return 0;
+	}
+	walk_fds(&w);
+	bpf_map_update_elem(&exec_closes, &w.p.tid, &w.found, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int tp_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return before_exec();
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int tp_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return before_exec();
+}
+
+/*
+ * The exec went ahead: its close-on-exec descriptors are closed, and the sockets'
+ * release waits for the return to user space. Charged to the process under its new name.
+ */
+static __always_inline void release_exec_closes(__u32 tid, const struct proc *p)
+{
+	struct exec_closes *c = bpf_map_lookup_elem(&exec_closes, &tid);
+	struct sock_state *st;
+	__u64 key;
+
+	if (!c)
+		return;
+	for (int i = 0; i < MAX_EXEC_CLOSES; i++) {
+		if (i >= c->n)
+			break;
+		key = c->sk[i];
+		st = bpf_map_lookup_elem(&socks, &key);
+		if (st)
+			release(NULL, (const struct sock *)key, st, p);
+	}
+	bpf_map_delete_elem(&exec_closes, &tid);
+}
+
+static __always_inline int on_exec(void *ctx, struct task_struct *task, __u32 old_tid,
+				   struct linux_binprm *bprm, bool walked)
+{
+	struct exec_event *e;
+	const char *path;
+	struct proc p;
+	bool traced;
+	__u32 zero = 0;
+	char next = 0;
+
+	traced = current_proc(&p);
+	/* Close-on-exec sockets first: they were let go before the new image runs. */
+	if (walked)
+		release_exec_closes(old_tid, &p);
+	if (!traced || !wanted(EV_EXEC))
+		return 0;
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	fill_proc(&e->base, EV_EXEC, p.pid, p.tid, p.comm);
+	e->base.value = BPF_CORE_READ(task, real_parent, tgid);
+	path = BPF_CORE_READ(bprm, filename);
+	/* A full buffer (the length counts the NUL) is cut if the path has a byte more. */
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), path) == PATH_LEN &&
+	    !bpf_probe_read_kernel(&next, 1, path + PATH_LEN - 1) && next)
+		e->base.flags = EF_CUT;
+	emit_built(ctx, e, SLOT_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tp_exec_fds, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(ctx, task, old_pid, bprm, true);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tp_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(ctx, task, old_pid, bprm, false);
+}
+
+/* Whether this is the first report of the process's exit. */
+static __always_inline bool first_exit(struct task_struct *task, __u32 pid)
+{
+	__u64 start = BPF_CORE_READ(task, group_leader, start_time);
+	__u64 *seen;
+
+	if (!bpf_map_update_elem(&exited, &pid, &start, BPF_NOEXIST))
+		return true;
+	seen = bpf_map_lookup_elem(&exited, &pid);
+	if (seen && *seen == start)
+		return false;
+	bpf_map_update_elem(&exited, &pid, &start, BPF_ANY);
+	return true;
+}
+
+/*
+ * The exit tracepoint runs before the process's descriptors are closed: sockets it
+ * alone holds are reported here, before its EXIT, as the release hooks would.
+ */
+static __always_inline int on_exit(void *ctx, struct task_struct *task, bool walk)
+{
+	struct fd_walk w = { .why = WALK_EXIT, .last = ~0u };
+	struct event e;
+
+	/* Only the last thread out ends the process. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	w.traced = current_proc(&w.p);
+	if (walk && holds_sockets(&w.p)) {
+		walk_fds(&w);
+		bpf_map_delete_elem(&owners, &w.p.pid);
+	}
+	if (w.traced && wanted(EV_EXIT) && first_exit(task, w.p.pid)) {
+		fill_proc(&e, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
+		e.value = BPF_CORE_READ(task, exit_code);
+		emit(ctx, &e);
+	}
+	/* The pid may be reused by a process outside the tree. */
+	if (use_followed)
+		bpf_map_delete_elem(&followed, &w.p.pid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tp_exit_fds, struct task_struct *task)
+{
+	return on_exit(ctx, task, true);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tp_exit, struct task_struct *task)
+{
+	return on_exit(ctx, task, false);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	struct proc c = {}, p;
+	struct event e;
+	__u8 one = 1;
+
+	/* A new thread shares its process's descriptors and name: only new processes count. */
+	c.pid = BPF_CORE_READ(child, tgid);
+	c.tid = BPF_CORE_READ(child, pid);
+	if (c.pid != c.tid)
+		return 0;
+	/*
+	 * Runs in the parent. COMMAND's tree is followed (and marked as such, so that
+	 * user space can stop it); with --follow, every traced process's children.
+	 */
+	if (use_followed) {
+		__u8 *tree = bpf_map_lookup_elem(&followed, &ppid);
+		__u8 by = tree ? *tree : FOLLOWED_BY_FLAG;
+
+		if ((tree || (follow_children && current_proc(&p))) &&
+		    bpf_map_update_elem(&followed, &c.pid, &by, BPF_ANY))
+			bump(CTR_UNFOLLOWED);
+	}
+	/* The child holds the parent's sockets: its exit may be the last release of some. */
+	if (no_release_hook && tracking() && bpf_map_lookup_elem(&owners, &ppid))
+		bpf_map_update_elem(&owners, &c.pid, &one, BPF_ANY);
+	if (!wanted(EV_FORK))
+		return 0;
+	BPF_CORE_READ_INTO(&c.comm, child, comm);
+	if (!proc_matches(&c))
+		return 0;
+	fill_proc(&e, EV_FORK, c.pid, c.tid, c.comm);
+	e.value = ppid;
+	emit(ctx, &e);
+	return 0;
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Step Recv: the fentry and kprobe wrappers.
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/*
+ * tcp_recvmsg, udp_recvmsg, udpv6_recvmsg: (sk, msg, len, [nonblock,] flags, addr_len).
+ * The sender of a datagram is in msg->msg_name once the function returns.
+ */
+static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
+				     int flags, bool ipv4_only, bool btf)
+{
+	if (ipv4_only && SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
+		return 0;
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0, false, btf);
+}
+
+/*
+ * The receive functions lost `nonblock` in 5.19 (user space loads the matching
+ * variant), and later `addr_len`: from 5.19 the return value comes from
+ * bpf_get_func_ret (5.17+) rather than from a fixed place after the arguments.
+ */
+static __always_inline int fx_recv(__u64 *ctx, struct sock *sk, struct msghdr *msg, int flags,
+				   bool ipv4_only)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return recv_done(ctx, sk, msg, (int)ret, flags, ipv4_only, true);
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fx_tcp_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, false);
+}
+
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fx_tcp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, false, true);
+}
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(fx_udp_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, true);
+}
+
+SEC("fexit/udp_recvmsg")
+int BPF_PROG(fx_udp_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, true, true);
+}
+
+SEC("fexit/udpv6_recvmsg")
+int BPF_PROG(fx_udp6_recv, struct sock *sk, struct msghdr *msg, size_t len, int flags)
+{
+	return fx_recv(ctx, sk, msg, flags, false);
+}
+
+SEC("fexit/udpv6_recvmsg")
+int BPF_PROG(fx_udp6_recv_nb, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return recv_done(ctx, sk, msg, ret, flags, false, true);
+}
+
+/* splice(2) from a TCP socket bypasses tcp_recvmsg. */
+SEC("fexit/tcp_splice_read")
+int BPF_PROG(fx_tcp_splice, struct socket *sock, loff_t *ppos, struct pipe_inode_info *pipe,
+	     size_t len, unsigned int flags, long ret)
+{
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false, false);
+}
+
+static __always_inline int kp_recv(struct pt_regs *ctx)
+{
+	/* Both read first: a choice of register offset on the context is refused. */
+	int flags4 = PT_REGS_PARM4(ctx), flags5 = PT_REGS_PARM5(ctx);
+	int flags = recv_has_nonblock ? flags5 : flags4;
+
+	stash_transfer((struct sock *)PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), flags);
+	return 0;
+}
+
+static __always_inline int kp_recv_r(struct pt_regs *ctx, bool ipv4_only)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return recv_done(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1,
+			 (int)PT_REGS_RC(ctx), call.flags, ipv4_only, false);
+}
+
+SEC("kprobe/tcp_recvmsg")
+int kp_tcp_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/tcp_recvmsg")
+int kp_tcp_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/udp_recvmsg")
+int kp_udp_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/udp_recvmsg")
+int kp_udp_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, true);
+}
+
+SEC("kprobe/udpv6_recvmsg")
+int kp_udp6_recv(struct pt_regs *ctx)
+{
+	return kp_recv(ctx);
+}
+
+SEC("kretprobe/udpv6_recvmsg")
+int kp_udp6_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/tcp_splice_read")
+int BPF_KPROBE(kp_tcp_splice, struct socket *sock)
+{
+	stash_transfer(BPF_CORE_READ(sock, sk), 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_splice_read")
+int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return recv_done(ctx, (struct sock *)call.arg0, NULL, ret, 0, false, false);
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Step Send: the fentry and kprobe wrappers.
+ * Part of sockwatch.bpf.c, which includes every header once, in order.
+ */
+#pragma once
+
+/*
+ * The socket functions. udpv6_sendmsg hands a v4-mapped destination to udp_sendmsg:
+ * that one counts only IPv4 sockets, so no datagram counts twice. Before 6.5,
+ * sendfile and splice reach TCP and UDP through their sendpage functions.
+ */
+static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
+					  bool btf)
+{
+	if (SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
+		return 0;
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, btf);
+}
+
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(fx_tcp_send, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+}
+
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(fx_udp_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	return send_ipv4_only(ctx, sk, msg, ret, true);
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(fx_udp6_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, true);
+}
+
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(fx_tcp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
+	     int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+}
+
+SEC("fexit/udp_sendpage")
+int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
+	     int ret)
+{
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+}
+
+/* A send whose peer, if any, the socket holds (TCP, and UDP's sendpage). */
+static __always_inline int kp_send_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false, false);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kp_tcp_send, struct sock *sk)
+{
+	stash_transfer(sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(kp_tcp_send_r, int ret)
+{
+	return kp_send_done(ctx, ret);
+}
+
+SEC("kprobe/udp_sendmsg")
+int BPF_KPROBE(kp_udp_send, struct sock *sk, struct msghdr *msg)
+{
+	stash_transfer(sk, (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(kp_udp_send_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return send_ipv4_only(ctx, (struct sock *)call.arg0, (struct msghdr *)call.arg1, ret, false);
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int BPF_KPROBE(kp_udp6_send, struct sock *sk, struct msghdr *msg)
+{
+	stash_transfer(sk, (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_sendmsg")
+int BPF_KRETPROBE(kp_udp6_send_r, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND,
+			   msg_peer((struct msghdr *)call.arg1), false, false);
+}
+
+SEC("kprobe/tcp_sendpage")
+int BPF_KPROBE(kp_tcp_page, struct sock *sk)
+{
+	stash_transfer(sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendpage")
+int BPF_KRETPROBE(kp_tcp_page_r, int ret)
+{
+	return kp_send_done(ctx, ret);
+}
+
+SEC("kprobe/udp_sendpage")
+int BPF_KPROBE(kp_udp_page, struct sock *sk)
+{
+	stash_transfer(sk, 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendpage")
+int BPF_KRETPROBE(kp_udp_page_r, int ret)
+{
+	return kp_send_done(ctx, ret);
+}
