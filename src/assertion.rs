@@ -6,7 +6,7 @@ use crate::event::{Event, EventSet, Kind, Protocol};
 use crate::format::{errno_name, escape};
 use crate::prefix::Prefix;
 use crate::procs::{name_mask, name_words};
-use crate::skel::types::{destination, match_has, match_result, rodata, rule, rule_term};
+use crate::skel::types::{destination, match_has, match_result, rule, rule_term};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -18,10 +18,7 @@ pub fn max_terms() -> usize {
 }
 
 pub fn max_rules() -> usize {
-    fn len<T, const N: usize>(_: fn(&rodata) -> &[T; N]) -> usize {
-        N
-    }
-    len(|r| &r.rules)
+    crate::skel::knob_len(|r| &r.rules)
 }
 
 /// An event name (or `any`) and `key=value` / `key!=value` terms, all of which must hold.

@@ -13,13 +13,15 @@ use crate::event::{EventSet, Kind, Protocol};
 use crate::format::escape;
 use crate::prefix::Prefix;
 use crate::probes::{Buffer, Mode};
+use crate::skel::knob_len;
+use crate::status::Status;
 
 /// Most process names, pids, ports and peers the kernel-side filter holds
-/// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS).
-pub const MAX_NAMES: usize = 8;
-pub const MAX_PIDS: usize = 8;
-pub const MAX_PORTS: usize = 8;
-pub const MAX_PEERS: usize = 8;
+/// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS in sockwatch.h).
+pub const MAX_NAMES: usize = knob_len(|r| &r.names);
+pub const MAX_PIDS: usize = knob_len(|r| &r.pids);
+pub const MAX_PORTS: usize = knob_len(|r| &r.ports);
+pub const MAX_PEERS: usize = knob_len(|r| &r.peers);
 /// The kernel keeps 15 bytes of a process name plus a NUL.
 pub const COMM_LEN: usize = 15;
 
@@ -252,30 +254,6 @@ pub const PRIVILEGES: &str = "Needs root, or CAP_BPF and CAP_PERFMON (the tracep
 also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
 \"sockwatch: tracing ...\" on stderr: scripts can wait for that line.";
 
-/// Exit statuses and their meaning, as the README's table has them.
-pub const EXIT_CODES: &[(u8, &str)] = &[
-    (
-        0,
-        "success: interrupted (Ctrl-C, SIGTERM, SIGHUP without -o), --count reached, --duration elapsed, or the output was closed; with COMMAND, COMMAND's own status instead once its tree has exited (128+N if signal N ended it)",
-    ),
-    (
-        1,
-        "error: privileges, kernel support, BPF load or attach",
-    ),
-    (2, "bad arguments"),
-    (3, "--timeout elapsed before --count events were printed"),
-    (
-        4,
-        "an assertion failed: an --expect matched no event, or a --forbid event was seen",
-    ),
-    (
-        5,
-        "assertions undecided: none failed, but the kernel may not have seen an event (hook runs skipped, processes not followed or left running; for an assertion about CLOSE, sockets untracked or CLOSE lines missed)",
-    ),
-    (126, "COMMAND could not be run (permissions, --user)"),
-    (127, "COMMAND was not found"),
-];
-
 fn after_help() -> String {
     let mut s = format!(
         "Events: {} (or all).\n\nExamples:\n",
@@ -286,8 +264,8 @@ fn after_help() -> String {
     }
     s += EXPRESSIONS;
     s += &format!("\n{PRIVILEGES}\n\nExit status:\n");
-    for (code, meaning) in EXIT_CODES {
-        s += &format!("  {code} {meaning}\n");
+    for status in Status::ALL {
+        s += &format!("  {} {}\n", status.code(), status.meaning());
     }
     s
 }

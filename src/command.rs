@@ -14,9 +14,7 @@ use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid, User};
 
-/// Exit statuses for a COMMAND that could not be run, as shells use them.
-pub const EXIT_NOT_FOUND: u8 = 127;
-pub const EXIT_CANNOT_RUN: u8 = 126;
+use crate::status::Status;
 
 /// A COMMAND checked and ready to start: its path found, its user looked up.
 #[derive(Debug)]
@@ -32,7 +30,7 @@ pub struct Command {
 /// Why a COMMAND cannot start, with the status sockwatch exits with.
 #[derive(Debug)]
 pub struct CannotRun {
-    pub status: u8,
+    pub status: Status,
     pub message: String,
 }
 
@@ -41,18 +39,18 @@ impl Command {
         let program = &args[0];
         let shown = program.to_string_lossy();
         let path = find_program(Path::new(program)).ok_or_else(|| CannotRun {
-            status: EXIT_NOT_FOUND,
+            status: Status::NotFound,
             message: format!("{shown}: command not found"),
         })?;
         if !executable(&path) {
             return Err(CannotRun {
-                status: EXIT_CANNOT_RUN,
+                status: Status::CannotRun,
                 message: format!("{shown}: not an executable file"),
             });
         }
         let cstr = |s: &[u8]| {
             CString::new(s).map_err(|_| CannotRun {
-                status: EXIT_CANNOT_RUN,
+                status: Status::CannotRun,
                 message: "COMMAND and its arguments cannot contain NUL bytes".into(),
             })
         };
@@ -64,12 +62,12 @@ impl Command {
                     Err(_) => User::from_name(name),
                 };
                 let u = found.ok().flatten().ok_or_else(|| CannotRun {
-                    status: EXIT_CANNOT_RUN,
+                    status: Status::CannotRun,
                     message: format!("--user {name}: no such user"),
                 })?;
                 let name = cstr(u.name.as_bytes())?;
                 let groups = nix::unistd::getgrouplist(&name, u.gid).map_err(|e| CannotRun {
-                    status: EXIT_CANNOT_RUN,
+                    status: Status::CannotRun,
                     message: format!("--user {}: reading its groups: {}", u.name, e.desc()),
                 })?;
                 Some((u.uid, u.gid, groups))
@@ -99,7 +97,7 @@ impl Command {
                 let errno = self.exec_when_released(&gate_r);
                 let _ = nix::unistd::write(&err_w, &(errno as i32).to_ne_bytes());
                 // SAFETY: leaving the forked child without running the parent's exit code.
-                unsafe { nix::libc::_exit(EXIT_CANNOT_RUN as i32) }
+                unsafe { nix::libc::_exit(Status::CannotRun.code() as i32) }
             }
             ForkResult::Parent { child } => Ok(Child {
                 program: self.program.clone(),
@@ -120,7 +118,7 @@ impl Command {
                 Err(Errno::EINTR) => continue,
                 // sockwatch failed before tracing began: do not run untraced.
                 // SAFETY: leaving the forked child without running the parent's exit code.
-                _ => unsafe { nix::libc::_exit(EXIT_CANNOT_RUN as i32) },
+                _ => unsafe { nix::libc::_exit(Status::CannotRun.code() as i32) },
             }
         }
         // Rust ignores SIGPIPE; COMMAND expects the default, as a shell gives it.
@@ -316,9 +314,9 @@ mod tests {
             128 + 15
         );
         let err = Command::prepare(&args(&["no-such-program-here"]), None).unwrap_err();
-        assert_eq!(err.status, EXIT_NOT_FOUND);
+        assert_eq!(err.status, Status::NotFound);
         assert!(Command::prepare(&args(&["sh"]), Some("no-such-user-here")).is_err());
         let err = Command::prepare(&args(&["/etc/passwd"]), None).unwrap_err();
-        assert_eq!(err.status, EXIT_CANNOT_RUN);
+        assert_eq!(err.status, Status::CannotRun);
     }
 }

@@ -7,7 +7,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use roff::{bold, roman, Roff};
 
-use crate::cli::{Args, Generate, EXAMPLES, EXIT_CODES, EXPRESSIONS, PRIVILEGES};
+use crate::cli::{Args, Generate, EXAMPLES, EXPRESSIONS, PRIVILEGES};
+use crate::status::Status;
 
 /// Writes what `--generate KIND` asks for.
 pub fn write(kind: Generate, out: &mut impl Write) -> io::Result<()> {
@@ -42,10 +43,10 @@ fn man(cmd: clap::Command, out: &mut impl Write) -> io::Result<()> {
     }
     roff.control("SH", ["PRIVILEGES"]).text([roman(PRIVILEGES)]);
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in EXIT_CODES {
+    for status in Status::ALL {
         roff.control("TP", [])
-            .text([bold(code.to_string())])
-            .text([roman(*meaning)]);
+            .text([bold(status.code().to_string())])
+            .text([roman(status.meaning())]);
     }
     roff.to_writer(out)?;
     man.render_version_section(out)

@@ -16,6 +16,8 @@ pub enum Loss {
     Missed,
     /// Processes the table of followed processes had no room for.
     Unfollowed,
+    /// Calls in progress the table of calls had no room for.
+    Unstashed,
     /// Lines the output could not take.
     Unwritten,
     /// Processes of COMMAND's tree still running when --leave-tree ended the run.
@@ -24,12 +26,13 @@ pub enum Loss {
 
 impl Loss {
     /// In the closing line's order.
-    pub const ALL: [Loss; 7] = [
+    pub const ALL: [Loss; 8] = [
         Loss::Lost,
         Loss::Skipped,
         Loss::Untracked,
         Loss::Missed,
         Loss::Unfollowed,
+        Loss::Unstashed,
         Loss::Unwritten,
         Loss::LeftRunning,
     ];
@@ -42,7 +45,7 @@ impl Loss {
         match self {
             Loss::Lost | Loss::Unwritten => false,
             Loss::Untracked | Loss::Missed => close,
-            Loss::Skipped | Loss::Unfollowed | Loss::LeftRunning => true,
+            Loss::Skipped | Loss::Unfollowed | Loss::Unstashed | Loss::LeftRunning => true,
         }
     }
 
@@ -54,6 +57,7 @@ impl Loss {
             Loss::Untracked => ("socket", "untracked"),
             Loss::Missed => ("CLOSE line", "missed"),
             Loss::Unfollowed => ("process", "not followed"),
+            Loss::Unstashed => ("call", "not followed"),
             Loss::Unwritten => ("line", "not written"),
             Loss::LeftRunning => ("process", "left running untraced"),
         }
@@ -77,6 +81,7 @@ impl Loss {
             }
             Loss::Missed => "(their last reference was in another thread's call or an untraced process): their sockets' releases were not seen".into(),
             Loss::Unfollowed => "(the table of followed processes was full): their events will be missing".into(),
+            Loss::Unstashed => "(the table of calls in progress was full): their events may be missing".into(),
             Loss::Unwritten => format!("(the output is not being read); {total} in all"),
             Loss::LeftRunning => "(COMMAND's tree, at COMMAND's exit with --leave-tree)".into(),
         };
@@ -86,7 +91,7 @@ impl Loss {
 
 /// A count of each kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Losses([u64; 7]);
+pub struct Losses([u64; 8]);
 
 impl Losses {
     pub fn get(&self, kind: Loss) -> u64 {

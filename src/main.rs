@@ -23,6 +23,7 @@ mod procs;
 #[cfg(test)]
 mod properties;
 mod skel;
+mod status;
 mod summary;
 mod system;
 mod tracer;
@@ -37,17 +38,11 @@ use clap::Parser;
 use libbpf_rs::PrintLevel;
 
 use crate::cli::{Args, Config};
-use crate::command::{CommandFailed, EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
+use crate::command::CommandFailed;
 use crate::event::Clock;
 use crate::format::Style;
+use crate::status::Status;
 use crate::tracer::{Outcome, Output};
-
-/// Exit statuses, as documented in `--help` and the README.
-const EXIT_ERROR: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_TIMEOUT: u8 = 3;
-const EXIT_ASSERTION: u8 = 4;
-const EXIT_UNDECIDED: u8 = 5;
 
 fn main() -> ExitCode {
     match run() {
@@ -55,9 +50,9 @@ fn main() -> ExitCode {
         Err(e) => {
             note!("sockwatch: error: {e:#}");
             match e.downcast_ref::<CommandFailed>() {
-                Some(CommandFailed(nix::errno::Errno::ENOENT, _)) => ExitCode::from(EXIT_NOT_FOUND),
-                Some(_) => ExitCode::from(EXIT_CANNOT_RUN),
-                None => ExitCode::from(EXIT_ERROR),
+                Some(CommandFailed(nix::errno::Errno::ENOENT, _)) => Status::NotFound.into(),
+                Some(_) => Status::CannotRun.into(),
+                None => Status::Error.into(),
             }
         }
     }
@@ -73,7 +68,7 @@ fn run() -> Result<ExitCode> {
         }
         Err(e) => {
             note!("sockwatch: {}", one_line(&e.render().to_string()));
-            return Ok(ExitCode::from(EXIT_USAGE));
+            return Ok(Status::Usage.into());
         }
     };
     if let Some(kind) = args.generate {
@@ -88,14 +83,14 @@ fn run() -> Result<ExitCode> {
         Ok(cfg) => cfg,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
+            return Ok(Status::Usage.into());
         }
     };
     cfg.pids = match procs::resolve_pids(&cfg.pids, &mut cfg.notes) {
         Ok(pids) => pids,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
+            return Ok(Status::Usage.into());
         }
     };
     for note in &cfg.notes {
@@ -282,11 +277,11 @@ impl Judged {
 /// status.
 fn exit_status(outcome: Outcome, judged: Judged) -> u8 {
     match outcome {
-        _ if judged == Judged::Failed => EXIT_ASSERTION,
-        Outcome::Forbidden => EXIT_ASSERTION,
-        _ if judged == Judged::Undecided => EXIT_UNDECIDED,
+        _ if judged == Judged::Failed => Status::Assertion.code(),
+        Outcome::Forbidden => Status::Assertion.code(),
+        _ if judged == Judged::Undecided => Status::Undecided.code(),
         Outcome::CommandExited(status) => status,
-        Outcome::TimedOut => EXIT_TIMEOUT,
+        Outcome::TimedOut => Status::Timeout.code(),
         Outcome::Interrupted
         | Outcome::CountReached
         | Outcome::PidsExited
@@ -373,11 +368,20 @@ mod tests {
         let code = Outcome::CommandExited(7);
         assert_eq!(exit_status(code, Nothing), 7);
         assert_eq!(exit_status(code, Passed), 7);
-        assert_eq!(exit_status(code, Failed), EXIT_ASSERTION);
-        assert_eq!(exit_status(code, Undecided), EXIT_UNDECIDED);
-        assert_eq!(exit_status(Outcome::Forbidden, Undecided), EXIT_ASSERTION);
-        assert_eq!(exit_status(Outcome::TimedOut, Passed), EXIT_TIMEOUT);
-        assert_eq!(exit_status(Outcome::Interrupted, Undecided), EXIT_UNDECIDED);
+        assert_eq!(exit_status(code, Failed), Status::Assertion.code());
+        assert_eq!(exit_status(code, Undecided), Status::Undecided.code());
+        assert_eq!(
+            exit_status(Outcome::Forbidden, Undecided),
+            Status::Assertion.code()
+        );
+        assert_eq!(
+            exit_status(Outcome::TimedOut, Passed),
+            Status::Timeout.code()
+        );
+        assert_eq!(
+            exit_status(Outcome::Interrupted, Undecided),
+            Status::Undecided.code()
+        );
         assert_eq!(exit_status(Outcome::OutputClosed, Nothing), 0);
     }
 

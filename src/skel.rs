@@ -5,6 +5,12 @@ include!(concat!(env!("OUT_DIR"), "/sockwatch.skel.rs"));
 
 // SAFETY: these are repr(C) structs of integers and byte arrays generated from the
 // BPF program's types; every bit pattern is a valid value.
+/// The length of an array among the BPF program's read-only knobs: limits are
+/// defined once, in sockwatch.h.
+pub const fn knob_len<T, const N: usize>(_: fn(&types::rodata) -> &[T; N]) -> usize {
+    N
+}
+
 unsafe impl plain::Plain for types::event {}
 unsafe impl plain::Plain for types::exec_event {}
 unsafe impl plain::Plain for types::sock_state {}

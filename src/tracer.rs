@@ -310,6 +310,7 @@ impl LossReport {
         now.set(Loss::Untracked, tracer.counter(counter::CTR_UNTRACKED)?);
         now.set(Loss::Missed, tracer.counter(counter::CTR_MISSED)?);
         now.set(Loss::Unfollowed, tracer.counter(counter::CTR_UNFOLLOWED)?);
+        now.set(Loss::Unstashed, tracer.counter(counter::CTR_UNSTASHED)?);
         now.set(Loss::Unwritten, unwritten);
         for kind in Loss::ALL {
             let (total, before) = (now.get(kind), self.seen.get(kind));

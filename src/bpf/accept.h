@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Accept ---- */
-
 /*
  * A traced process accepted `sk`. `listener`, when known, is adopted if it was
  * opened before tracing began.

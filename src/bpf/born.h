@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Socket born ---- */
-
 /* The new socket is `sock`, or the one at descriptor `fd`: looked up only for a traced process. */
 static __always_inline int on_born(struct socket *sock, long fd)
 {

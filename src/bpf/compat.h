@@ -22,20 +22,14 @@
 #define SOCK_BINDPORT_LOCK 8
 /* The socket table's default size; user space sets --max-sockets before load. */
 #define MAX_SOCKS 65536
+/* Sockets a skipped hook run may have missed (an LRU: the oldest go first). */
 #define MAX_SKIPPED 16384
 /* Sockets one exec can let go by close-on-exec and still report; more count as missed. */
 #define MAX_EXEC_CLOSES 8
 
-#if defined(__TARGET_ARCH_x86)
+/* x86-64's syscall numbers: vmlinux/ holds x86-64's types only. */
 #define NR_SENDTO 44
 #define NR_RECVFROM 45
 #define NR_SENDMSG 46
 #define NR_RECVMSG 47
 #define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
-#elif defined(__TARGET_ARCH_arm64)
-#define NR_SENDTO 206
-#define NR_RECVFROM 207
-#define NR_SENDMSG 211
-#define NR_RECVMSG 212
-#define SYSCALL_NR(regs) BPF_CORE_READ((struct user_pt_regs *)(regs), syscallno)
-#endif

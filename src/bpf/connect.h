@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Connect: started by the process, settled by the handshake ---- */
-
 /* A handshake's outcome: the state left SYN_SENT for `newstate`. */
 static __always_inline int connect_settled(void *ctx, const struct sock *sk,
 					   struct sock_state *st, int newstate)

@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Deny: cgroup hooks on COMMAND's own cgroup, in every mode ---- */
-
 /* The --deny the call matches, DENY_UNLISTED when it fits no --allow, or -2: allowed. */
 static __always_inline int denied_by(const struct match_key *k, __u32 calls)
 {

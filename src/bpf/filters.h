@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Common helpers ---- */
-
 static __always_inline bool wanted(enum event_kind kind)
 {
 	return selected & (1u << kind);

@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Listen: TCP listen(), and a UDP server's bind() ---- */
-
 static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
 {
 	struct event e;

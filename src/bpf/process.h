@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Process events: fork, exec, exit ---- */
-
 /*
  * Tracepoint mode: what a process lets go at exec, exit or close_range is found in
  * its own descriptor table, walked over the descriptors it has open, so the cost

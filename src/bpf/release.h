@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Release ---- */
-
 /*
  * A socket let go that has no entry: forget that a full table turned it away, or
  * adopt one that was open before tracing began, for its CLOSE.

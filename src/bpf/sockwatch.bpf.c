@@ -2,18 +2,19 @@
 /*
  * sockwatch: the socket lifecycle of named processes.
  *
- * Programs that run in a process first ask whether it is traced (pid, then the
- * group leader's name) and return at once if not. Per-socket state lives in
- * `socks`, keyed by the struct sock pointer, because TCP state changes and
- * releases can run where the current task is not the socket's owner (softirq, a
- * kernel worker, an untraced process the socket was passed to): those programs
- * look the socket up instead.
+ * Most programs run in the process making the call and first ask whether it is
+ * traced (target.h). Per-socket state lives in `socks`, keyed by the struct sock
+ * pointer, because TCP state changes and releases can run where the current task
+ * is not the socket's owner (softirq, a kernel worker, an untraced process the
+ * socket was passed to): those programs look the socket up instead. The cgroup
+ * hooks of --deny run only in COMMAND's cgroup and ask nothing.
  *
- * The file follows a socket's life: process events, birth, connect, listen and
- * bind, accept, send, receive, release. Each step has one handler that takes
- * resolved arguments, then thin wrappers per attach mode side by side: `tp_`
- * (tracepoints: syscall tracepoints and the 6.3 send/receive tracepoints),
- * `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe). User space loads one mode.
+ * The headers below follow a socket's life, one per step of probes.rs: process
+ * events, birth, connect, listen and bind, accept, send, receive, release, deny.
+ * Each step has one handler that takes resolved arguments, then thin wrappers per
+ * attach mode side by side: `tp_` (tracepoints: syscall tracepoints and the 6.3
+ * send/receive tracepoints), `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe).
+ * User space loads one mode.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

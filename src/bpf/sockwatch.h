@@ -60,7 +60,8 @@ enum counter {
 	CTR_MISSED = 3,    /* tracked sockets whose release no hook saw: no CLOSE */
 	CTR_DENIED = 4,    /* connects and sends --deny or --allow refused */
 	CTR_UNAUDITED = 5, /* --audit destinations its table had no room for */
-	CTR_MAX = 6,
+	CTR_UNSTASHED = 6, /* calls in progress the table of calls had no room for */
+	CTR_MAX = 7,
 };
 
 /*

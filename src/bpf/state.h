@@ -237,7 +237,11 @@ static __always_inline struct sock *socket_sk(__u64 socket)
 	return BPF_CORE_READ(sock, sk);
 }
 
-/* Stashes a kprobe's arguments for its kretprobe in this thread's entry of `calls`. */
+/*
+ * Stashes a call's arguments (a kprobe's for its kretprobe, a connect's start) in
+ * the thread's entry of `calls`; a full table is counted: the call's events may
+ * be missing.
+ */
 static __always_inline void stash_as(const struct proc *p, __u64 arg0, __u64 arg1, __u32 flags)
 {
 	struct call c;
@@ -247,7 +251,8 @@ static __always_inline void stash_as(const struct proc *p, __u64 arg0, __u64 arg
 	c.arg0 = arg0;
 	c.arg1 = arg1;
 	c.flags = flags;
-	bpf_map_update_elem(&calls, &p->tid, &c, BPF_ANY);
+	if (bpf_map_update_elem(&calls, &p->tid, &c, BPF_ANY))
+		bump(CTR_UNSTASHED);
 }
 
 /* stash_as for the current process; returns false when it is not traced. */

@@ -5,8 +5,6 @@
  */
 #pragma once
 
-/* ---- Send and receive ---- */
-
 /*
  * The address argument of the syscall we are in, for sendto/sendmsg/recvfrom/recvmsg;
  * 0 for every other path (write, read, recvmmsg, io_uring).
