@@ -10,11 +10,12 @@
  * The sender of a datagram is in msg->msg_name once the function returns.
  */
 static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
-				     int flags, bool ipv4_only, bool btf)
+				     int flags, bool ipv4_only, bool trusted)
 {
-	if (ipv4_only && SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
+	if (ipv4_only && SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
-	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0, false, btf);
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0,
+			   trusted ? VIA_TRUSTED : 0);
 }
 
 /*

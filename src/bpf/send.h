@@ -11,17 +11,17 @@
  * sendfile and splice reach TCP and UDP through their sendpage functions.
  */
 static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
-					  bool btf)
+					  bool trusted)
 {
-	if (SK_FIELD(btf, sk, __sk_common.skc_family) != AF_INET)
+	if (SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, btf);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), trusted ? VIA_TRUSTED : 0);
 }
 
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(fx_tcp_send, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
 }
 
 SEC("fexit/udp_sendmsg")
@@ -33,21 +33,21 @@ int BPF_PROG(fx_udp_send, struct sock *sk, struct msghdr *msg, size_t len, int r
 SEC("fexit/udpv6_sendmsg")
 int BPF_PROG(fx_udp6_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), false, true);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), VIA_TRUSTED);
 }
 
 SEC("fexit/tcp_sendpage")
 int BPF_PROG(fx_tcp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
 }
 
 SEC("fexit/udp_sendpage")
 int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, false, true);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
 }
 
 /* A send whose peer, if any, the socket holds (TCP, and UDP's sendpage). */
@@ -57,7 +57,7 @@ static __always_inline int kp_send_done(void *ctx, int ret)
 
 	if (!unstash(&call))
 		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, false, false);
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, 0);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -105,7 +105,7 @@ int BPF_KRETPROBE(kp_udp6_send_r, int ret)
 	if (!unstash(&call))
 		return 0;
 	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND,
-			   msg_peer((struct msghdr *)call.arg1), false, false);
+			   msg_peer((struct msghdr *)call.arg1), 0);
 }
 
 SEC("kprobe/tcp_sendpage")

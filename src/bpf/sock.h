@@ -14,21 +14,22 @@ struct sock_kind {
 /*
  * A field of a struct sock. tp_btf and fentry programs are handed BTF pointers,
  * which plain loads read (a few ns); kprobes and pointers read from memory need
- * probe reads (tens of ns). `btf` is a constant at each inlined call site.
+ * probe reads (tens of ns). `trusted`: `sk` is such a pointer, a constant at each
+ * inlined call site.
  */
-#define SK_FIELD(btf, sk, field) ((btf) ? (sk)->field : BPF_CORE_READ(sk, field))
+#define SK_FIELD(trusted, sk, field) ((trusted) ? (sk)->field : BPF_CORE_READ(sk, field))
 
-static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k, bool btf)
+static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k, bool trusted)
 {
-	k->family = SK_FIELD(btf, sk, __sk_common.skc_family);
-	k->protocol = SK_FIELD(btf, sk, sk_protocol);
+	k->family = SK_FIELD(trusted, sk, __sk_common.skc_family);
+	k->protocol = SK_FIELD(trusted, sk, sk_protocol);
 }
 
-static __always_inline bool inet_sock_of(const struct sock *sk, struct sock_kind *k, bool btf)
+static __always_inline bool inet_sock_of(const struct sock *sk, struct sock_kind *k, bool trusted)
 {
 	if (!sk)
 		return false;
-	read_kind(sk, k, btf);
+	read_kind(sk, k, trusted);
 	return (k->family == AF_INET || k->family == AF_INET6) &&
 	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
 }

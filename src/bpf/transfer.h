@@ -31,10 +31,10 @@ static __always_inline __u64 syscall_peer_ptr(bool recv)
 
 /* A UDP socket with no connected peer: each datagram names its own. */
 static __always_inline bool unconnected_udp(const struct sock *sk, const struct sock_kind *k,
-					    bool btf)
+					    bool trusted)
 {
 	return k->protocol == IPPROTO_UDP &&
-	       SK_FIELD(btf, sk, __sk_common.skc_state) != TCP_ESTABLISHED;
+	       SK_FIELD(trusted, sk, __sk_common.skc_state) != TCP_ESTABLISHED;
 }
 
 /*
@@ -42,7 +42,7 @@ static __always_inline bool unconnected_udp(const struct sock *sk, const struct 
  * unconnected UDP socket's peer, which each datagram names: those are decided per event.
  */
 static __always_inline bool sock_may_pass(const struct sock *sk, const struct sock_kind *k,
-					  bool unconnected, bool btf)
+					  bool unconnected, bool trusted)
 {
 	__u8 raddr[16] = {};
 
@@ -51,17 +51,17 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
 	if (unconnected)
 		return true;
 	/* skc_num, the local port in host order, is set while the socket moves bytes. */
-	if (n_ports && !ports_pass(SK_FIELD(btf, sk, __sk_common.skc_num),
-				   bpf_ntohs(SK_FIELD(btf, sk, __sk_common.skc_dport))))
+	if (n_ports && !ports_pass(SK_FIELD(trusted, sk, __sk_common.skc_num),
+				   bpf_ntohs(SK_FIELD(trusted, sk, __sk_common.skc_dport))))
 		return false;
 	if (!n_peers)
 		return true;
-	if (k->family == AF_INET6 && btf)
+	if (k->family == AF_INET6 && trusted)
 		__builtin_memcpy(raddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
 	else if (k->family == AF_INET6)
 		BPF_CORE_READ_INTO(&raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	else
-		*(__u32 *)raddr = SK_FIELD(btf, sk, __sk_common.skc_daddr);
+		*(__u32 *)raddr = SK_FIELD(trusted, sk, __sk_common.skc_daddr);
 	return peer_passes(k->family, raddr);
 }
 
@@ -71,9 +71,18 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
  * syscall's arguments, where a receive's sender is written only after the
  * tracepoint and is read at syscall exit.
  */
+/* How on_transfer() was reached. */
+enum transfer_via {
+	/* A syscall tracepoint: an unconnected socket's peer is in the syscall's arguments. */
+	VIA_SYSCALL = 1,
+	/* `sk` came typed (tp_btf, fentry): plain loads read it (SK_FIELD). */
+	VIA_TRUSTED = 2,
+};
+
 static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int msg_flags,
-				       __u8 kind, __u64 peer, bool from_syscall, bool btf)
+				       __u8 kind, __u64 peer, __u32 via)
 {
+	bool from_syscall = via & VIA_SYSCALL, trusted = via & VIA_TRUSTED;
 	struct sock_state *st = NULL;
 	struct pending_recv pending;
 	struct event e;
@@ -81,13 +90,13 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	struct sock_kind sock;
 	bool unconnected;
 
-	if (ret < 0 || !current_proc(&p) || !inet_sock_of(sk, &sock, btf))
+	if (ret < 0 || !current_proc(&p) || !inet_sock_of(sk, &sock, trusted))
 		return 0;
 	if (kind == EV_RECV && (msg_flags & MSG_PEEK))
 		return 0;
-	unconnected = unconnected_udp(sk, &sock, btf);
+	unconnected = unconnected_udp(sk, &sock, trusted);
 	/* Cheap for a busy socket the filters exclude: no accounting, no copy. */
-	if (filtering() && !sock_may_pass(sk, &sock, unconnected, btf))
+	if (filtering() && !sock_may_pass(sk, &sock, unconnected, trusted))
 		return 0;
 	if (wanted(EV_CLOSE)) {
 		st = adopt(sk, &p);
@@ -157,13 +166,13 @@ static __always_inline __u64 msg_peer(struct msghdr *msg)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_send, struct sock *sk, int ret, int flags)
 {
-	return on_transfer(ctx, sk, ret, flags, EV_SEND, 0, true, true);
+	return on_transfer(ctx, sk, ret, flags, EV_SEND, 0, VIA_SYSCALL | VIA_TRUSTED);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_recv, struct sock *sk, int ret, int flags)
 {
-	return on_transfer(ctx, sk, ret, flags, EV_RECV, 0, true, true);
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, 0, VIA_SYSCALL | VIA_TRUSTED);
 }
 
 static __always_inline int finish_recv(void *ctx)
@@ -215,5 +224,5 @@ int tp_splice_r(struct trace_event_raw_sys_exit *ctx)
 	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
 	if (!inet_sock(sk, &kind) || kind.protocol != IPPROTO_TCP)
 		return 0;
-	return on_transfer(ctx, sk, ctx->ret, 0, EV_RECV, 0, false, false);
+	return on_transfer(ctx, sk, ctx->ret, 0, EV_RECV, 0, 0);
 }
