@@ -244,7 +244,8 @@ impl Kernel {
         })
     }
 
-    /// Before 5.19 the receive functions took `nonblock` before `flags`.
+    /// Before 5.19 the receive functions took `nonblock` before `flags` (kernel commit
+    /// ec095263a965; src/bpf/compat.h lists every such difference).
     fn recv_has_nonblock(&self) -> bool {
         self.params("tcp_recvmsg") == Some(6)
     }

@@ -27,6 +27,26 @@
 /* Sockets one exec can let go by close-on-exec and still report; more count as missed. */
 #define MAX_EXEC_CLOSES 8
 
+/*
+ * struct file before 6.13, whose 90ee6ed776c0 ("fs: port files to file_ref")
+ * turned f_count into f_ref: file_refs() reads whichever the kernel has (CO-RE).
+ */
+struct file___pre613 {
+	atomic_long_t f_count;
+};
+
+/*
+ * Elsewhere, by kernel version (user space decides, from BTF, before load):
+ * - tcp_recvmsg and udp(v6)_recvmsg took `nonblock` before 5.19's ec095263a965
+ *   ("net: remove noblock parameter from recvmsg() entities"): `recv_has_nonblock`
+ *   (knobs.h) and the `_nb` receive programs (probes.rs, Only::RecvNonblock);
+ * - tcp_sendpage and udp_sendpage exist before 6.5: their programs load only
+ *   where the kernel has them (Only::WithFunction);
+ * - the sock:sock_send_length and sock:sock_recv_length tracepoints, which the
+ *   tracepoint mode needs, are 6.3's;
+ * - bpf_get_current_task_btf is 5.11's: current_proc() falls back to probe reads.
+ */
+
 /* x86-64's syscall numbers: vmlinux/ holds x86-64's types only. */
 #define NR_SENDTO 44
 #define NR_RECVFROM 45

@@ -27,7 +27,7 @@ const volatile bool use_ringbuf = true;
  * descriptors; TCP's state changes and destruction catch every other release.
  */
 const volatile bool no_release_hook = false;
-/* tcp_recvmsg and udp(v6)_recvmsg still take `nonblock` (before 5.19): for kprobes. */
+/* The receive functions still take `nonblock` (before 5.19, see compat.h): for kprobes. */
 const volatile bool recv_has_nonblock = false;
 /*
  * Processes traced because they descend from one (`followed`): COMMAND's tree, and

@@ -248,7 +248,3 @@ struct proc {
 		__u64 comm_words[2];
 	};
 };
-
-struct file___pre613 {
-	atomic_long_t f_count;
-};
