@@ -1,8 +1,10 @@
 //! COMMAND's own cgroup for --deny, --allow and --audit: made beside sockwatch's
-//! own, joined by COMMAND before it runs, removed once its tree has exited.
+//! own, joined by COMMAND before it runs, removed once its tree has exited. A
+//! sockwatch killed before that leaves it, its hooks attached: the tree stays
+//! refused, and the next run removes it once it is empty.
 
 use std::fs::{self, File};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -25,9 +27,9 @@ impl Cgroup {
         let own = own_cgroup().ok_or_else(|| {
             anyhow!("--deny, --allow and --audit need cgroup v2, and sockwatch is in none (/proc/self/cgroup)")
         })?;
-        let dir = root
-            .join(own.trim_start_matches('/'))
-            .join(format!("sockwatch-{}", std::process::id()));
+        let parent = root.join(own.trim_start_matches('/'));
+        remove_stale(&parent);
+        let dir = parent.join(format!("sockwatch-{}", std::process::id()));
         fs::create_dir(&dir).with_context(|| format!("creating the cgroup {}", dir.display()))?;
         let file = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
         Ok(Cgroup { dir, file })
@@ -51,6 +53,29 @@ impl Drop for Cgroup {
         let deadline = Instant::now() + Duration::from_secs(2);
         while fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Removes the cgroups a killed sockwatch left: those whose sockwatch is gone and
+/// whose tree has exited (the kernel refuses to remove one that still has
+/// processes, which its hooks still refuse).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("sockwatch-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() != "sockwatch" {
+            let _ = fs::remove_dir(entry.path());
         }
     }
 }

@@ -3,7 +3,7 @@
 //! tracepoint that this kernel loads and attaches.
 
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
@@ -149,8 +149,10 @@ impl Tracer {
     }
 
     /// Attaches the --deny, --allow and --audit hooks to `cgroup` (a directory).
+    /// Attached to the cgroup itself rather than through links, they stay with it
+    /// if sockwatch is killed: COMMAND's tree stays refused until the cgroup goes.
     pub fn decide_in(&mut self, cgroup: &std::fs::File) -> Result<()> {
-        for prog in self.skel.object().progs_mut() {
+        for prog in self.skel.object().progs() {
             let name = prog.name().to_string_lossy().into_owned();
             let Some(p) = probes::deciding().find(|p| p.program == name) else {
                 continue;
@@ -158,10 +160,19 @@ impl Tracer {
             if !prog.autoload() {
                 continue;
             }
-            let link = prog
-                .attach_cgroup(cgroup.as_raw_fd())
-                .map_err(|e| anyhow!("attaching {name} ({}): {e}", probes::describe(p)))?;
-            self.links.push(link);
+            // SAFETY: both descriptors are open for the call; the kernel checks the rest.
+            let err = unsafe {
+                libbpf_rs::libbpf_sys::bpf_prog_attach(
+                    prog.as_fd().as_raw_fd(),
+                    cgroup.as_raw_fd(),
+                    prog.attach_type() as u32,
+                    libbpf_rs::libbpf_sys::BPF_F_ALLOW_MULTI,
+                )
+            };
+            if err != 0 {
+                let e = std::io::Error::last_os_error();
+                bail!("attaching {name} ({}): {e}", probes::describe(p));
+            }
         }
         Ok(())
     }

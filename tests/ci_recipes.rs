@@ -26,7 +26,7 @@ fn recipes() -> Vec<String> {
         .skip(1)
         .map(|b| b.split("```").next().unwrap().to_string())
         .collect();
-    assert_eq!(blocks.len(), 3, "three recipes: {blocks:#?}");
+    assert_eq!(blocks.len(), 4, "four recipes: {blocks:#?}");
     blocks
 }
 
@@ -273,6 +273,50 @@ fn assert_that_an_app_reached_its_database() {
         stderr.ends_with(
             "sockwatch: expectation not met: no event matched --expect 'connect rport=5432 result=ok'\n"
         ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn close_the_network_to_the_tests_but_localhost() {
+    require_root();
+    let recipe = &recipes()[3];
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "[::1]:0", "2"]);
+    let client = named_example("echo_client", &unique_name("t"));
+    let local_only = format!("{} tcp [::1]:{port} 4 > /dev/null", client.display());
+
+    let dir = Dir::new("closed-local");
+    dir.script("run-tests", &local_only);
+    let (status, stdout, stderr) = run_recipe(recipe, &dir.0, Duration::from_secs(60));
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(parse(&stdout).is_empty(), "no DENY line: {stdout}");
+    assert!(
+        stderr.ends_with(", 0 calls denied; COMMAND exited with status 0\n"),
+        "{stderr}"
+    );
+
+    // Beyond localhost: an address on the loopback of a network namespace of the
+    // test's own, which would answer (ECONNREFUSED) if the connect went out.
+    let dir = Dir::new("closed-beyond");
+    dir.script(
+        "run-tests",
+        &format!(
+            "{local_only}\nunshare -n sh -c 'ip link set lo up && ip addr add 192.0.2.1/24 dev lo && \
+             python3 -c \"import socket, sys\ntry: socket.create_connection((\\\"192.0.2.10\\\", 80), timeout=5)\nexcept OSError as e: print(\\\"errno\\\", e.errno, file=sys.stderr); sys.exit(7)\"'"
+        ),
+    );
+    let (status, stdout, stderr) = run_recipe(recipe, &dir.0, Duration::from_secs(60));
+    server.finish();
+    assert_eq!(status, Some(7), "the tests' own status: {stderr}");
+    assert!(stderr.contains("errno 1\n"), "{stderr}");
+    let keys = keys_local_hidden(&parse(&stdout));
+    assert_eq!(
+        keys,
+        ["python3 DENY tcp LOCAL 192.0.2.10:80 call=connect by=allow"],
+        "{stdout}"
+    );
+    assert!(
+        stderr.ends_with(", 1 call denied; COMMAND exited with status 7\n"),
         "{stderr}"
     );
 }

@@ -322,6 +322,54 @@ t.join()
 }
 
 #[test]
+fn a_killed_sockwatch_leaves_the_tree_refused_and_the_next_run_cleans_up() {
+    require_root();
+    let (_server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "1"]);
+    let dir = std::env::temp_dir().join(format!("sockwatch-killed-{}", unique_name("k")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    // COMMAND waits (boundedly) for the go, then connects where --deny refuses.
+    let script = format!(
+        "touch {d}/started
+         for i in $(seq 600); do [ -e {d}/go ] && break; sleep 0.05; done
+         python3 -c 'import socket
+try:
+    socket.create_connection((\"127.0.0.1\", {port}), timeout=5)
+    print(\"connected\")
+except OSError as e:
+    print(\"errno\", e.errno)' > {d}/result
+         touch {d}/done"
+    );
+    let deny = format!("connect rport={port}");
+    let trace = Trace::start(&["--deny", &deny, "--", "sh", "-c", &script]);
+    let killed = trace.pid();
+    wait_for(&dir.join("started"));
+    signal(killed, nix::sys::signal::Signal::SIGKILL);
+    let left = own_cgroup_dir().join(format!("sockwatch-{killed}"));
+    drop(trace);
+    std::fs::write(dir.join("go"), "").unwrap();
+    wait_for(&dir.join("done"));
+    // The hooks stayed with the cgroup: the connect after the kill was refused.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("result")).unwrap(),
+        "errno 1\n"
+    );
+    assert!(left.is_dir(), "{} is gone", left.display());
+    // The next run removes what the killed one left, once its tree has exited.
+    let deadline = Instant::now() + LIMIT;
+    while std::fs::read_to_string(left.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's tree never exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Trace::start(&["--deny", &deny, "--", "true"]).wait(LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(!left.exists(), "{} is still there", left.display());
+}
+
+#[test]
 fn the_audit_lists_what_the_tree_reached_and_its_allow_list_lets_it_run() {
     require_root();
     let ns = Netns::new();
