@@ -11,6 +11,7 @@ use clap::Parser;
 use crate::assertion::Expr;
 use crate::event::{EventSet, Kind, Protocol};
 use crate::format::escape;
+use crate::format::Format;
 use crate::prefix::Prefix;
 use crate::probes::{Buffer, Mode};
 use crate::skel::knob_len;
@@ -353,7 +354,7 @@ pub struct Config {
     pub table_header: bool,
     pub output: Option<PathBuf>,
     pub append: bool,
-    pub json: bool,
+    pub format: Format,
     pub header: bool,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
@@ -516,7 +517,11 @@ impl Config {
             summary,
             output: args.output,
             append: args.append,
-            json: args.json,
+            format: if args.json {
+                Format::Json
+            } else {
+                Format::Text
+            },
             header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
             table_header: !args.no_header,
             count: args.count,

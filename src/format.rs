@@ -10,10 +10,17 @@ use serde::Serialize;
 
 use crate::event::{ConnectResult, Detail, Event, ExitStatus};
 
+/// The output format: text lines, or one JSON object per line (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 /// How to print.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
-    pub json: bool,
+    pub format: Format,
     /// The local time zone's offset, for timestamps.
     pub offset: FixedOffset,
 }
@@ -50,11 +57,12 @@ pub fn write_header(out: &mut impl Write) -> io::Result<()> {
 
 /// Writes one event as one line.
 pub fn write_event(out: &mut impl Write, ev: &Event, style: Style) -> io::Result<()> {
-    if style.json {
-        serde_json::to_writer(&mut *out, &JsonEvent::new(ev, style.offset))?;
-        out.write_all(b"\n")
-    } else {
-        out.write_all(text_line(ev, style.offset).as_bytes())
+    match style.format {
+        Format::Json => {
+            serde_json::to_writer(&mut *out, &JsonEvent::new(ev, style.offset))?;
+            out.write_all(b"\n")
+        }
+        Format::Text => out.write_all(text_line(ev, style.offset).as_bytes()),
     }
 }
 
@@ -212,7 +220,7 @@ pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
 }
 
 /// The NDJSON object for an event; keys are documented in the README.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct JsonEvent {
     time: String,
     pid: u32,
@@ -283,23 +291,7 @@ impl JsonEvent {
                 remote_addr: s.remote.map(|r| r.ip().to_string()),
                 remote_port: s.remote.map(|r| r.port()),
             }),
-            path: None,
-            path_cut: None,
-            exit_code: None,
-            signal: None,
-            core_dumped: None,
-            backlog: None,
-            ppid: None,
-            result: None,
-            latency_ns: None,
-            bytes: None,
-            eof: None,
-            sent: None,
-            received: None,
-            lifetime_ns: None,
-            partial: None,
-            call: None,
-            by: None,
+            ..Default::default()
         };
         match &ev.detail {
             Detail::Fork { ppid } => j.ppid = Some(*ppid),
@@ -354,13 +346,16 @@ mod tests {
     use crate::event::{Protocol, Socket};
 
     const UTC: Style = Style {
-        json: false,
+        format: Format::Text,
         offset: match FixedOffset::east_opt(0) {
             Some(o) => o,
             None => unreachable!(),
         },
     };
-    const JSON: Style = Style { json: true, ..UTC };
+    const JSON: Style = Style {
+        format: Format::Json,
+        ..UTC
+    };
     // 2026-11-26T09:30:05.123456789Z
     const T: i64 = 1_795_685_405_123_456_789;
 

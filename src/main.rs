@@ -134,7 +134,7 @@ fn run() -> Result<ExitCode> {
     tracer::handle_signals()?;
     let clock = Clock::now()?;
     let style = Style {
-        json: cfg.json,
+        format: cfg.format,
         offset: *Local::now().offset(),
     };
     // What COMMAND starts stays in its tree when its parent exits (a daemon).

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use crate::event::tests::bytes;
 use crate::event::{decode, Clock, Event};
-use crate::format::{write_event, Style};
+use crate::format::{write_event, Format, Style};
 use crate::skel::types::{event, exec_event};
 
 /// Mostly the values the kernel side writes, sometimes anything.
@@ -90,7 +90,7 @@ fn check_text(ev: &Event, offset: FixedOffset) {
         &mut out,
         ev,
         Style {
-            json: false,
+            format: Format::Text,
             offset,
         },
     )
@@ -107,7 +107,15 @@ fn check_text(ev: &Event, offset: FixedOffset) {
 
 fn check_json(ev: &Event, offset: FixedOffset) {
     let mut out = Vec::new();
-    write_event(&mut out, ev, Style { json: true, offset }).unwrap();
+    write_event(
+        &mut out,
+        ev,
+        Style {
+            format: Format::Json,
+            offset,
+        },
+    )
+    .unwrap();
     let text = String::from_utf8(out).expect("JSON output is UTF-8");
     assert!(
         text.ends_with('\n') && text.matches('\n').count() == 1,

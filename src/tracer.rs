@@ -19,7 +19,7 @@ use crate::assertion::Assertions;
 use crate::cli::{Config, SummaryMode};
 use crate::command::Child;
 use crate::event::{boot_now_ns, decode, Clock, EventSet};
-use crate::format::{write_event, write_header, Style};
+use crate::format::{write_event, write_header, Format, Style};
 use crate::loader::Tracer;
 use crate::losses::{Loss, Losses};
 use crate::probes::Buffer;
@@ -125,6 +125,46 @@ pub enum Outcome {
     Forbidden,
     /// Every --pid process exited, and nothing else could be traced (strace -p's end).
     PidsExited,
+}
+
+/// What reading the rest of the buffer at the end showed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Drained {
+    output_closed: bool,
+    forbidden: bool,
+    count_reached: bool,
+}
+
+impl Outcome {
+    /// Whether the events still buffered are read before the end: not when the
+    /// reader is gone, the count is met, or a forbidden event already ended it.
+    fn drains(self) -> bool {
+        matches!(
+            self,
+            Outcome::Interrupted
+                | Outcome::DurationElapsed
+                | Outcome::TimedOut
+                | Outcome::CommandExited(_)
+                | Outcome::PidsExited
+        )
+    }
+
+    /// The end, once the rest was read: a closed output, a forbidden event or the
+    /// count met among those events says more than why reading stopped (but
+    /// COMMAND's status, or its processes' end, stays the reason over a count).
+    fn after(self, drained: Drained) -> Outcome {
+        if drained.output_closed {
+            Outcome::OutputClosed
+        } else if drained.forbidden {
+            Outcome::Forbidden
+        } else if drained.count_reached
+            && !matches!(self, Outcome::CommandExited(_) | Outcome::PidsExited)
+        {
+            Outcome::CountReached
+        } else {
+            self
+        }
+    }
 }
 
 /// The last SIGINT, SIGTERM or SIGHUP received (0: none), and whether a terminal sent it.
@@ -535,26 +575,18 @@ pub fn run(
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.detach();
     let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
-    if matches!(
-        outcome,
-        Outcome::Interrupted
-            | Outcome::DurationElapsed
-            | Outcome::TimedOut
-            | Outcome::CommandExited(_)
-            | Outcome::PidsExited
-    ) {
+    if outcome.drains() {
         source.consume()?;
         print_ordered(u64::MAX);
         forbidden_in_kernel(tracer)?;
         let mut p = printer.borrow_mut();
         p.flush();
-        if p.check()? {
-            outcome = Outcome::OutputClosed;
-        } else if p.assertions.forbidden_seen() {
-            outcome = Outcome::Forbidden;
-        } else if p.done() && !matches!(outcome, Outcome::CommandExited(_) | Outcome::PidsExited) {
-            outcome = Outcome::CountReached;
-        }
+        let drained = Drained {
+            output_closed: p.check()?,
+            forbidden: p.assertions.forbidden_seen(),
+            count_reached: p.done(),
+        };
+        outcome = outcome.after(drained);
     }
     drop(source);
     let rules = forbid_rules.end;
@@ -570,10 +602,9 @@ pub fn run(
     }
     let mut p = printer.into_inner();
     if let (Some(summary), false) = (&p.summary, outcome == Outcome::OutputClosed) {
-        let written = if style.json {
-            summary.write_json(&mut p.out)
-        } else {
-            summary.write_text(&mut p.out, cfg.table_header)
+        let written = match style.format {
+            Format::Json => summary.write_json(&mut p.out),
+            Format::Text => summary.write_text(&mut p.out, cfg.table_header),
         };
         match written.and_then(|()| p.out.flush()) {
             Ok(()) => {}
@@ -619,5 +650,50 @@ fn drain_wait(outcome: Outcome) -> impl FnMut(u64) -> bool {
         } else {
             SIGNAL.load(Ordering::Relaxed) == 0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_is_settled_by_what_the_rest_of_the_buffer_showed() {
+        let nothing = Drained::default();
+        let closed = Drained {
+            output_closed: true,
+            forbidden: true,
+            ..nothing
+        };
+        let forbidden = Drained {
+            forbidden: true,
+            count_reached: true,
+            ..nothing
+        };
+        let counted = Drained {
+            count_reached: true,
+            ..nothing
+        };
+        let exited = Outcome::CommandExited(3);
+        assert_eq!(exited.after(nothing), exited);
+        assert_eq!(exited.after(closed), Outcome::OutputClosed);
+        assert_eq!(exited.after(forbidden), Outcome::Forbidden);
+        assert_eq!(exited.after(counted), exited);
+        assert_eq!(Outcome::PidsExited.after(counted), Outcome::PidsExited);
+        assert_eq!(Outcome::Interrupted.after(counted), Outcome::CountReached);
+        assert_eq!(Outcome::TimedOut.after(counted), Outcome::CountReached);
+        assert_eq!(
+            Outcome::DurationElapsed.after(nothing),
+            Outcome::DurationElapsed
+        );
+        // Ends that read no further.
+        for o in [
+            Outcome::OutputClosed,
+            Outcome::CountReached,
+            Outcome::Forbidden,
+        ] {
+            assert!(!o.drains(), "{o:?}");
+        }
+        assert!(exited.drains() && Outcome::Interrupted.drains());
     }
 }
