@@ -212,13 +212,36 @@ fn run() -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(exit_status(report.outcome, judged)));
     }
-    let verb = if cfg.summary == Some(cli::SummaryMode::Only) {
-        "counted"
-    } else {
-        "printed"
-    };
+    let counted = cfg.summary == Some(cli::SummaryMode::Only);
+    note!(
+        "sockwatch: {}",
+        closing_line(&report, counted, denied, cfg.count)
+    );
+    if let Some((destinations, unrecorded)) = audit {
+        for allow in assertion::allow_options(&destinations) {
+            note!("sockwatch: audit: --allow '{allow}'");
+        }
+        if unrecorded > 0 {
+            note!("sockwatch: audit: {unrecorded} more not recorded (its table was full): the list is incomplete");
+        }
+    }
+    if let Some(v) = &verdict_line {
+        note!("sockwatch: {v}");
+    }
+    Ok(ExitCode::from(exit_status(report.outcome, judged)))
+}
+
+/// The closing line: what was printed (or only `counted`) and lost, what else went
+/// missing, the calls `denied` when a policy was in force, and why the run ended.
+fn closing_line(
+    report: &tracer::Report,
+    counted: bool,
+    denied: Option<u64>,
+    count: Option<u64>,
+) -> String {
+    let verb = if counted { "counted" } else { "printed" };
     let mut line = format!(
-        "sockwatch: {} {verb}, {} lost",
+        "{} {verb}, {} lost",
         format::count(report.printed, "event"),
         report.losses.get(losses::Loss::Lost)
     );
@@ -233,26 +256,14 @@ fn run() -> Result<ExitCode> {
     }
     match report.outcome {
         Outcome::TimedOut => {
-            let want = format::count(cfg.count.unwrap_or_default(), "event");
+            let want = format::count(count.unwrap_or_default(), "event");
             line += &format!("; timed out before {want}");
         }
         Outcome::CommandExited(status) => line += &format!("; COMMAND exited with status {status}"),
         Outcome::PidsExited => line += "; the traced processes exited",
         _ => {}
     }
-    note!("{line}");
-    if let Some((destinations, unrecorded)) = audit {
-        for allow in assertion::allow_options(&destinations) {
-            note!("sockwatch: audit: --allow '{allow}'");
-        }
-        if unrecorded > 0 {
-            note!("sockwatch: audit: {unrecorded} more not recorded (its table was full): the list is incomplete");
-        }
-    }
-    if let Some(v) = &verdict_line {
-        note!("sockwatch: {v}");
-    }
-    Ok(ExitCode::from(exit_status(report.outcome, judged)))
+    line
 }
 
 /// What the assertions came to.
@@ -383,6 +394,31 @@ mod tests {
             Status::Undecided.code()
         );
         assert_eq!(exit_status(Outcome::OutputClosed, Nothing), 0);
+    }
+
+    #[test]
+    fn the_closing_line_says_what_was_shown_missed_denied_and_why_it_ended() {
+        let mut report = tracer::Report {
+            outcome: Outcome::CommandExited(3),
+            printed: 1,
+            losses: losses::Losses::default(),
+            assertions: assertion::Assertions::default(),
+        };
+        assert_eq!(
+            closing_line(&report, false, None, None),
+            "1 event printed, 0 lost; COMMAND exited with status 3"
+        );
+        report.losses.set(losses::Loss::Lost, 7);
+        report.losses.set(losses::Loss::Unwritten, 2);
+        assert_eq!(
+            closing_line(&report, true, Some(2), None),
+            "1 event counted, 7 lost, 2 lines not written, 2 calls denied; COMMAND exited with status 3"
+        );
+        report.outcome = Outcome::TimedOut;
+        assert_eq!(
+            closing_line(&report, false, None, Some(5)),
+            "1 event printed, 7 lost, 2 lines not written; timed out before 5 events"
+        );
     }
 
     #[test]
