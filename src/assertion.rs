@@ -547,11 +547,12 @@ mod tests {
         };
         if let Some(s) = &ev.socket {
             k.has = match_has::HAS_SOCKET.0 as u8;
-            (k.lport, k.protocol) = (s.local.port(), s.protocol.number());
+            (k.lport, k.protocol) = (s.local.port().unwrap(), s.protocol.number());
             if let Some(r) = s.remote {
-                let (addr, _, family) = Prefix::parse(&r.ip().to_string()).unwrap().words();
+                let ip = r.ip().unwrap().to_string();
+                let (addr, _, family) = Prefix::parse(&ip).unwrap().words();
                 k.has |= match_has::HAS_PEER.0 as u8;
-                (k.addr, k.family, k.rport) = (addr, family, r.port());
+                (k.addr, k.family, k.rport) = (addr, family, r.port().unwrap());
             }
         }
         if let Detail::Connect { result, .. } = ev.detail {

@@ -1,5 +1,6 @@
 //! Typed socket events, decoded from the records the BPF program writes.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Result};
@@ -141,13 +142,62 @@ impl Protocol {
     }
 }
 
+/// One end of a socket. Formats, the summary, filters and assertions ask it for
+/// what they need rather than take it for an IP address: other kinds of end (a
+/// unix-domain socket's path) are variants to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Ip(SocketAddr),
+}
+
+impl Endpoint {
+    /// The port, where the end has one.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Endpoint::Ip(a) => Some(a.port()),
+        }
+    }
+
+    /// The address, where the end has one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Endpoint::Ip(a) => Some(a.ip()),
+        }
+    }
+
+    /// The end without what tells one connection from another of the same client
+    /// (its port): `127.0.0.1:*`, `[::1]:*`.
+    pub fn host(&self) -> String {
+        match self {
+            Endpoint::Ip(SocketAddr::V4(a)) => format!("{}:*", a.ip()),
+            Endpoint::Ip(SocketAddr::V6(a)) => format!("[{}]:*", a.ip()),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Ip(a) => a.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Endpoint, Self::Err> {
+        s.parse().map(Endpoint::Ip)
+    }
+}
+
 /// The socket an event happened on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Socket {
     pub protocol: Protocol,
-    pub local: SocketAddr,
+    pub local: Endpoint,
     /// None when there is no peer (listening, unconnected UDP) or it is unknown.
-    pub remote: Option<SocketAddr>,
+    pub remote: Option<Endpoint>,
     /// The server's end of an accepted connection, whoever holds it (the kernel
     /// marks it from the accept on).
     pub accepted: bool,
@@ -348,8 +398,8 @@ fn socket(e: &event) -> Result<Option<Socket>> {
         IPPROTO_UDP => Protocol::Udp,
         p => bail!("unknown protocol {p}"),
     };
-    let local = SocketAddr::new(ip(e.family, &e.laddr), e.lport);
-    let remote = SocketAddr::new(ip(e.family, &e.raddr), e.rport);
+    let local = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.laddr), e.lport));
+    let remote = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.raddr), e.rport));
     // Port 0 is no peer (listening, unconnected, a connect that never started),
     // except the address a CONNECT aimed at: a connect may name port 0.
     let aimed = e.kind == event_kind::EV_CONNECT.0 as u8 && e.raddr != [0; 16];
@@ -490,8 +540,11 @@ pub(crate) mod tests {
         e.raddr = Ipv6Addr::LOCALHOST.octets();
         e.rport = 9;
         let s = decode(&bytes(&e), CLOCK).unwrap().socket.unwrap();
-        assert_eq!(s.local.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(s.remote.unwrap().ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(s.local.ip(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(
+            s.remote.unwrap().ip(),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Turning events into text lines or NDJSON: pure functions of (event, style).
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 
 use chrono::{DateTime, FixedOffset};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::event::{ConnectResult, Detail, Event, ExitStatus};
+use crate::event::{ConnectResult, Detail, Endpoint, Event, ExitStatus};
 
 /// The output format: text lines, or one JSON object per line (`--json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +138,7 @@ fn connect_result(result: ConnectResult) -> String {
     }
 }
 
-fn addr(a: Option<SocketAddr>) -> String {
+fn addr(a: Option<Endpoint>) -> String {
     a.map_or_else(|| "*".into(), |a| a.to_string())
 }
 
@@ -268,8 +267,10 @@ struct JsonEvent {
 #[derive(Serialize)]
 struct JsonSocket {
     protocol: &'static str,
-    local_addr: String,
-    local_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_port: Option<u16>,
     remote_addr: Option<String>,
     remote_port: Option<u16>,
 }
@@ -286,10 +287,10 @@ impl JsonEvent {
             event: ev.kind().name(),
             socket: ev.socket.as_ref().map(|s| JsonSocket {
                 protocol: s.protocol.name(),
-                local_addr: s.local.ip().to_string(),
+                local_addr: s.local.ip().map(|ip| ip.to_string()),
                 local_port: s.local.port(),
-                remote_addr: s.remote.map(|r| r.ip().to_string()),
-                remote_port: s.remote.map(|r| r.port()),
+                remote_addr: s.remote.and_then(|r| r.ip()).map(|ip| ip.to_string()),
+                remote_port: s.remote.and_then(|r| r.port()),
             }),
             ..Default::default()
         };

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -88,8 +87,7 @@ impl Summary {
         }
         let remote = match socket.remote {
             None => "*".to_string(),
-            Some(SocketAddr::V4(a)) if socket.accepted => format!("{}:*", a.ip()),
-            Some(SocketAddr::V6(a)) if socket.accepted => format!("[{}]:*", a.ip()),
+            Some(r) if socket.accepted => r.host(),
             Some(r) => r.to_string(),
         };
         let row = self.rows.entry((ev.process.clone(), remote)).or_default();
