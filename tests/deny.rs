@@ -189,6 +189,7 @@ except OSError as e:
         "-c",
         &script,
     ]);
+    let sockwatch = trace.pid();
     // While the tree is refused, a process outside it reaches the same server.
     wait_for(&dir.join("done"));
     let mut outside = TcpStream::connect(&far_addr).expect("the connect outside the tree");
@@ -236,12 +237,8 @@ except OSError as e:
         "{closing}"
     );
     // The cgroup is gone once the tree is.
-    let left: Vec<_> = std::fs::read_dir(own_cgroup_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("sockwatch-"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    let cgroup = own_cgroup_dir().join(format!("sockwatch-{sockwatch}"));
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
 }
 
 #[test]

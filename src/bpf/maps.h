@@ -93,22 +93,33 @@ struct {
 } perf_events SEC(".maps");
 
 /*
- * Room for events off the stack: an EXEC event, too large for it, and one other,
- * built there or copied there for match_event() (see emit_built()).
+ * Room for events off the stack: an EXEC event, too large for it, and the others,
+ * built there or copied there for match_event() (see take_slot()). One of those
+ * per nesting level: a program in a softirq can interrupt one in a process on
+ * the same CPU between building an event and sending it.
  */
+#define MAX_NESTING 4
 enum { SLOT_EXEC = 0, SLOT_EVENT = 1 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, SLOT_EVENT + MAX_NESTING);
 	__type(key, __u32);
 	__type(value, struct exec_event);
 } scratch SEC(".maps");
 
-/* The key match_event() builds: off the stack, which its callers nearly fill. */
+/* The event slots in use on this CPU, innermost last. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nesting SEC(".maps");
+
+/* The key match_event() builds, one per slot: off the stack, which its callers nearly fill. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLOT_EVENT + MAX_NESTING);
 	__type(key, __u32);
 	__type(value, struct match_key);
 } match_keys SEC(".maps");

@@ -97,8 +97,7 @@ static __always_inline void record_hit(__u32 i, struct exec_event *x)
 __noinline int match_event(__u32 slot)
 {
 	struct exec_event *x = bpf_map_lookup_elem(&scratch, &slot);
-	__u32 zero = 0;
-	struct match_key *k = bpf_map_lookup_elem(&match_keys, &zero);
+	struct match_key *k = bpf_map_lookup_elem(&match_keys, &slot);
 	__u32 kind;
 	int matched = 0;
 
@@ -131,38 +130,68 @@ static __always_inline void output(void *ctx, void *data, __u64 size)
 	}
 }
 
-/* Room off the stack for an event (see emit_built()). */
-static __always_inline struct exec_event *build(__u32 slot)
+/*
+ * Takes this CPU's next free event slot into *slot; NULL when every one is in use
+ * (counted as a lost event). put_slot() gives it back, on every path. Programs
+ * that interrupt another on this CPU finish before it resumes, so the depth needs
+ * no atomics: whatever an interruption takes, it puts back.
+ */
+static __always_inline struct exec_event *take_slot(__u32 *slot)
 {
-	return bpf_map_lookup_elem(&scratch, &slot);
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&nesting, &zero);
+	struct exec_event *x;
+	__u32 s;
+
+	if (!depth || *depth >= MAX_NESTING) {
+		bump(CTR_LOST);
+		return NULL;
+	}
+	s = SLOT_EVENT + *depth;
+	x = bpf_map_lookup_elem(&scratch, &s);
+	if (!x)
+		return NULL;
+	*depth += 1;
+	*slot = s;
+	return x;
 }
 
-/*
- * Sends an event built in scratch[slot]: EXEC's in SLOT_EXEC, others in SLOT_EVENT
- * where match_event() reads them, off the stack its callers nearly fill.
- */
+static __always_inline void put_slot(void)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&nesting, &zero);
+
+	if (depth && *depth)
+		*depth -= 1;
+}
+
+/* Sends an event built in scratch[slot], where match_event() reads it; gives an event slot back. */
 static __always_inline void emit_built(void *ctx, struct exec_event *x, __u32 slot)
 {
-	if (!event_passes(&x->base))
-		return;
-	if (n_rules)
-		x->base.matched = match_event(slot);
-	output(ctx, x, slot == SLOT_EXEC ? sizeof(*x) : sizeof(x->base));
+	if (event_passes(&x->base)) {
+		if (n_rules)
+			x->base.matched = match_event(slot);
+		output(ctx, x, slot == SLOT_EXEC ? sizeof(*x) : sizeof(x->base));
+	}
+	if (slot != SLOT_EXEC)
+		put_slot();
 }
 
 /* Sends an event from the stack, copied where match_event() reads it when there are rules. */
 static __always_inline void emit(void *ctx, struct event *e)
 {
 	struct exec_event *x;
+	__u32 slot;
 
 	if (!event_passes(e))
 		return;
 	if (n_rules) {
-		x = build(SLOT_EVENT);
+		x = take_slot(&slot);
 		if (!x)
 			return;
 		__builtin_memcpy(&x->base, e, sizeof(*e));
-		e->matched = match_event(SLOT_EVENT);
+		e->matched = match_event(slot);
+		put_slot();
 	}
 	output(ctx, e, sizeof(*e));
 }

@@ -34,8 +34,9 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 					 __s64 result, __u8 flags, __u64 duration_ns, __u64 addr,
 					 bool user)
 {
-	struct exec_event *x = build(SLOT_EVENT);
 	struct event *e;
+	__u32 slot;
+	struct exec_event *x = take_slot(&slot);
 
 	if (!x)
 		return;
@@ -48,7 +49,7 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 	e->value = result;
 	e->flags = flags;
 	e->duration_ns = duration_ns;
-	emit_built(ctx, x, SLOT_EVENT);
+	emit_built(ctx, x, slot);
 }
 
 /* The process a CLOSE is charged to: `by`, or the socket's owner when `by` is NULL. */
@@ -59,11 +60,11 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct exec_event *x;
 	struct event *e;
+	__u32 slot;
 
 	if (st->connect_ns && wanted(EV_CONNECT))
 		emit_connect(ctx, sk, st, 0, EF_ABORTED, now - st->connect_ns, 0, false);
-	x = build(SLOT_EVENT);
-	if (wanted(EV_CLOSE) && x) {
+	if (wanted(EV_CLOSE) && (x = take_slot(&slot))) {
 		e = &x->base;
 		if (by)
 			fill_proc(e, EV_CLOSE, by->pid, by->tid, by->comm);
@@ -76,7 +77,9 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			e->received = st->received;
 			e->duration_ns = now - st->born_ns;
 			e->flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
-			emit_built(ctx, x, SLOT_EVENT);
+			emit_built(ctx, x, slot);
+		} else {
+			put_slot();
 		}
 	}
 	bpf_map_delete_elem(&socks, &key);
