@@ -344,6 +344,8 @@ except OSError as e:
     signal(killed, nix::sys::signal::Signal::SIGKILL);
     let left = own_cgroup_dir().join(format!("sockwatch-{killed}"));
     drop(trace);
+    // Still there: the tree is in it (so no other run can remove it yet).
+    assert!(left.is_dir(), "{} is gone", left.display());
     std::fs::write(dir.join("go"), "").unwrap();
     wait_for(&dir.join("done"));
     // The hooks stayed with the cgroup: the connect after the kill was refused.
@@ -351,7 +353,6 @@ except OSError as e:
         std::fs::read_to_string(dir.join("result")).unwrap(),
         "errno 1\n"
     );
-    assert!(left.is_dir(), "{} is gone", left.display());
     // The next run removes what the killed one left, once its tree has exited.
     let deadline = Instant::now() + LIMIT;
     while std::fs::read_to_string(left.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) {
