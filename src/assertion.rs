@@ -505,39 +505,13 @@ fn describe(ev: &Event) -> String {
     s
 }
 
+/// What the kernel's matching does, in Rust, for the tests: the unit tests check
+/// the compiled rules against it, and the self-test runs the kernel's against it.
 #[cfg(test)]
-mod tests {
+pub mod model {
     use super::*;
-    use crate::event::{ConnectResult, Detail, ExitStatus, Socket};
+    use crate::event::{ConnectResult, Detail};
     use crate::skel::types::match_key;
-
-    fn ev(detail: Detail, local: &str, remote: Option<&str>) -> Event {
-        Event {
-            time_ns: 0,
-            pid: 1,
-            tid: 1,
-            process: b"curl".to_vec(),
-            socket: Some(Socket {
-                protocol: Protocol::Tcp,
-                local: local.parse().unwrap(),
-                remote: remote.map(|r| r.parse().unwrap()),
-                accepted: false,
-            }),
-            detail,
-            matched: 0,
-        }
-    }
-
-    fn connect(remote: &str, result: ConnectResult) -> Event {
-        ev(
-            Detail::Connect {
-                result,
-                latency_ns: 1,
-            },
-            "127.0.0.1:40000",
-            Some(remote),
-        )
-    }
 
     /// The key the BPF program's fill_key() gathers, from a decoded event.
     fn key(ev: &Event) -> match_key {
@@ -581,10 +555,48 @@ mod tests {
         k.has & t.has == t.has && hit != (t.negated != 0)
     }
 
+    /// Whether the kernel matches `rule` to the event.
+    pub fn matches(rule: &rule, ev: &Event) -> bool {
+        let k = key(ev);
+        rule.kinds & ev.kind().bit() != 0 && rule.terms.iter().all(|t| holds(t, &k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ConnectResult, Detail, ExitStatus, Socket};
+
+    fn ev(detail: Detail, local: &str, remote: Option<&str>) -> Event {
+        Event {
+            time_ns: 0,
+            pid: 1,
+            tid: 1,
+            process: b"curl".to_vec(),
+            socket: Some(Socket {
+                protocol: Protocol::Tcp,
+                local: local.parse().unwrap(),
+                remote: remote.map(|r| r.parse().unwrap()),
+                accepted: false,
+            }),
+            detail,
+            matched: 0,
+        }
+    }
+
+    fn connect(remote: &str, result: ConnectResult) -> Event {
+        ev(
+            Detail::Connect {
+                result,
+                latency_ns: 1,
+            },
+            "127.0.0.1:40000",
+            Some(remote),
+        )
+    }
+
     fn m(expr: &str, e: &Event) -> bool {
-        let rule = Expr::parse(expr).unwrap().rule();
-        let k = key(e);
-        rule.kinds & e.kind().bit() != 0 && rule.terms.iter().all(|t| holds(t, &k))
+        model::matches(&Expr::parse(expr).unwrap().rule(), e)
     }
 
     #[test]

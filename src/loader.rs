@@ -269,6 +269,36 @@ impl Kernel {
     }
 }
 
+/// The socket filters, the assertions' rules and the policies', as knobs.
+fn set_filters_and_rules(rodata: &mut types::rodata, cfg: &Config) {
+    assert!(cfg.ports.len() <= MAX_PORTS && cfg.peers.len() <= MAX_PEERS);
+    rodata.ports[..cfg.ports.len()].copy_from_slice(&cfg.ports);
+    rodata.n_ports = cfg.ports.len() as u32;
+    for (i, peer) in cfg.peers.iter().enumerate() {
+        let (addr, mask, family) = peer.words();
+        rodata.peers[i].addr = addr;
+        rodata.peers[i].mask = mask;
+        rodata.peers[i].family = family;
+    }
+    rodata.n_peers = cfg.peers.len() as u32;
+    rodata.only_protocol = cfg.proto.map_or(0, Protocol::number);
+    let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
+    rodata.rules[..rules.len()].copy_from_slice(&rules);
+    rodata.n_rules = rules.len() as u32;
+    for (i, expr) in cfg.deny.iter().enumerate() {
+        rodata.deny_rules[i] = expr.rule();
+    }
+    rodata.n_deny = cfg.deny.len() as u32;
+    for (i, expr) in cfg.allow.iter().enumerate() {
+        rodata.allow_rules[i] = expr.rule();
+    }
+    rodata.n_allow = cfg.allow.len() as u32;
+    rodata.audit = cfg.audit;
+}
+
+/// The program the unit tests run the filters and rules through (src/bpf/selftest.h).
+const SELFTEST: &str = "selftest";
+
 /// Processes with sockets are fewer than sockets, but a tiny socket table must not
 /// leave a process's sockets unreleased at its exit.
 const MIN_OWNERS: u32 = 4096;
@@ -390,29 +420,7 @@ fn start_mode(
         && cfg.names.is_empty()
         && cfg.pids.is_empty()
         && cfg.command.is_empty();
-    assert!(cfg.ports.len() <= MAX_PORTS && cfg.peers.len() <= MAX_PEERS);
-    rodata.ports[..cfg.ports.len()].copy_from_slice(&cfg.ports);
-    rodata.n_ports = cfg.ports.len() as u32;
-    for (i, peer) in cfg.peers.iter().enumerate() {
-        let (addr, mask, family) = peer.words();
-        rodata.peers[i].addr = addr;
-        rodata.peers[i].mask = mask;
-        rodata.peers[i].family = family;
-    }
-    rodata.n_peers = cfg.peers.len() as u32;
-    rodata.only_protocol = cfg.proto.map_or(0, Protocol::number);
-    let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
-    rodata.rules[..rules.len()].copy_from_slice(&rules);
-    rodata.n_rules = rules.len() as u32;
-    for (i, expr) in cfg.deny.iter().enumerate() {
-        rodata.deny_rules[i] = expr.rule();
-    }
-    rodata.n_deny = cfg.deny.len() as u32;
-    for (i, expr) in cfg.allow.iter().enumerate() {
-        rodata.allow_rules[i] = expr.rule();
-    }
-    rodata.n_allow = cfg.allow.len() as u32;
-    rodata.audit = cfg.audit;
+    set_filters_and_rules(rodata, cfg);
 
     // Sizes the operator chose; the kernel allocates them at load.
     let maps = &mut open.maps;
@@ -437,6 +445,10 @@ fn start_mode(
 
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
+        if name == SELFTEST {
+            prog.set_autoload(false);
+            continue;
+        }
         if !probes::PROBES.iter().any(|p| p.program == name) {
             bail!("BPF program {name} has no entry in the probe table");
         }
@@ -543,6 +555,180 @@ mod tests {
                 p.program
             );
         }
-        assert_eq!(names.len(), probes::PROBES.len());
+        assert_eq!(names.len(), probes::PROBES.len() + 1);
+        assert!(names.iter().any(|n| n == SELFTEST));
+    }
+
+    /// The kernel's socket filter, on the raw event: IPv4-mapped peers count as IPv4.
+    fn passes(cfg: &Config, e: &types::event) -> bool {
+        if e.family == 0 {
+            return true;
+        }
+        let ip: std::net::IpAddr = if e.family == 2 {
+            std::net::Ipv4Addr::new(e.raddr[0], e.raddr[1], e.raddr[2], e.raddr[3]).into()
+        } else {
+            std::net::Ipv6Addr::from(e.raddr).into()
+        };
+        cfg.proto.is_none_or(|p| p.number() == e.protocol)
+            && (cfg.ports.is_empty() || cfg.ports.iter().any(|&p| p == e.lport || p == e.rport))
+            && (cfg.peers.is_empty() || cfg.peers.iter().any(|p| p.contains(ip)))
+    }
+
+    /// Events of every kind the rules can be about, in many shapes, as the kernel
+    /// writes them.
+    fn events() -> Vec<types::event> {
+        use types::{event_flag, event_kind};
+        let kinds = [
+            (event_kind::EV_CONNECT, 0, 0),
+            (event_kind::EV_CONNECT, -111, 0),
+            (event_kind::EV_CONNECT, 0, event_flag::EF_ABORTED.0),
+            (event_kind::EV_SEND, 5, 0),
+            (event_kind::EV_RECV, 5, event_flag::EF_PEER_UNKNOWN.0),
+            (event_kind::EV_LISTEN, 64, 0),
+            (event_kind::EV_ACCEPT, 0, event_flag::EF_ACCEPTED.0),
+            (event_kind::EV_CLOSE, 0, 0),
+            (event_kind::EV_DENY, -1, 0),
+            (event_kind::EV_EXEC, 0, 0),
+        ];
+        let peers: [(u8, [u8; 16]); 5] = [
+            (2, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            (2, [10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            (2, [0; 16]),
+            (10, std::net::Ipv6Addr::LOCALHOST.octets()),
+            (
+                10,
+                "::ffff:10.1.2.3"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            ),
+        ];
+        let mut out = Vec::new();
+        for (kind, value, flags) in kinds {
+            for (family, raddr) in peers {
+                for (protocol, lport, rport) in [(6, 40000, 53), (17, 53, 0), (6, 80, 5432)] {
+                    for comm in [&b"curl"[..], b"fifteen-bytes-x"] {
+                        let mut e = types::event {
+                            kind: kind.0 as u8,
+                            value,
+                            flags: flags as u8,
+                            ..Default::default()
+                        };
+                        for (d, s) in e.comm.iter_mut().zip(comm) {
+                            *d = *s as _;
+                        }
+                        if kind != event_kind::EV_EXEC {
+                            (e.family, e.raddr, e.protocol) = (family, raddr, protocol);
+                            (e.lport, e.rport) = (lport, rport);
+                        }
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The filters and the rules, run in the kernel by the self-test program on
+    /// every event above, agree with the model: ports, prefixes, v4-mapped peers,
+    /// protocols, results, names, negation, fields an event lacks.
+    #[test]
+    fn the_kernels_filters_and_rules_agree_with_the_model() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test loads a BPF program: run the unit tests as root"
+        );
+        let cases: [&[&str]; 3] = [
+            &[
+                "--expect",
+                "connect peer!=127.0.0.0/8 peer!=::1",
+                "--expect",
+                "any port=53",
+                "--expect",
+                "connect result=ECONNREFUSED",
+                "--expect",
+                "connect result=failed",
+                "--expect",
+                "connect result=ok",
+                "--forbid",
+                "send proto=udp rport=53",
+                "--forbid",
+                "close process=curl",
+                "--forbid",
+                "any lport!=80 peer=10.0.0.0/8",
+                "--expect",
+                "deny rport=53 process=fifteen-bytes-x",
+                "--expect",
+                "listen lport=40000 proto=tcp",
+                "--expect",
+                "accept peer=::ffff:127.0.0.1",
+                "--expect",
+                "connect result=aborted peer=0.0.0.0/0",
+                "--expect",
+                "recv peer=10.1.2.3",
+                "--expect",
+                "exec process=curl",
+                "--expect",
+                "any rport!=53",
+                "--expect",
+                "connect peer=::/0",
+            ],
+            &["--port", "53", "--peer", "10.0.0.0/8", "--expect", "any"],
+            &[
+                "--peer",
+                "::ffff:127.0.0.1",
+                "--peer",
+                "::1",
+                "--proto",
+                "tcp",
+                "--forbid",
+                "any",
+            ],
+        ];
+        for case in cases {
+            let argv = ["sockwatch", "x"].iter().chain(case);
+            let args = <crate::cli::Args as clap::Parser>::try_parse_from(argv).unwrap();
+            let cfg = Config::from_args(args).unwrap();
+            let mut object = MaybeUninit::uninit();
+            let mut open = SockwatchSkelBuilder::default().open(&mut object).unwrap();
+            for mut prog in open.open_object_mut().progs_mut() {
+                let name = prog.name().to_string_lossy().into_owned();
+                prog.set_autoload(name == SELFTEST);
+            }
+            set_filters_and_rules(open.maps.rodata_data.as_deref_mut().unwrap(), &cfg);
+            let skel = open.load().unwrap();
+            let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
+            let clock = crate::event::Clock { offset_ns: 0 };
+            for e in events() {
+                // SAFETY: a generated repr(C) struct of integers.
+                let raw = unsafe {
+                    std::slice::from_raw_parts(
+                        &e as *const types::event as *const u8,
+                        std::mem::size_of::<types::event>(),
+                    )
+                };
+                skel.maps
+                    .selftest_in
+                    .update(&0u32.to_ne_bytes(), raw, MapFlags::ANY)
+                    .unwrap();
+                let mut args = [0u8; 8];
+                let input = libbpf_rs::ProgramInput {
+                    context_in: Some(&mut args),
+                    ..Default::default()
+                };
+                let got = skel.progs.selftest.test_run(input).unwrap().return_value;
+                // As long as an EXEC record, whose path is empty here.
+                let mut record = raw.to_vec();
+                record.resize(std::mem::size_of::<types::exec_event>(), 0);
+                let ev = crate::event::decode(&record, clock).unwrap();
+                let matched = rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| crate::assertion::model::matches(r, &ev))
+                    .fold(0, |m, (i, _)| m | 1 << i);
+                let want = u32::from(passes(&cfg, &e)) | matched << 1;
+                assert_eq!(got, want, "{case:?}: {ev:?}");
+            }
+        }
     }
 }

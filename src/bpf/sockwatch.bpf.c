@@ -43,3 +43,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "recv.h"
 #include "release.h"
 #include "deny.h"
+#include "selftest.h"
