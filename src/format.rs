@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::event::{ConnectResult, Detail, Endpoint, Event, ExitStatus};
+use crate::event::{ConnectResult, Detail, Event, ExitStatus};
 
 /// The output format: text lines, or one JSON object per line (`--json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,14 +73,21 @@ fn time(ns: i64, offset: FixedOffset) -> DateTime<FixedOffset> {
 /// stays, backslash doubles, everything else (space, controls, non-ASCII) becomes \xNN.
 pub fn escape(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
+    push_escaped(&mut s, bytes);
+    s
+}
+
+fn push_escaped(s: &mut String, bytes: &[u8]) {
+    use std::fmt::Write as _;
     for &b in bytes {
         match b {
             b'\\' => s.push_str("\\\\"),
             0x21..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
+            _ => {
+                let _ = write!(s, "\\x{b:02x}");
+            }
         }
     }
-    s
 }
 
 /// The PROCESS column: never empty, so that every line keeps its columns. A process
@@ -138,10 +145,6 @@ fn connect_result(result: ConnectResult) -> String {
     }
 }
 
-fn addr(a: Option<Endpoint>) -> String {
-    a.map_or_else(|| "*".into(), |a| a.to_string())
-}
-
 /// The refused call: `connect`, or `sendmsg` for a datagram sent to an address.
 fn deny_call(sendmsg: bool) -> &'static str {
     if sendmsg {
@@ -156,7 +159,7 @@ fn deny_rule(rule: Option<usize>) -> String {
     rule.map_or_else(|| "allow".into(), |i| format!("deny#{}", i + 1))
 }
 
-fn details(ev: &Event) -> String {
+pub(crate) fn details(ev: &Event) -> String {
     match &ev.detail {
         Detail::Fork { ppid } => format!("ppid={ppid}"),
         Detail::Exec {
@@ -201,21 +204,71 @@ fn details(ev: &Event) -> String {
 }
 
 /// The text line for an event, newline included.
+///
+/// Written straight into one buffer, with the layout of `columns()`: this runs for
+/// every line, and intermediate strings and a general time formatter cost more
+/// than the rest of sockwatch's work per event.
 pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
-    let (proto, local, remote) = match &ev.socket {
-        Some(s) => (s.protocol.name(), s.local.to_string(), addr(s.remote)),
-        None => ("-", "-".into(), "-".into()),
-    };
-    columns(
-        &time(ev.time_ns, offset).format("%H:%M:%S%.6f").to_string(),
-        &ev.pid.to_string(),
-        &process_field(&ev.process),
-        &ev.kind().name().to_uppercase(),
-        proto,
-        &local,
-        &remote,
-        &details(ev),
-    )
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(160);
+    clock_time(&mut line, ev.time_ns, offset);
+    let _ = write!(line, " {:>7} ", ev.pid);
+    padded(&mut line, 15, |l| push_process(l, &ev.process));
+    let _ = write!(line, " {:<7} ", EVENT_NAMES[ev.kind() as usize]);
+    match &ev.socket {
+        Some(s) => {
+            let _ = write!(line, "{:<5} {:<21} ", s.protocol.name(), s.local);
+            match s.remote {
+                Some(r) => write!(line, "{r:<21} "),
+                None => write!(line, "{:<21} ", "*"),
+            }
+            .ok();
+        }
+        None => line.push_str("-     -                     -                     "),
+    }
+    line.push_str(&details(ev));
+    line.truncate(line.trim_end().len());
+    line.push('\n');
+    line
+}
+
+/// EVENT column names, by `Kind` (in its declaration order).
+const EVENT_NAMES: [&str; 10] = [
+    "FORK", "EXEC", "EXIT", "LISTEN", "CONNECT", "ACCEPT", "SEND", "RECV", "CLOSE", "DENY",
+];
+
+/// `HH:MM:SS.ffffff` of the local time (microseconds truncated), as chrono's
+/// `%H:%M:%S%.6f` writes it.
+fn clock_time(line: &mut String, ns: i64, offset: FixedOffset) {
+    use std::fmt::Write as _;
+    let local = i128::from(ns) + i128::from(offset.local_minus_utc()) * 1_000_000_000;
+    let secs = local.div_euclid(1_000_000_000).rem_euclid(86_400);
+    let micros = local.rem_euclid(1_000_000_000) / 1_000;
+    let _ = write!(
+        line,
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        micros
+    );
+}
+
+/// Runs `write`, then pads what it wrote with spaces to `width` characters.
+fn padded(line: &mut String, width: usize, write: impl FnOnce(&mut String)) {
+    let start = line.len();
+    write(line);
+    let written = line[start..].chars().count();
+    line.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
+}
+
+/// The PROCESS column's text (see `process_field`), written in place.
+fn push_process(line: &mut String, name: &[u8]) {
+    match name {
+        b"" => line.push('-'),
+        b"-" => line.push_str("\\x2d"),
+        _ => push_escaped(line, name),
+    }
 }
 
 /// The NDJSON object for an event; keys are documented in the README.

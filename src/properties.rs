@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use crate::event::tests::bytes;
 use crate::event::{decode, Clock, Event};
-use crate::format::{write_event, Format, Style};
+use crate::format::{details, process_field, text_line, write_event, Format, Style};
 use crate::skel::types::{event, exec_event};
 
 /// Mostly the values the kernel side writes, sometimes anything.
@@ -84,7 +84,33 @@ fn check(data: &[u8], clock: i64, offset_secs: i32) {
     check_json(&ev, offset);
 }
 
+/// The text line as it was built before it was written in place, with chrono and
+/// one string per column: the reference for its layout.
+fn reference_line(ev: &Event, offset: FixedOffset) -> String {
+    let (proto, local, remote) = match &ev.socket {
+        Some(s) => (
+            s.protocol.name(),
+            s.local.to_string(),
+            s.remote.map_or("*".into(), |r| r.to_string()),
+        ),
+        None => ("-", "-".into(), "-".into()),
+    };
+    let time = chrono::DateTime::from_timestamp_nanos(ev.time_ns)
+        .with_timezone(&offset)
+        .format("%H:%M:%S%.6f")
+        .to_string();
+    let line = format!(
+        "{time:<15} {:>7} {:<15} {:<7} {proto:<5} {local:<21} {remote:<21} {}",
+        ev.pid,
+        process_field(&ev.process),
+        ev.kind().name().to_uppercase(),
+        details(ev)
+    );
+    format!("{}\n", line.trim_end())
+}
+
 fn check_text(ev: &Event, offset: FixedOffset) {
+    assert_eq!(text_line(ev, offset), reference_line(ev, offset));
     let mut out = Vec::new();
     write_event(
         &mut out,
