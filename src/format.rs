@@ -159,48 +159,61 @@ fn deny_rule(rule: Option<usize>) -> String {
     rule.map_or_else(|| "allow".into(), |i| format!("deny#{}", i + 1))
 }
 
+/// The DETAILS column alone, for the property tests' reference line.
+#[cfg(test)]
 pub(crate) fn details(ev: &Event) -> String {
-    match &ev.detail {
-        Detail::Fork { ppid } => format!("ppid={ppid}"),
+    let mut s = String::new();
+    push_details(&mut s, ev);
+    s
+}
+
+/// The DETAILS column, written in place: no string of its own for the common events.
+fn push_details(line: &mut String, ev: &Event) {
+    use std::fmt::Write as _;
+    let _ = match &ev.detail {
+        Detail::Fork { ppid } => write!(line, "ppid={ppid}"),
         Detail::Exec {
             filename,
             ppid,
             cut,
         } => {
             let cut = if *cut { " path-cut" } else { "" };
-            format!("path={} ppid={ppid}{cut}", escape(filename))
+            write!(line, "path={} ppid={ppid}{cut}", escape(filename))
         }
-        Detail::Exit(ExitStatus::Code(code)) => format!("exit_code={code}"),
-        Detail::Exit(ExitStatus::Signal { signal, core }) => format!(
+        Detail::Exit(ExitStatus::Code(code)) => write!(line, "exit_code={code}"),
+        Detail::Exit(ExitStatus::Signal { signal, core }) => write!(
+            line,
             "signal={}{}",
             signal_name(*signal),
             if *core { " core_dumped" } else { "" }
         ),
-        Detail::Listen { backlog: Some(b) } => format!("backlog={b}"),
-        Detail::Listen { backlog: None } => String::new(),
-        Detail::Connect { result, latency_ns } => format!(
+        Detail::Listen { backlog: Some(b) } => write!(line, "backlog={b}"),
+        Detail::Listen { backlog: None } => Ok(()),
+        Detail::Connect { result, latency_ns } => write!(
+            line,
             "result={} latency={}",
             connect_result(*result),
             duration(*latency_ns)
         ),
-        Detail::Accept => String::new(),
-        Detail::Send { bytes } => format!("bytes={bytes}"),
-        Detail::Recv { bytes } if ev.is_end_of_stream() => format!("bytes={bytes} eof"),
-        Detail::Recv { bytes } => format!("bytes={bytes}"),
+        Detail::Accept => Ok(()),
+        Detail::Send { bytes } => write!(line, "bytes={bytes}"),
+        Detail::Recv { bytes } if ev.is_end_of_stream() => write!(line, "bytes={bytes} eof"),
+        Detail::Recv { bytes } => write!(line, "bytes={bytes}"),
         Detail::Deny { sendmsg, rule } => {
-            format!("call={} by={}", deny_call(*sendmsg), deny_rule(*rule))
+            write!(line, "call={} by={}", deny_call(*sendmsg), deny_rule(*rule))
         }
         Detail::Close {
             sent,
             received,
             lifetime_ns,
             partial,
-        } => format!(
+        } => write!(
+            line,
             "sent={sent} received={received} lifetime={}{}",
             duration(*lifetime_ns),
             if *partial { " partial" } else { "" }
         ),
-    }
+    };
 }
 
 /// The text line for an event, newline included.
@@ -226,7 +239,7 @@ pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
         }
         None => line.push_str("-     -                     -                     "),
     }
-    line.push_str(&details(ev));
+    push_details(&mut line, ev);
     line.truncate(line.trim_end().len());
     line.push('\n');
     line
