@@ -377,7 +377,28 @@ fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Pr
     Ok(chosen)
 }
 
+/// One attempt in one mode. Each opens its own object, which the skeleton borrows
+/// for as long as sockwatch runs; a failed attempt frees it.
 fn start_mode(
+    cfg: &Config,
+    mode: Mode,
+    buffer: Buffer,
+    start_ns: u64,
+    kernel: &Kernel,
+) -> Result<Tracer> {
+    let object = Box::into_raw(Box::new(MaybeUninit::<OpenObject>::uninit()));
+    // SAFETY: `object` is a fresh allocation, borrowed only by this attempt.
+    let result = start_in(unsafe { &mut *object }, cfg, mode, buffer, start_ns, kernel);
+    if result.is_err() {
+        // SAFETY: what borrowed it (the open and the loaded skeleton) was dropped
+        // inside start_in, and its error is 'static: nothing refers to it now.
+        drop(unsafe { Box::from_raw(object) });
+    }
+    result
+}
+
+fn start_in(
+    object: &'static mut MaybeUninit<OpenObject>,
     cfg: &Config,
     mode: Mode,
     buffer: Buffer,
@@ -388,8 +409,6 @@ fn start_mode(
         bail!("the tracepoint mode needs the ring buffer (Linux 5.8; its tracepoints are 6.3)");
     }
     let chosen = programs(cfg, mode, kernel)?;
-    // Each attempt opens its own object; a failed one is dropped before the next.
-    let object: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open = SockwatchSkelBuilder::default()
         .open(object)
         .context("opening the BPF object")?;
