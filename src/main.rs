@@ -201,7 +201,10 @@ fn run() -> Result<ExitCode> {
         ),
         // Lost events and unwritten lines: the verdict stands, and says why.
         Judged::Passed if dropped => {
-            format!("{} (matched in the kernel, where nothing was lost)", v.line)
+            format!(
+                "{} (matched in the kernel: what went missing could not change it)",
+                v.line
+            )
         }
         _ => v.line,
     });

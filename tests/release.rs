@@ -231,6 +231,46 @@ fn a_full_table_counts_each_socket_once_and_only_those_that_need_a_close() {
     drop(listener);
 }
 
+/// A full table decides nothing about CONNECT (its lines all come, matched in the
+/// kernel), and leaves an assertion about CLOSE undecided.
+#[test]
+fn a_full_table_leaves_only_assertions_about_close_undecided() {
+    require_root();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let port = listener.local_addr().unwrap().port();
+    let churn = named_example("socket_churn", &unique_name("u"));
+    let run = |expect: &str| {
+        Trace::start(&[
+            "--max-sockets",
+            "1",
+            "-e",
+            "exit",
+            "--expect",
+            expect,
+            "--",
+            churn.to_str().unwrap(),
+            &addr,
+            "0",
+            "5",
+        ])
+        .wait(Duration::from_secs(60))
+    };
+    let out = run(&format!("connect rport={port} result=ok"));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let closing = out.stderr.lines().rev().nth(1).unwrap();
+    assert!(closing.contains(", 5 sockets untracked;"), "{}", out.stderr);
+    out.assert_stderr_ends(
+        "sockwatch: assertions passed: 1 expectation met (matched in the kernel: what went missing could not change it)",
+    );
+    let out = run(&format!("close rport={port}"));
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    out.assert_stderr_ends(
+        "sockwatch: assertions undecided: 5 sockets untracked (among the events seen: 1 expectation met)",
+    );
+    drop(listener);
+}
+
 #[test]
 fn a_udp_socket_let_go_where_no_hook_sees_it_is_counted_as_missed() {
     require_root();
