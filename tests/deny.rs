@@ -434,6 +434,33 @@ fn the_audit_lists_what_the_tree_reached_and_its_allow_list_lets_it_run() {
 }
 
 #[test]
+fn a_full_audit_table_says_its_list_is_incomplete() {
+    require_root();
+    // 4100 destinations (ports of an address on the loopback of a network
+    // namespace of the test's own), for a table of 4096.
+    let script =
+        "unshare -n sh -c 'ip link set lo up && ip addr add 192.0.2.1/24 dev lo && python3 -c \"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(20000, 24100):
+    s.sendto(b\\\"x\\\", (\\\"192.0.2.7\\\", port))
+\"'";
+    let out = Trace::start(&["-e", "deny", "--audit", "--", "sh", "-c", script]).wait(LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let allows = out
+        .stderr
+        .lines()
+        .filter(|l| {
+            l.starts_with("sockwatch: audit: --allow 'send proto=udp peer=192.0.2.7 rport=")
+        })
+        .count();
+    assert_eq!(allows, 4096);
+    out.assert_stderr_ends(
+        "sockwatch: audit: 4 more not recorded (its table was full): the list is incomplete",
+    );
+}
+
+#[test]
 fn without_cgroup_v2_deny_is_refused_in_one_line() {
     require_root();
     let out = with_private_mounts(
