@@ -8,9 +8,7 @@ use crate::prefix::Prefix;
 use crate::procs::{name_mask, name_words};
 use crate::skel::types::{destination, match_has, match_result, rule, rule_term};
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-const AF_INET6: u8 = 10;
+use std::net::IpAddr;
 
 /// Terms in one expression, and expressions in all: the kernel's table sizes.
 pub fn max_terms() -> usize {
@@ -445,22 +443,12 @@ impl Assertions {
 /// a connect's also lets datagrams through, so a send gets one only without it.
 pub fn allow_options(destinations: &[destination]) -> Vec<String> {
     let words = |d: &destination| {
-        let family = if d.family == AF_INET6 { 128 } else { 32 };
         let mut bytes = [0u8; 16];
         for (i, w) in d.addr.iter().enumerate() {
             bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
-        let ip: IpAddr = if family == 32 {
-            Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()
-        } else {
-            Ipv6Addr::from(bytes).into()
-        };
-        let proto = match d.protocol {
-            6 => "tcp",
-            17 => "udp",
-            _ => "",
-        };
-        (proto, ip, d.port)
+        let proto = Protocol::from_number(d.protocol).map_or("", Protocol::name);
+        (proto, crate::event::ip(d.family, &bytes), d.port)
     };
     let connected: BTreeSet<_> = destinations
         .iter()
@@ -811,7 +799,7 @@ mod tests {
             d
         };
         let mut v6 = dest([0; 4], 443, 6, 0);
-        v6.family = AF_INET6;
+        v6.family = 10; // AF_INET6
         v6.addr = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
         let lines = allow_options(&[
             dest([10, 0, 0, 2], 53, 17, 1),

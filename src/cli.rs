@@ -373,9 +373,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether some connects and sends may be refused (--deny, --allow).
+    pub fn refusing(&self) -> bool {
+        !self.deny.is_empty() || !self.allow.is_empty()
+    }
+
     /// Whether COMMAND's connects and sends are decided in its cgroup.
     pub fn deciding(&self) -> bool {
-        !self.deny.is_empty() || !self.allow.is_empty() || self.audit
+        self.refusing() || self.audit
     }
 }
 

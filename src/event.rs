@@ -133,6 +133,15 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IPPROTO_ number, if sockwatch knows it.
+    pub fn from_number(number: u8) -> Option<Protocol> {
+        match number {
+            IPPROTO_TCP => Some(Protocol::Tcp),
+            IPPROTO_UDP => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
     /// The IPPROTO_ number the kernel gives it.
     pub fn number(self) -> u8 {
         match self {
@@ -373,7 +382,8 @@ fn until_nul(bytes: &[u8]) -> Vec<u8> {
     bytes[..end].to_vec()
 }
 
-fn ip(family: u8, raw: &[u8; 16]) -> IpAddr {
+/// An address as the kernel wrote it, a v4-mapped one as IPv4.
+pub(crate) fn ip(family: u8, raw: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
         let v6 = Ipv6Addr::from(*raw);
         // A v4-mapped address (::ffff:a.b.c.d) is an IPv4 peer on a dual-stack socket.
@@ -393,10 +403,8 @@ fn socket(e: &event) -> Result<Option<Socket>> {
     if e.family != AF_INET && e.family != AF_INET6 {
         bail!("unknown address family {}", e.family);
     }
-    let protocol = match e.protocol {
-        IPPROTO_TCP => Protocol::Tcp,
-        IPPROTO_UDP => Protocol::Udp,
-        p => bail!("unknown protocol {p}"),
+    let Some(protocol) = Protocol::from_number(e.protocol) else {
+        bail!("unknown protocol {}", e.protocol);
     };
     let local = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.laddr), e.lport));
     let remote = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.raddr), e.rport));

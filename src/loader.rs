@@ -583,11 +583,7 @@ mod tests {
         if e.family == 0 {
             return true;
         }
-        let ip: std::net::IpAddr = if e.family == 2 {
-            std::net::Ipv4Addr::new(e.raddr[0], e.raddr[1], e.raddr[2], e.raddr[3]).into()
-        } else {
-            std::net::Ipv6Addr::from(e.raddr).into()
-        };
+        let ip = crate::event::ip(e.family, &e.raddr);
         cfg.proto.is_none_or(|p| p.number() == e.protocol)
             && (cfg.ports.is_empty() || cfg.ports.iter().any(|&p| p == e.lport || p == e.rport))
             && (cfg.peers.is_empty() || cfg.peers.iter().any(|p| p.contains(ip)))

@@ -413,9 +413,7 @@ pub fn run(
         printed: 0,
         limit: cfg.count,
         assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
-        summary: cfg
-            .summary
-            .map(|_| Summary::new(cfg.print, !cfg.deny.is_empty() || !cfg.allow.is_empty())),
+        summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
         error: None,
     });
     let reorder = RefCell::new(Reorder::default());
