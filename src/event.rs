@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Result};
 
-use crate::skel::types::{event, event_flag, event_kind, exec_event};
+use crate::skel::types::{endpoint, event, event_flag, event_kind, exec_event};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -160,6 +160,11 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// An end as the kernel wrote it (`struct endpoint`), of the event's `family`.
+    pub(crate) fn from_raw(family: u8, raw: &endpoint) -> Endpoint {
+        Endpoint::Ip(SocketAddr::new(ip(family, &raw.addr), raw.port))
+    }
+
     /// The port, where the end has one.
     pub fn port(&self) -> Option<u16> {
         match self {
@@ -406,12 +411,12 @@ fn socket(e: &event) -> Result<Option<Socket>> {
     let Some(protocol) = Protocol::from_number(e.protocol) else {
         bail!("unknown protocol {}", e.protocol);
     };
-    let local = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.laddr), e.lport));
-    let remote = Endpoint::Ip(SocketAddr::new(ip(e.family, &e.raddr), e.rport));
+    let local = Endpoint::from_raw(e.family, &e.local);
+    let remote = Endpoint::from_raw(e.family, &e.remote);
     // Port 0 is no peer (listening, unconnected, a connect that never started),
     // except the address a CONNECT aimed at: a connect may name port 0.
-    let aimed = e.kind == event_kind::EV_CONNECT.0 as u8 && e.raddr != [0; 16];
-    let no_peer = e.rport == 0 && !aimed;
+    let aimed = e.kind == event_kind::EV_CONNECT.0 as u8 && e.remote.addr != [0; 16];
+    let no_peer = e.remote.port == 0 && !aimed;
     let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
     Ok(Some(Socket {
         protocol,
@@ -524,10 +529,10 @@ pub(crate) mod tests {
         let mut e = raw(event_kind::EV_SEND);
         e.family = AF_INET;
         e.protocol = IPPROTO_TCP;
-        e.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        e.raddr[..4].copy_from_slice(&[127, 0, 0, 2]);
-        e.lport = 8080;
-        e.rport = 40000;
+        e.local.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.remote.addr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        e.local.port = 8080;
+        e.remote.port = 40000;
         e.value = 5;
         let ev = decode(&bytes(&e), CLOCK).unwrap();
         assert_eq!(ev.time_ns, 1_005);
@@ -544,9 +549,9 @@ pub(crate) mod tests {
         e.family = AF_INET6;
         e.protocol = IPPROTO_TCP;
         let mapped: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
-        e.laddr = mapped.octets();
-        e.raddr = Ipv6Addr::LOCALHOST.octets();
-        e.rport = 9;
+        e.local.addr = mapped.octets();
+        e.remote.addr = Ipv6Addr::LOCALHOST.octets();
+        e.remote.port = 9;
         let s = decode(&bytes(&e), CLOCK).unwrap().socket.unwrap();
         assert_eq!(s.local.ip(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(
@@ -562,8 +567,8 @@ pub(crate) mod tests {
         e.protocol = IPPROTO_UDP;
         let s = decode(&bytes(&e), CLOCK).unwrap().socket.unwrap();
         assert_eq!(s.remote, None);
-        e.raddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        e.rport = 53;
+        e.remote.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.remote.port = 53;
         e.flags = event_flag::EF_PEER_UNKNOWN.0 as u8;
         assert_eq!(
             decode(&bytes(&e), CLOCK).unwrap().socket.unwrap().remote,

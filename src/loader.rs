@@ -583,9 +583,13 @@ mod tests {
         if e.family == 0 {
             return true;
         }
-        let ip = crate::event::ip(e.family, &e.raddr);
+        let ip = crate::event::ip(e.family, &e.remote.addr);
         cfg.proto.is_none_or(|p| p.number() == e.protocol)
-            && (cfg.ports.is_empty() || cfg.ports.iter().any(|&p| p == e.lport || p == e.rport))
+            && (cfg.ports.is_empty()
+                || cfg
+                    .ports
+                    .iter()
+                    .any(|&p| p == e.local.port || p == e.remote.port))
             && (cfg.peers.is_empty() || cfg.peers.iter().any(|p| p.contains(ip)))
     }
 
@@ -633,8 +637,8 @@ mod tests {
                             *d = *s as _;
                         }
                         if kind != event_kind::EV_EXEC {
-                            (e.family, e.raddr, e.protocol) = (family, raddr, protocol);
-                            (e.lport, e.rport) = (lport, rport);
+                            (e.family, e.remote.addr, e.protocol) = (family, raddr, protocol);
+                            (e.local.port, e.remote.port) = (lport, rport);
                         }
                         out.push(e);
                     }

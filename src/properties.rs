@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use crate::event::tests::bytes;
 use crate::event::{decode, Clock, Event};
 use crate::format::{details, process_field, text_line, write_event, Format, Style};
-use crate::skel::types::{event, exec_event};
+use crate::skel::types::{endpoint, event, exec_event};
 
 /// Mostly the values the kernel side writes, sometimes anything.
 fn kind() -> impl Strategy<Value = u8> {
@@ -50,10 +50,8 @@ prop_compose! {
             received,
             pid: ids.0,
             tid: ids.1,
-            laddr: addrs.0,
-            raddr: addrs.1,
-            lport: ports.0,
-            rport: ports.1,
+            local: endpoint { addr: addrs.0, port: ports.0 },
+            remote: endpoint { addr: addrs.1, port: ports.1 },
             kind,
             family,
             protocol,

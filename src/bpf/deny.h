@@ -56,15 +56,15 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, __u8 famil
 	e.kind = sendmsg ? EV_SEND : EV_CONNECT;
 	e.family = family;
 	e.protocol = ctx->protocol;
-	e.rport = bpf_ntohs((__u16)ctx->user_port);
+	e.remote.port = bpf_ntohs((__u16)ctx->user_port);
 	if (family == AF_INET) {
 		__u32 a = ctx->user_ip4;
 
-		__builtin_memcpy(e.raddr, &a, 4);
+		__builtin_memcpy(e.remote.addr, &a, 4);
 	} else {
 		__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 
-		__builtin_memcpy(e.raddr, a, 16);
+		__builtin_memcpy(e.remote.addr, a, 16);
 	}
 	/* The process's name, as everywhere: its group leader's. */
 	BPF_CORE_READ_INTO(&e.comm, (struct task_struct *)bpf_get_current_task(), group_leader, comm);

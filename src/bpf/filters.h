@@ -74,5 +74,5 @@ static __always_inline bool event_passes(const struct event *e)
 		return true;
 	if (only_protocol && e->protocol != only_protocol)
 		return false;
-	return ports_pass(e->lport, e->rport) && peer_passes(e->family, e->raddr);
+	return ports_pass(e->local.port, e->remote.port) && peer_passes(e->family, e->remote.addr);
 }

@@ -18,10 +18,8 @@ struct peer_prefix _peer_prefix = {};
 
 /* A socket's two ends as last reported, for CLOSE after the kernel reset them. */
 struct ends {
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__u16 lport;
-	__u16 rport;
+	struct endpoint local;
+	struct endpoint remote;
 	__u8 family;
 	__u8 protocol;
 };

@@ -21,22 +21,22 @@ static __always_inline __u64 nonzero(__u64 x)
 
 static __always_inline void fill_key(struct match_key *k, const struct event *e)
 {
-	__builtin_memcpy(k->addr, e->raddr, sizeof(k->addr));
+	__builtin_memcpy(k->addr, e->remote.addr, sizeof(k->addr));
 	__builtin_memcpy(k->comm, e->comm, sizeof(k->comm));
 	k->family = e->family;
 	if (e->family == AF_INET6 && !k->addr[0] && !k->addr[1] && k->addr[2] == bpf_htonl(0xffff)) {
 		k->family = AF_INET;
 		k->addr[0] = k->addr[3];
 	}
-	k->lport = e->lport;
-	k->rport = e->rport;
+	k->lport = e->local.port;
+	k->rport = e->remote.port;
 	k->protocol = e->protocol;
 	if (e->family) {
 		/* As user space decodes it: port 0 is no peer, except where a CONNECT aimed. */
 		bool aimed = e->kind == EV_CONNECT && (k->addr[0] | k->addr[1] | k->addr[2] | k->addr[3]);
 
 		k->has = HAS_SOCKET;
-		if ((e->rport || aimed) && !(e->flags & EF_PEER_UNKNOWN))
+		if ((e->remote.port || aimed) && !(e->flags & EF_PEER_UNKNOWN))
 			k->has |= HAS_PEER;
 	}
 	if (e->kind == EV_CONNECT) {

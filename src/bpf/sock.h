@@ -48,14 +48,14 @@ static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 	e->family = k->family;
 	e->protocol = k->protocol;
 	/* inet_sport, not skc_num: the latter is already 0 on transitions to CLOSE. */
-	e->lport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->local.port = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	e->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->local.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->raddr, sk, __sk_common.skc_daddr);
+		BPF_CORE_READ_INTO((__u32 *)e->local.addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->remote.addr, sk, __sk_common.skc_daddr);
 	}
 }
 
@@ -139,16 +139,16 @@ static __always_inline bool read_peer(struct event *e, __u64 addr, bool user)
 	if (sa.sin6_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&sa;
 
-		e->rport = bpf_ntohs(sin->sin_port);
-		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-		__builtin_memcpy(e->raddr, &sin->sin_addr, 4);
+		e->remote.port = bpf_ntohs(sin->sin_port);
+		__builtin_memset(e->remote.addr, 0, sizeof(e->remote.addr));
+		__builtin_memcpy(e->remote.addr, &sin->sin_addr, 4);
 		/* A v6 socket may name a v4 peer; the peer's family is what the user sees. */
 		e->family = AF_INET;
 		return true;
 	}
 	if (sa.sin6_family == AF_INET6) {
-		e->rport = bpf_ntohs(sa.sin6_port);
-		__builtin_memcpy(e->raddr, &sa.sin6_addr, 16);
+		e->remote.port = bpf_ntohs(sa.sin6_port);
+		__builtin_memcpy(e->remote.addr, &sa.sin6_addr, 16);
 		e->family = AF_INET6;
 		return true;
 	}

@@ -65,9 +65,16 @@ enum counter {
 };
 
 /*
- * One socket event. Addresses are in network byte order: IPv4 in the first
- * four bytes, IPv6 in all sixteen; `family` says which. Ports are host order.
+ * One end of a socket, as the event's `family` says: an IP address in network byte
+ * order (IPv4 in the first four bytes, IPv6 in all sixteen) and a port in host
+ * order. Ends that are not IP (a unix-domain path) follow the event, as EXEC's path does.
  */
+struct endpoint {
+	__u8 addr[16];
+	__u16 port;
+};
+
+/* One socket or process event. */
 struct event {
 	__u64 ts_ns;       /* CLOCK_BOOTTIME */
 	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status,
@@ -78,10 +85,8 @@ struct event {
 	__u32 pid;         /* thread-group id */
 	__u32 tid;
 	char comm[TASK_COMM_LEN]; /* process name: the group leader's comm */
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__u16 lport;
-	__u16 rport;
+	struct endpoint local;
+	struct endpoint remote;
 	__u8 kind;     /* enum event_kind */
 	__u8 family;   /* AF_INET, AF_INET6, or 0 for process events */
 	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP */

@@ -7,10 +7,8 @@
 
 static __always_inline void save_ends(struct sock_state *st, const struct event *e)
 {
-	__builtin_memcpy(st->ends.laddr, e->laddr, 16);
-	__builtin_memcpy(st->ends.raddr, e->raddr, 16);
-	st->ends.lport = e->lport;
-	st->ends.rport = e->rport;
+	st->ends.local = e->local;
+	st->ends.remote = e->remote;
 	st->ends.family = e->family;
 	st->ends.protocol = e->protocol;
 }
@@ -20,11 +18,9 @@ static __always_inline void fill_closed_sock(struct event *e, const struct sock 
 					     const struct sock_state *st)
 {
 	fill_sock(e, sk);
-	if (e->protocol == IPPROTO_TCP && e->rport == 0 && st->ends.rport != 0) {
-		__builtin_memcpy(e->laddr, st->ends.laddr, 16);
-		__builtin_memcpy(e->raddr, st->ends.raddr, 16);
-		e->lport = st->ends.lport;
-		e->rport = st->ends.rport;
+	if (e->protocol == IPPROTO_TCP && e->remote.port == 0 && st->ends.remote.port != 0) {
+		e->local = st->ends.local;
+		e->remote = st->ends.remote;
 		e->family = st->ends.family;
 	}
 }
@@ -72,7 +68,7 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			fill_proc(e, EV_CLOSE, st->pid, st->tid, st->comm);
 		fill_closed_sock(e, sk, st);
 		/* Never bound, connected or listened on, and no bytes: nothing to report. */
-		if (e->lport || e->rport || st->sent || st->received || st->connected) {
+		if (e->local.port || e->remote.port || st->sent || st->received || st->connected) {
 			e->sent = st->sent;
 			e->received = st->received;
 			e->duration_ns = now - st->born_ns;
