@@ -11,6 +11,9 @@
 //!   small VM a busy tracer shortens them and looks faster than no tracer.)
 //! - redis: redis-benchmark SET, 20 clients: redis-server's CPU time per request
 //!   (all its threads, from schedstat), and the requests/s the client saw.
+//! - 1-byte send+recv: the same loop with one byte, the cheapest call: traced with
+//!   every line printed, and with `-c`, where the kernel adds sends and receives up
+//!   and sends none; the ratio of `-c` to tracing another name is taken per round.
 //! - filtered out: the send+recv loop traced by pid with `--port` set to a port it
 //!   does not use, against tracing another name; the ratio of the two is taken in
 //!   each round (the kernel drops the events before the buffer; the bar is 5%).
@@ -80,6 +83,8 @@ enum Config {
     /// sockwatch traces the workload under the README's egress assertions, which
     /// the kernel matches on every event.
     Asserted,
+    /// sockwatch traces the workload with -c: the kernel adds sends and receives up.
+    Summarised,
     /// strace on the server, for comparison.
     Strace,
 }
@@ -92,6 +97,7 @@ impl Config {
             Config::Traced => "sockwatch, this process",
             Config::FilteredOut => "sockwatch, this process, --port matching nothing",
             Config::Asserted => "sockwatch, this process, two --forbid (the egress recipe)",
+            Config::Summarised => "sockwatch -c, this process",
             Config::Strace => "strace -f (network,read,write)",
         }
     }
@@ -103,6 +109,7 @@ impl Config {
             Config::Baseline | Config::Strace => None,
             Config::Untraced => Some(Trace::start_with(&["no-such-process"], Stdio::null())),
             Config::Traced => Some(Trace::start_with(&["--pid", &pid], Stdio::null())),
+            Config::Summarised => Some(Trace::start_with(&["-c", "--pid", &pid], Stdio::null())),
             // Port 1 (tcpmux): no socket of the benchmark uses it.
             Config::FilteredOut => Some(Trace::start_with(
                 &["--pid", &pid, "--port", "1"],
@@ -123,13 +130,13 @@ impl Config {
     }
 }
 
-/// ns per 64-byte send and receive, in one thread that never blocks.
-fn send_recv() -> f64 {
+/// ns per send and receive of `size` bytes, in one thread that never blocks.
+fn send_recv(size: usize) -> f64 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut b, _) = listener.accept().unwrap();
     a.set_nodelay(true).unwrap();
-    let mut buf = [7u8; 64];
+    let mut buf = vec![7u8; size];
     let start = Instant::now();
     for _ in 0..PAIRS {
         a.write_all(&buf).unwrap();
@@ -251,7 +258,7 @@ fn hook_costs(config: Config) -> Vec<(String, u64, f64)> {
     let newest = newest_program();
     let tracer = config.tracer(std::process::id()).unwrap();
     let ours = with_bpf_stats(newest, || {
-        send_recv();
+        send_recv(64);
     });
     tracer.stop();
     ours
@@ -269,6 +276,12 @@ fn main() {
         Config::FilteredOut,
         Config::Asserted,
     ];
+    let flood_configs = [
+        Config::Baseline,
+        Config::Untraced,
+        Config::Traced,
+        Config::Summarised,
+    ];
     let redis_configs = [
         Config::Baseline,
         Config::Untraced,
@@ -276,6 +289,7 @@ fn main() {
         Config::Strace,
     ];
     let mut pairs: Vec<Vec<f64>> = vec![vec![]; ping_configs.len()];
+    let mut flood: Vec<Vec<f64>> = vec![vec![]; flood_configs.len()];
     let mut per_event: Vec<f64> = vec![];
     let mut redis: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
     let mut redis_cpu: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
@@ -285,7 +299,14 @@ fn main() {
         eprintln!("round {}/{ROUNDS}", round + 1);
         for (i, c) in ping_configs.iter().enumerate() {
             let tracer = c.tracer(me);
-            pairs[i].push(send_recv());
+            pairs[i].push(send_recv(64));
+            if let Some(t) = tracer {
+                t.stop();
+            }
+        }
+        for (i, c) in flood_configs.iter().enumerate() {
+            let tracer = c.tracer(me);
+            flood[i].push(send_recv(1));
             if let Some(t) = tracer {
                 t.stop();
             }
@@ -317,6 +338,8 @@ fn main() {
     }
     // Each round's filtered-out time over its other-process time, before sorting.
     let mut filter_ratio: Vec<f64> = pairs[3].iter().zip(&pairs[1]).map(|(f, u)| f / u).collect();
+    // Likewise -c's 1-byte flood over tracing another name.
+    let mut summary_ratio: Vec<f64> = flood[3].iter().zip(&flood[1]).map(|(c, u)| c / u).collect();
     let untraced_hooks = hook_costs(Config::Untraced);
     let traced_hooks = hook_costs(Config::Traced);
     let mut lat = latencies();
@@ -347,6 +370,12 @@ fn main() {
         0,
     );
     table(
+        "1-byte send+recv, ns per pair",
+        &flood_configs,
+        &mut flood,
+        0,
+    );
+    table(
         "redis SET: server CPU ns per request",
         &redis_configs,
         &mut redis_cpu,
@@ -357,6 +386,10 @@ fn main() {
     println!();
     println!(
         "--port matching nothing vs another process traced, send+recv, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
+    );
+    let (m, lo, hi) = median_spread(&mut summary_ratio);
+    println!(
+        "-c vs another process traced, 1-byte send+recv, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
     );
     println!();
     println!("| hook, during the send+recv loop | runs | ns per run, other process traced | ns per run, this process traced |");

@@ -382,6 +382,24 @@ impl Config {
     pub fn deciding(&self) -> bool {
         self.refusing() || self.audit
     }
+
+    /// The kinds whose events the kernel adds up into the summary's rows instead
+    /// of sending each: sends and receives, when only the table is printed and
+    /// nothing counts events (--count).
+    pub fn tallied(&self) -> EventSet {
+        match (self.summary, self.count) {
+            (Some(SummaryMode::Only), None) => {
+                EventSet(self.print.0 & (Kind::Send.bit() | Kind::Recv.bit()))
+            }
+            _ => EventSet(0),
+        }
+    }
+
+    /// The kinds whose every event goes to user space: those it prints or counts.
+    /// Others selected (for rules, or the socket table) go only when a rule matched.
+    pub fn shipped(&self) -> EventSet {
+        EventSet(self.print.0 & !self.tallied().0)
+    }
 }
 
 /// `-c` or `-C`.
@@ -701,5 +719,31 @@ mod tests {
         let names: Vec<String> = (0..9).map(|i| format!("p{i}")).collect();
         let argv: Vec<&str> = names.iter().map(String::as_str).collect();
         assert!(config(&argv).unwrap_err().to_string().contains("at most 8"));
+    }
+
+    #[test]
+    fn only_what_is_printed_or_counted_crosses_the_buffer() {
+        let bytes = EventSet(Kind::Send.bit() | Kind::Recv.bit());
+        let sets = |argv: &[&str]| {
+            let c = config(argv).unwrap();
+            (c.shipped(), c.tallied())
+        };
+        // -c alone: sends and receives are added up in the kernel.
+        assert_eq!(
+            sets(&["-c", "x"]),
+            (EventSet(EventSet::ALL.0 & !bytes.0), bytes)
+        );
+        let send = EventSet(Kind::Send.bit());
+        assert_eq!(sets(&["-c", "-e", "send", "x"]), (EventSet(0), send));
+        // Lines, or --count, need every event.
+        assert_eq!(sets(&["-C", "x"]), (EventSet::ALL, EventSet(0)));
+        assert_eq!(
+            sets(&["-c", "--count", "5", "x"]),
+            (EventSet::ALL, EventSet(0))
+        );
+        // Kinds only a rule is about cross only when it matched.
+        let c = config(&["-e", "connect", "--expect", "send", "x"]).unwrap();
+        assert!(c.events.contains(Kind::Send));
+        assert_eq!(c.shipped(), EventSet(Kind::Connect.bit()));
     }
 }

@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Result};
 
-use crate::skel::types::{endpoint, event, event_flag, event_kind, exec_event};
+use crate::skel::types::{
+    endpoint, event, event_flag, event_kind, exec_event, sock_state, tally, tally_key,
+};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -426,6 +428,52 @@ fn socket(e: &event) -> Result<Option<Socket>> {
     }))
 }
 
+/// Sends and receives the kernel added up for `-c` instead of sending each: one
+/// summary row's worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub process: Vec<u8>,
+    pub remote: Option<Endpoint>,
+    /// The server's end of accepted connections: `remote`'s port is not kept.
+    pub accepted: bool,
+    pub sent: u64,
+    pub received: u64,
+    /// The sends and receives.
+    pub events: u64,
+}
+
+impl Tally {
+    /// What a socket's owner sent and received, added up in its entry and not yet
+    /// moved to its row; None when there is nothing.
+    pub fn of_socket(st: &sock_state) -> Option<Tally> {
+        if st.tally_events == 0 {
+            return None;
+        }
+        let comm: Vec<u8> = st.comm.iter().map(|&c| c as u8).collect();
+        let remote = &st.ends.remote;
+        Some(Tally {
+            process: until_nul(&comm),
+            remote: (remote.port != 0).then(|| Endpoint::from_raw(st.ends.family, remote)),
+            accepted: st.accepted != 0,
+            sent: st.tally_sent,
+            received: st.tally_received,
+            events: st.tally_events,
+        })
+    }
+
+    pub fn decode(key: &tally_key, totals: &tally) -> Tally {
+        let comm: Vec<u8> = key.comm.iter().map(|&c| c as u8).collect();
+        Tally {
+            process: until_nul(&comm),
+            remote: (key.peer != 0).then(|| Endpoint::from_raw(key.family, &key.remote)),
+            accepted: key.accepted != 0,
+            sent: totals.sent,
+            received: totals.received,
+            events: totals.events,
+        }
+    }
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
     let mut e = event::default();
@@ -677,5 +725,30 @@ pub(crate) mod tests {
         let mut e = raw(event_kind::EV_SEND);
         e.kind = 99;
         assert!(decode(&bytes(&e), CLOCK).is_err());
+    }
+
+    #[test]
+    fn a_tally_is_a_summary_row() {
+        let mut key = tally_key {
+            family: AF_INET6,
+            peer: 1,
+            ..Default::default()
+        };
+        for (d, s) in key.comm.iter_mut().zip(b"srv") {
+            *d = *s as i8;
+        }
+        key.remote.addr = "::ffff:127.0.0.3".parse::<Ipv6Addr>().unwrap().octets();
+        key.remote.port = 80;
+        let totals = tally {
+            sent: 5,
+            received: 7,
+            events: 3,
+        };
+        let t = Tally::decode(&key, &totals);
+        assert_eq!(t.process, b"srv");
+        assert_eq!(t.remote, Some("127.0.0.3:80".parse().unwrap()));
+        assert_eq!((t.sent, t.received, t.events, t.accepted), (5, 7, 3, false));
+        key.peer = 0;
+        assert_eq!(Tally::decode(&key, &totals).remote, None);
     }
 }

@@ -13,7 +13,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
 use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
-use crate::event::Protocol;
+use crate::event::{Protocol, Tally};
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
@@ -92,10 +92,12 @@ impl Tracer {
 
     /// The tracepoint mode's last look for releases no hook saw: an entry whose
     /// owner has exited, with no other holder known, was let go unseen (a UDP
-    /// socket's last reference in another thread's call). Counts them as missed.
-    pub fn sweep(&self) -> Result<()> {
+    /// socket's last reference in another thread's call). Counts them as missed,
+    /// and returns what -c had added up in them.
+    pub fn sweep(&self) -> Result<Vec<Tally>> {
+        let mut tallies = Vec::new();
         if self.mode != Mode::Tracepoint {
-            return Ok(());
+            return Ok(tallies);
         }
         let socks = &self.skel.maps.socks;
         let mut missed = 0u64;
@@ -111,12 +113,13 @@ impl Tracer {
             if !procs::alive(st.pid) {
                 socks.delete(&key)?;
                 missed += 1;
+                tallies.extend(Tally::of_socket(&st));
             }
         }
         if missed > 0 {
             self.add_to_counter(types::counter::CTR_MISSED, missed)?;
         }
-        Ok(())
+        Ok(tallies)
     }
 
     fn add_to_counter(&self, which: types::counter, n: u64) -> Result<()> {
@@ -209,6 +212,46 @@ impl Tracer {
                 Ok(per_cpu.iter().map(|v| u64_at(v)).sum())
             })
             .collect()
+    }
+
+    /// What the kernel added up for -c: its rows (the totals of every CPU), and
+    /// what sockets still open hold in their entries.
+    pub fn tallies(&self) -> Result<Vec<Tally>> {
+        let map = &self.skel.maps.tallies;
+        let mut rows = Vec::new();
+        for raw in map.keys() {
+            let mut key = types::tally_key::default();
+            let Some(per_cpu) = map
+                .lookup_percpu(&raw, MapFlags::ANY)
+                .context("reading the summary's table")?
+            else {
+                continue;
+            };
+            if plain::copy_from_bytes(&mut key, &raw).is_err() {
+                continue;
+            }
+            let mut total = types::tally::default();
+            for value in per_cpu {
+                let mut t = types::tally::default();
+                if plain::copy_from_bytes(&mut t, &value).is_ok() {
+                    total.sent += t.sent;
+                    total.received += t.received;
+                    total.events += t.events;
+                }
+            }
+            rows.push(Tally::decode(&key, &total));
+        }
+        let socks = &self.skel.maps.socks;
+        for key in socks.keys() {
+            let mut st = types::sock_state::default();
+            match socks.lookup(&key, MapFlags::ANY)? {
+                Some(v) if plain::copy_from_bytes(&mut st, &v).is_ok() => {
+                    rows.extend(Tally::of_socket(&st));
+                }
+                _ => {}
+            }
+        }
+        Ok(rows)
     }
 
     /// The record of the first event rule `i` matched, once one has.
@@ -427,6 +470,8 @@ fn start_in(
     rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
     rodata.n_pids = cfg.pids.len() as u32;
     rodata.selected = cfg.events.0;
+    rodata.shipped = cfg.shipped().0;
+    rodata.tallied = cfg.tallied().0;
     rodata.start_ns = start_ns;
     rodata.use_ringbuf = buffer == Buffer::Ring;
     rodata.no_release_hook = mode == Mode::Tracepoint;
@@ -458,6 +503,11 @@ fn start_in(
             1
         })
         .context("sizing the owner table")?;
+    if cfg.tallied().0 == 0 {
+        maps.tallies
+            .set_max_entries(1)
+            .context("sizing the summary's table")?;
+    }
     maps.followed
         .set_max_entries(if follows(cfg) { MAX_FOLLOWED } else { 1 })
         .context("sizing the table of followed processes")?;

@@ -2,6 +2,7 @@
 //! the closing line, and the reasons assertions do not pass.
 
 use crate::format::count;
+use crate::skel::types::counter;
 
 /// One kind of loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,18 @@ impl Loss {
             Loss::Lost | Loss::Unwritten => false,
             Loss::Untracked | Loss::Missed => close,
             Loss::Skipped | Loss::Unfollowed | Loss::Unstashed | Loss::LeftRunning => true,
+        }
+    }
+
+    /// The kernel's counter of it, where the kernel counts it.
+    pub fn counter(self) -> Option<counter> {
+        match self {
+            Loss::Lost => Some(counter::CTR_LOST),
+            Loss::Untracked => Some(counter::CTR_UNTRACKED),
+            Loss::Missed => Some(counter::CTR_MISSED),
+            Loss::Unfollowed => Some(counter::CTR_UNFOLLOWED),
+            Loss::Unstashed => Some(counter::CTR_UNSTASHED),
+            Loss::Skipped | Loss::Unwritten | Loss::LeftRunning => None,
         }
     }
 

@@ -15,3 +15,5 @@ unsafe impl plain::Plain for types::event {}
 unsafe impl plain::Plain for types::exec_event {}
 unsafe impl plain::Plain for types::sock_state {}
 unsafe impl plain::Plain for types::destination {}
+unsafe impl plain::Plain for types::tally_key {}
+unsafe impl plain::Plain for types::tally {}

@@ -1,12 +1,9 @@
-//! `-c`/`-C`: a table of connects, accepts, bytes and closes per process and remote end.
+//! `-c`/`-C`: a table of connects, accepts, bytes and closes per process and remote
+//! end. What it counts; the sinks in `format/` write it.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
 
-use serde::Serialize;
-
-use crate::event::{ConnectResult, Detail, Event, EventSet, Kind};
-use crate::format::process_field;
+use crate::event::{ConnectResult, Detail, Endpoint, Event, EventSet, Kind, Tally};
 
 /// The events a summary counts, which the kernel must report.
 pub const KINDS: EventSet = EventSet(
@@ -18,7 +15,7 @@ pub const KINDS: EventSet = EventSet(
         | Kind::Deny.bit(),
 );
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
     pub connects_ok: u64,
     pub connects_failed: u64,
@@ -78,6 +75,16 @@ impl Summary {
         columns
     }
 
+    /// The row of a process and a remote end.
+    fn row(&mut self, process: &[u8], remote: Option<Endpoint>, accepted: bool) -> &mut Row {
+        let remote = match remote {
+            None => "*".to_string(),
+            Some(r) if accepted => r.host(),
+            Some(r) => r.to_string(),
+        };
+        self.rows.entry((process.to_vec(), remote)).or_default()
+    }
+
     pub fn add(&mut self, ev: &Event) {
         let Some(socket) = &ev.socket else {
             return;
@@ -85,12 +92,7 @@ impl Summary {
         if !KINDS.contains(ev.kind()) || !self.counted.contains(ev.kind()) {
             return;
         }
-        let remote = match socket.remote {
-            None => "*".to_string(),
-            Some(r) if socket.accepted => r.host(),
-            Some(r) => r.to_string(),
-        };
-        let row = self.rows.entry((ev.process.clone(), remote)).or_default();
+        let row = self.row(&ev.process, socket.remote, socket.accepted);
         match &ev.detail {
             Detail::Connect {
                 result: ConnectResult::Ok,
@@ -106,60 +108,35 @@ impl Summary {
         }
     }
 
+    /// Sends and receives the kernel added up (of counted kinds only: see `Config::tallied`).
+    pub fn add_tally(&mut self, t: &Tally) {
+        let row = self.row(&t.process, t.remote, t.accepted);
+        row.sent += t.sent;
+        row.received += t.received;
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &str, &Row)> {
         self.rows
             .iter()
             .map(|((p, r), row)| (p.as_slice(), r.as_str(), row))
     }
 
-    /// The table as text: a header (unless `header` is false), then one aligned row
-    /// per process and remote end.
-    pub fn write_text(&self, out: &mut impl Write, header: bool) -> io::Result<()> {
-        let widths = [7, 9, 7, 12, 12, 6, 6];
-        let line = |process: &str, remote: &str, cells: Vec<String>| {
-            let mut l = format!("{process:<15} {remote:<41}");
-            for (cell, width) in cells.iter().zip(widths) {
-                l += &format!(" {cell:>width$}");
-            }
-            l + "\n"
-        };
-        let columns = self.columns();
-        if header {
-            let titles = columns.iter().map(|c| c.0.to_string()).collect();
-            out.write_all(line("PROCESS", "REMOTE", titles).as_bytes())?;
-        }
-        for (process, remote, r) in self.rows() {
-            let cells = columns
-                .iter()
-                .map(|(_, _, kind, value)| match self.counted.contains(*kind) {
-                    true => value(r).to_string(),
-                    false => "-".to_string(),
-                })
-                .collect();
-            out.write_all(line(&process_field(process), remote, cells).as_bytes())?;
-        }
-        Ok(())
+    /// The titles and JSON keys of the columns after PROCESS and REMOTE.
+    pub fn titles(&self) -> Vec<(&'static str, &'static str)> {
+        self.columns().iter().map(|c| (c.0, c.1)).collect()
     }
 
-    /// The table as NDJSON: one object per row, with the counted columns.
-    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        for (process, remote, counts) in self.rows() {
-            let mut row = serde_json::Map::new();
-            row.insert("summary".into(), true.into());
-            row.insert(
-                "process".into(),
-                String::from_utf8_lossy(process).into_owned().into(),
-            );
-            row.insert("remote".into(), remote.into());
-            for (_, key, kind, value) in self.columns() {
-                if self.counted.contains(kind) {
-                    row.insert(key.into(), value(counts).into());
-                }
-            }
-            serde_json::to_writer(&mut *out, &row)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
+    /// The rows in order: process, remote end, and a cell per column of `titles`,
+    /// None where its kind is not counted (`--events`).
+    pub fn table(&self) -> impl Iterator<Item = (&[u8], &str, Vec<Option<u64>>)> {
+        let columns = self.columns();
+        self.rows().map(move |(process, remote, row)| {
+            let cells = columns
+                .iter()
+                .map(|(_, _, kind, value)| self.counted.contains(*kind).then(|| value(row)))
+                .collect();
+            (process, remote, cells)
+        })
     }
 }
 
@@ -167,6 +144,22 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::event::{Protocol, Socket};
+    use crate::format::{Format, Style};
+
+    fn style(format: Format) -> Style {
+        Style {
+            format,
+            offset: chrono::FixedOffset::east_opt(0).unwrap(),
+        }
+    }
+
+    fn write_text(s: &Summary, out: &mut Vec<u8>, titles: bool) {
+        style(Format::Text).sink().summary(out, s, titles).unwrap();
+    }
+
+    fn write_json(s: &Summary, out: &mut Vec<u8>) {
+        style(Format::Json).sink().summary(out, s, false).unwrap();
+    }
 
     fn ev(process: &str, pid: u32, local: &str, remote: Option<&str>, detail: Detail) -> Event {
         Event {
@@ -303,7 +296,7 @@ mod tests {
     fn text_and_json() {
         let s = sample();
         let mut text = Vec::new();
-        s.write_text(&mut text, true).unwrap();
+        write_text(&s, &mut text, true);
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -313,7 +306,7 @@ mod tests {
             ["app", "127.0.0.1:5432", "1", "1", "0", "10", "32", "1"]
         );
         let mut json = Vec::new();
-        s.write_json(&mut json).unwrap();
+        write_json(&s, &mut json);
         let first: serde_json::Value =
             serde_json::from_str(String::from_utf8(json).unwrap().lines().next().unwrap()).unwrap();
         assert_eq!(
@@ -337,7 +330,7 @@ mod tests {
         }
         s.add(&served(ev("db", 9, "127.0.0.1:5432", c, close(4, 9))));
         let mut text = Vec::new();
-        s.write_text(&mut text, false).unwrap();
+        write_text(&s, &mut text, false);
         let text = String::from_utf8(text).unwrap();
         // The server's end is grouped by client host, whatever is counted.
         assert_eq!(
@@ -345,7 +338,7 @@ mod tests {
             ["db", "127.0.0.1:*", "-", "-", "-", "4", "-", "1"]
         );
         let mut json = Vec::new();
-        s.write_json(&mut json).unwrap();
+        write_json(&s, &mut json);
         let row: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(
             row,
@@ -370,7 +363,7 @@ mod tests {
         ));
         s.add(&ev("curl", 7, "0.0.0.0:0", Some("10.0.0.1:443"), deny));
         let mut text = Vec::new();
-        s.write_text(&mut text, true).unwrap();
+        write_text(&s, &mut text, true);
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with(" CLOSED DENIED"), "{text}");
@@ -380,13 +373,11 @@ mod tests {
         );
         assert!(lines[1].ends_with("      0      2"), "{text}");
         let mut json = Vec::new();
-        s.write_json(&mut json).unwrap();
+        write_json(&s, &mut json);
         assert!(String::from_utf8(json).unwrap().contains("\"denied\":2"));
         // Without --deny or --allow, no such column.
         let mut text = Vec::new();
-        Summary::new(EventSet::ALL, false)
-            .write_text(&mut text, true)
-            .unwrap();
+        write_text(&Summary::new(EventSet::ALL, false), &mut text, true);
         assert!(String::from_utf8(text)
             .unwrap()
             .trim_end()

@@ -576,15 +576,95 @@ fn summary_after_the_lines_counts_what_they_show() {
     let out = run(&["-c", "--no-header", "--", "sh", "-c", &script]);
     server.finish();
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    let rows: Vec<Vec<&str>> = out
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = fields(&out.stdout);
     assert_eq!(
         rows,
         [vec![cli.as_str(), &addr, "2", "0", "0", "60", "60", "2"]]
     );
+}
+
+/// -c's totals are the events' sums however the kernel adds them up: in the
+/// socket's entry while its owner (bash) sends, event by event for another process
+/// (head), and moved to their row when the owner lets go and head takes over. The
+/// same table comes from the events themselves (-C).
+#[test]
+fn summary_totals_follow_a_socket_from_owner_to_owner() {
+    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "2"]);
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; (sleep 0.3; head -c 8 > /dev/null) <&3 & \
+         printf hello >&3; printf abc >&3; exec 3>&-; wait"
+    );
+    let remote = format!("127.0.0.1:{port}");
+    for mode in ["-c", "-C"] {
+        let out = run(&[
+            mode,
+            "--no-header",
+            "-e",
+            "connect,send,recv",
+            "--",
+            "bash",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        let mut rows = fields(&out.stdout);
+        rows.retain(|r| matches!(r.first(), Some(&"bash" | &"head")));
+        assert_eq!(
+            rows,
+            [
+                vec!["bash", &remote, "1", "0", "-", "8", "0", "-"],
+                vec!["head", &remote, "0", "0", "-", "0", "8", "-"],
+            ],
+            "{mode}: {}",
+            out.stdout
+        );
+    }
+    server.finish();
+}
+
+/// -c adds sends and receives up in the kernel, in a table of 4096 rows: datagrams
+/// from 5000 senders, each a row of its own, fill it, and what does not fit goes
+/// through the buffer instead. Every byte and every event is still counted.
+#[test]
+fn a_full_summary_table_in_the_kernel_loses_no_byte() {
+    let name = unique_name("batch");
+    let script = format!(
+        "ulimit -n 16384 && {} 5000 --recv-from >/dev/null",
+        named_example("socket_batch", &name).display()
+    );
+    let out = run(&[
+        "-c",
+        "--no-header",
+        "-e",
+        "send,recv",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let rows = fields(&out.stdout);
+    let column = |i: usize| rows.iter().map(move |r| r[i].parse::<u64>().unwrap());
+    assert_eq!(rows.len(), 5001, "one row per sender, and the receiver's");
+    assert!(rows
+        .iter()
+        .all(|r| r[0] == name && r[2..5] == ["-", "-", "-"]));
+    assert_eq!(column(5).sum::<u64>(), 5000);
+    assert_eq!(column(6).sum::<u64>(), 5000);
+    assert_eq!(column(6).filter(|&n| n == 1).count(), 5000);
+    assert_eq!(column(5).filter(|&n| n == 5000).count(), 1);
+    assert!(
+        out.stderr.contains("10000 events counted, 0 lost;"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Each line's whitespace-separated fields.
+fn fields(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
 
 /// A copy of a program under a name of its own.

@@ -201,6 +201,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
         return c.failures;
     }
     check_command(&mut c, out);
+    check_tally(&mut c, out);
     check_releases(&mut c, out);
     check_overload(&mut c, spec, out);
     if !spec.contains(":nobody") {
@@ -584,6 +585,28 @@ fn check_command(c: &mut Check, out: &str) {
             "COMMAND mode, filtered (stderr: {})",
             section(out, "command stderr")
         ),
+    );
+}
+
+/// -c: the row the kernel added 100 sends and their echoes up in, exact.
+fn check_tally(c: &mut Check, out: &str) {
+    c.eq(values(out, "tally_rc"), vec!["0"], "the -c run's status");
+    let port = values(out, "tally_port").first().copied().unwrap_or("?");
+    let rows: Vec<String> = section(out, "tally")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    c.eq(
+        rows,
+        vec![format!(
+            "echo_client 127.0.0.1:{port} - - - 150000 150000 -"
+        )],
+        "-c's row",
+    );
+    let stderr = section(out, "tally stderr");
+    c.that(
+        stderr.contains(" events counted, 0 lost; COMMAND exited with status 0"),
+        || format!("the -c run's closing line: {stderr}"),
     );
 }
 

@@ -67,6 +67,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		}
 		st->connect_ns = now;
 		st->connected = 1;
+		flush_tally(st);
 		st->pid = p.pid;
 		st->tid = p.tid;
 		__builtin_memcpy(st->comm, p.comm, TASK_COMM_LEN);

@@ -17,6 +17,13 @@ const volatile __u32 pids[MAX_PIDS] = {};
 const volatile __u32 n_pids = 0;
 /* Bit (1 << enum event_kind) set for each event kind to report. */
 const volatile __u32 selected = 0;
+/*
+ * Of the selected kinds, those whose every event goes to user space (it prints them);
+ * the others go only when they match a rule. `tallied` ones (-c's sends and
+ * receives) are added up in the kernel instead.
+ */
+const volatile __u32 shipped = 0;
+const volatile __u32 tallied = 0;
 /* CLOCK_BOOTTIME when tracing began: sockets open before then count from it. */
 const volatile __u64 start_ns = 0;
 /* Events go to the ring buffer; false: to the perf buffer (kernels before 5.8). */

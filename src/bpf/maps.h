@@ -15,6 +15,8 @@ enum match_result _match_result = MATCH_ABORTED;
 enum counter _counter = CTR_LOST;
 enum followed_by _followed_by = FOLLOWED_FROM_COMMAND;
 struct peer_prefix _peer_prefix = {};
+struct tally_key _tally_key = {};
+struct tally _tally = {};
 
 /* A socket's two ends as last reported, for CLOSE after the kernel reset them. */
 struct ends {
@@ -38,8 +40,12 @@ struct sock_state {
 	__u32 tid;
 	/* Which descriptor-table walk (its start time) last counted this socket's references. */
 	__u64 walk;
+	/* -c: the owner's sends and receives on this TCP socket, not yet in its row (flush_tally). */
+	__u64 tally_sent;
+	__u64 tally_received;
+	__u64 tally_events;
+	char comm[TASK_COMM_LEN] __attribute__((aligned(8))); /* read as two words too */
 	__u32 walk_seen;
-	char comm[TASK_COMM_LEN];
 	struct ends ends;
 	__u8 partial;
 	__u8 connected; /* a connect was tried, even one that failed before any handshake */
@@ -145,6 +151,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct exec_event);
 } first_hits SEC(".maps");
+
+/* -c: sends and receives added up per summary row (knobs.h's `tallied`). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_TALLIES);
+	__type(key, struct tally_key);
+	__type(value, struct tally);
+} tallies SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The assertions' and policies' rules matched against an event, and sending
- * events to user space.
+ * The assertions' and policies' rules matched against an event.
  * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
@@ -115,83 +114,4 @@ __noinline int match_event(__u32 slot)
 		}
 	}
 	return matched;
-}
-
-/* Sends a finished record to user space. A full perf buffer counts its own losses. */
-static __always_inline void output(void *ctx, void *data, __u64 size)
-{
-	if (use_ringbuf) {
-		if (bpf_ringbuf_output(&events, data, size, 0))
-			bump(CTR_LOST);
-	} else if (bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size) ==
-		   -ENOENT) {
-		/* No buffer on this CPU (it came online later); a full one reports itself. */
-		bump(CTR_LOST);
-	}
-}
-
-/*
- * Takes this CPU's next free event slot into *slot; NULL when every one is in use
- * (counted as a lost event). put_slot() gives it back, on every path. Programs
- * that interrupt another on this CPU finish before it resumes, so the depth needs
- * no atomics: whatever an interruption takes, it puts back.
- */
-static __always_inline struct exec_event *take_slot(__u32 *slot)
-{
-	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&nesting, &zero);
-	struct exec_event *x;
-	__u32 s;
-
-	if (!depth || *depth >= MAX_NESTING) {
-		bump(CTR_LOST);
-		return NULL;
-	}
-	s = SLOT_EVENT + *depth;
-	x = bpf_map_lookup_elem(&scratch, &s);
-	if (!x)
-		return NULL;
-	*depth += 1;
-	*slot = s;
-	return x;
-}
-
-static __always_inline void put_slot(void)
-{
-	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&nesting, &zero);
-
-	if (depth && *depth)
-		*depth -= 1;
-}
-
-/* Sends an event built in scratch[slot], where match_event() reads it; gives an event slot back. */
-static __always_inline void emit_built(void *ctx, struct exec_event *x, __u32 slot)
-{
-	if (event_passes(&x->base)) {
-		if (n_rules)
-			x->base.matched = match_event(slot);
-		output(ctx, x, slot == SLOT_EXEC ? sizeof(*x) : sizeof(x->base));
-	}
-	if (slot != SLOT_EXEC)
-		put_slot();
-}
-
-/* Sends an event from the stack, copied where match_event() reads it when there are rules. */
-static __always_inline void emit(void *ctx, struct event *e)
-{
-	struct exec_event *x;
-	__u32 slot;
-
-	if (!event_passes(e))
-		return;
-	if (n_rules) {
-		x = take_slot(&slot);
-		if (!x)
-			return;
-		__builtin_memcpy(&x->base, e, sizeof(*e));
-		e->matched = match_event(slot);
-		put_slot();
-	}
-	output(ctx, e, sizeof(*e));
 }

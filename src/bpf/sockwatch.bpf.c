@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "maps.h"
 #include "filters.h"
 #include "match.h"
+#include "emit.h"
 #include "target.h"
 #include "sock.h"
 #include "state.h"

@@ -12,6 +12,8 @@
 /* --expect and --forbid expressions in all, and terms in one. */
 #define MAX_RULES 16
 #define MAX_TERMS 8
+/* -c's rows the kernel adds sends and receives up in; beyond, events go to user space. */
+#define MAX_TALLIES 4096
 
 enum event_kind {
 	EV_EXEC = 1,
@@ -146,6 +148,25 @@ struct rule_term {
 struct rule {
 	__u32 kinds;
 	struct rule_term terms[MAX_TERMS]; /* unused ones hold: zero masks, zero values */
+};
+
+/*
+ * -c: a summary row the kernel adds up sends and receives in, instead of sending
+ * each (what user space's summary keys its rows by).
+ */
+struct tally_key {
+	char comm[TASK_COMM_LEN];
+	struct endpoint remote; /* zero without a peer; an accepted socket's port is 0 */
+	__u8 family;
+	__u8 protocol;
+	__u8 peer;     /* 1: the event had a peer */
+	__u8 accepted; /* the server's end of an accepted connection */
+};
+
+struct tally {
+	__u64 sent;
+	__u64 received;
+	__u64 events;
 };
 
 /* A destination --audit saw COMMAND's tree reach. */

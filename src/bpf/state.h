@@ -78,13 +78,14 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			put_slot();
 		}
 	}
+	flush_tally(st);
 	bpf_map_delete_elem(&socks, &key);
 }
 
 /* The inode number of a socket's struct socket (0 when it has none). */
-static __always_inline __u64 sock_ino(const struct sock *sk)
+static __always_inline __u64 sock_ino(const struct sock *sk, bool trusted)
 {
-	struct socket_alloc *sa = (struct socket_alloc *)BPF_CORE_READ(sk, sk_socket);
+	struct socket_alloc *sa = (struct socket_alloc *)SK_FIELD(trusted, sk, sk_socket);
 
 	if (!sa)
 		return 0;
@@ -143,7 +144,7 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	struct sock_state st = {
 		.born_ns = bpf_ktime_get_boot_ns(),
 		.connect_ns = connect_ns,
-		.ino = no_release_hook ? sock_ino(sk) : 0,
+		.ino = no_release_hook ? sock_ino(sk, false) : 0,
 		.pid = p->pid,
 		.tid = p->tid,
 		.connected = connect_ns != 0,
@@ -154,8 +155,8 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 		struct sock_state *old = bpf_map_lookup_elem(&socks, &key);
 
 		/* A socket at this address was released unseen. */
-		if (old)
-			stale(old, st.ino);
+		if (old && stale(old, st.ino))
+			flush_tally(old);
 	}
 	if (bpf_map_update_elem(&socks, &key, &st, BPF_ANY)) {
 		turned_away(key, needed);
@@ -187,12 +188,14 @@ static __always_inline __u8 was_accepted(const struct sock *sk)
  * The state of a socket already open when tracing began is adopted on first use;
  * a socket whose owner let it go while another process held it goes to its next user.
  */
-static __always_inline struct sock_state *adopt(const struct sock *sk, const struct proc *p)
+static __always_inline struct sock_state *adopt_as(const struct sock *sk, const struct proc *p,
+					       bool trusted)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 
-	if (st && no_release_hook && stale(st, sock_ino(sk))) {
+	if (st && no_release_hook && stale(st, sock_ino(sk, trusted))) {
+		flush_tally(st);
 		bpf_map_delete_elem(&socks, &key);
 		st = NULL;
 	}
@@ -200,6 +203,7 @@ static __always_inline struct sock_state *adopt(const struct sock *sk, const str
 		if (st->unowned) {
 			__u8 one = 1;
 
+			flush_tally(st);
 			st->unowned = 0;
 			st->pid = p->pid;
 			st->tid = p->tid;
@@ -276,4 +280,9 @@ static __always_inline bool unstash(struct call *c)
 	*c = *found;
 	bpf_map_delete_elem(&calls, &tid);
 	return true;
+}
+
+static __always_inline struct sock_state *adopt(const struct sock *sk, const struct proc *p)
+{
+	return adopt_as(sk, p, false);
 }

@@ -66,6 +66,45 @@ static __always_inline bool sock_may_pass(const struct sock *sk, const struct so
 }
 
 /*
+ * -c: sends and receives on a TCP socket by its owner add up in its entry, with no
+ * event to fill and no row to look up; flush_tally() moves them to their row. The
+ * first reads the socket's ends (`scratch`) and makes the row, so that moving them
+ * cannot fail for want of room. Others (UDP, other processes, rules) go event by event.
+ */
+static __always_inline bool tally_in_socket(struct sock_state *st, const struct sock *sk,
+					    const struct sock_kind *k, const struct proc *p,
+					    __u8 kind, long ret, struct event *scratch)
+{
+	const __u64 *owner = (const __u64 *)st->comm;
+
+	if (!(tallied & (1u << kind)) || n_rules || k->protocol != IPPROTO_TCP ||
+	    owner[0] != p->comm_words[0] || owner[1] != p->comm_words[1])
+		return false;
+	if (!st->tally_events) {
+		struct exec_event *x;
+		__u32 slot;
+		bool made;
+
+		fill_ends(scratch, sk, k);
+		if (!scratch->remote.port)
+			return false;
+		save_ends(st, scratch);
+		x = take_slot(&slot);
+		if (!x)
+			return false;
+		row_of((struct tally_key *)x->filename, st->comm, &st->ends.remote, st->ends.family,
+		       st->ends.protocol, true, st->accepted);
+		made = tally_row((struct tally_key *)x->filename) != NULL;
+		put_slot();
+		if (!made)
+			return false;
+	}
+	__sync_fetch_and_add(kind == EV_SEND ? &st->tally_sent : &st->tally_received, ret);
+	__sync_fetch_and_add(&st->tally_events, 1);
+	return true;
+}
+
+/*
  * Bytes moved on a socket. An unconnected UDP socket's peer is the datagram's
  * address: in the kernel's msghdr (`peer`), or, on the tracepoints, in the
  * syscall's arguments, where a receive's sender is written only after the
@@ -99,7 +138,7 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 	if (filtering() && !sock_may_pass(sk, &sock, unconnected, trusted))
 		return 0;
 	if (wanted(EV_CLOSE)) {
-		st = adopt(sk, &p);
+		st = adopt_as(sk, &p, trusted);
 		if (st) {
 			if (kind == EV_SEND)
 				__sync_fetch_and_add(&st->sent, ret);
@@ -107,7 +146,7 @@ static __always_inline int on_transfer(void *ctx, struct sock *sk, long ret, int
 				__sync_fetch_and_add(&st->received, ret);
 		}
 	}
-	if (!wanted(kind))
+	if (!wanted(kind) || (st && tally_in_socket(st, sk, &sock, &p, kind, ret, &e)))
 		return 0;
 
 	if (unconnected && from_syscall)

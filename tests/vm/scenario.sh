@@ -144,6 +144,20 @@ for spec in $MODES; do
   echo "--- command stderr"
   cat /tmp/err
 
+  # -c: the kernel adds sends and receives up per row; none crosses one by one.
+  echo "--- tally run"
+  serve tcp 127.0.0.1:0 1
+  echo "tally_port $port"
+  $as ./sockwatch $probe --buffer $buffer -c --no-header -e send,recv -- sh -c \
+    "./echo_client tcp 127.0.0.1:$port 1000 2000 --repeat 50 > /dev/null" > /tmp/out 2> /tmp/err
+  echo "tally_rc $?"
+  kill $srv 2>/dev/null
+  wait $srv
+  echo "--- tally"
+  cat /tmp/out
+  echo "--- tally stderr"
+  cat /tmp/err
+
   # Releases: a close while another thread reads (let go when the read gives up),
   # and bytes received with splice(), as COMMAND's tree.
   echo "--- release run"

@@ -1,13 +1,20 @@
-//! Turning events into text lines or NDJSON: pure functions of (event, style).
+//! Turning events into output: a `Sink` per format (`text.rs`, `json.rs`), and what
+//! both write alike. Pure functions of (event, style).
 
 use std::io::{self, Write};
 
 use chrono::{DateTime, FixedOffset};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use serde::Serialize;
 
-use crate::event::{ConnectResult, Detail, Event, ExitStatus};
+use crate::event::{ConnectResult, Event};
+use crate::summary::Summary;
+
+mod json;
+mod text;
+
+#[cfg(test)]
+pub(crate) use text::{details, text_line};
 
 /// The output format: text lines, or one JSON object per line (`--json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,45 +31,35 @@ pub struct Style {
     pub offset: FixedOffset,
 }
 
-/// The text columns: the header and every line go through this one layout.
-#[allow(clippy::too_many_arguments)]
-fn columns(
-    time: &str,
-    pid: &str,
-    process: &str,
-    event: &str,
-    proto: &str,
-    local: &str,
-    remote: &str,
-    details: &str,
-) -> String {
-    let line = format!(
-        "{time:<15} {pid:>7} {process:<15} {event:<7} {proto:<5} {local:<21} {remote:<21} {details}"
-    );
-    let mut line = line.trim_end().to_string();
-    line.push('\n');
-    line
+/// Where an output format writes: the header before the first event, each event,
+/// and the `-c`/`-C` table. (The closing line is a note on stderr in every format.)
+pub trait Sink {
+    /// Before the first event (text: the column titles).
+    fn header(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// One event, as one line.
+    fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()>;
+    /// The summary table; `titles`: with its column titles, where the format has them.
+    fn summary(&self, out: &mut dyn Write, summary: &Summary, titles: bool) -> io::Result<()>;
 }
 
-/// Writes the text column header.
-pub fn write_header(out: &mut impl Write) -> io::Result<()> {
-    out.write_all(
-        columns(
-            "TIME", "PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE", "DETAILS",
-        )
-        .as_bytes(),
-    )
+impl Style {
+    /// The sink of this style's format.
+    pub fn sink(self) -> Box<dyn Sink> {
+        match self.format {
+            Format::Text => Box::new(text::Text {
+                offset: self.offset,
+            }),
+            Format::Json => Box::new(json::Json {
+                offset: self.offset,
+            }),
+        }
+    }
 }
 
 /// Writes one event as one line.
+#[cfg(test)]
 pub fn write_event(out: &mut impl Write, ev: &Event, style: Style) -> io::Result<()> {
-    match style.format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, &JsonEvent::new(ev, style.offset))?;
-            out.write_all(b"\n")
-        }
-        Format::Text => out.write_all(text_line(ev, style.offset).as_bytes()),
-    }
+    style.sink().event(out, ev)
 }
 
 fn time(ns: i64, offset: FixedOffset) -> DateTime<FixedOffset> {
@@ -159,258 +156,10 @@ fn deny_rule(rule: Option<usize>) -> String {
     rule.map_or_else(|| "allow".into(), |i| format!("deny#{}", i + 1))
 }
 
-/// The DETAILS column alone, for the property tests' reference line.
-#[cfg(test)]
-pub(crate) fn details(ev: &Event) -> String {
-    let mut s = String::new();
-    push_details(&mut s, ev);
-    s
-}
-
-/// The DETAILS column, written in place: no string of its own for the common events.
-fn push_details(line: &mut String, ev: &Event) {
-    use std::fmt::Write as _;
-    let _ = match &ev.detail {
-        Detail::Fork { ppid } => write!(line, "ppid={ppid}"),
-        Detail::Exec {
-            filename,
-            ppid,
-            cut,
-        } => {
-            let cut = if *cut { " path-cut" } else { "" };
-            write!(line, "path={} ppid={ppid}{cut}", escape(filename))
-        }
-        Detail::Exit(ExitStatus::Code(code)) => write!(line, "exit_code={code}"),
-        Detail::Exit(ExitStatus::Signal { signal, core }) => write!(
-            line,
-            "signal={}{}",
-            signal_name(*signal),
-            if *core { " core_dumped" } else { "" }
-        ),
-        Detail::Listen { backlog: Some(b) } => write!(line, "backlog={b}"),
-        Detail::Listen { backlog: None } => Ok(()),
-        Detail::Connect { result, latency_ns } => write!(
-            line,
-            "result={} latency={}",
-            connect_result(*result),
-            duration(*latency_ns)
-        ),
-        Detail::Accept => Ok(()),
-        Detail::Send { bytes } => write!(line, "bytes={bytes}"),
-        Detail::Recv { bytes } if ev.is_end_of_stream() => write!(line, "bytes={bytes} eof"),
-        Detail::Recv { bytes } => write!(line, "bytes={bytes}"),
-        Detail::Deny { sendmsg, rule } => {
-            write!(line, "call={} by={}", deny_call(*sendmsg), deny_rule(*rule))
-        }
-        Detail::Close {
-            sent,
-            received,
-            lifetime_ns,
-            partial,
-        } => write!(
-            line,
-            "sent={sent} received={received} lifetime={}{}",
-            duration(*lifetime_ns),
-            if *partial { " partial" } else { "" }
-        ),
-    };
-}
-
-/// The text line for an event, newline included.
-///
-/// Written straight into one buffer, with the layout of `columns()`: this runs for
-/// every line, and intermediate strings and a general time formatter cost more
-/// than the rest of sockwatch's work per event.
-pub fn text_line(ev: &Event, offset: FixedOffset) -> String {
-    use std::fmt::Write as _;
-    let mut line = String::with_capacity(160);
-    clock_time(&mut line, ev.time_ns, offset);
-    let _ = write!(line, " {:>7} ", ev.pid);
-    padded(&mut line, 15, |l| push_process(l, &ev.process));
-    let _ = write!(line, " {:<7} ", EVENT_NAMES[ev.kind() as usize]);
-    match &ev.socket {
-        Some(s) => {
-            let _ = write!(line, "{:<5} {:<21} ", s.protocol.name(), s.local);
-            match s.remote {
-                Some(r) => write!(line, "{r:<21} "),
-                None => write!(line, "{:<21} ", "*"),
-            }
-            .ok();
-        }
-        None => line.push_str("-     -                     -                     "),
-    }
-    push_details(&mut line, ev);
-    line.truncate(line.trim_end().len());
-    line.push('\n');
-    line
-}
-
-/// EVENT column names, by `Kind` (in its declaration order).
-const EVENT_NAMES: [&str; 10] = [
-    "FORK", "EXEC", "EXIT", "LISTEN", "CONNECT", "ACCEPT", "SEND", "RECV", "CLOSE", "DENY",
-];
-
-/// `HH:MM:SS.ffffff` of the local time (microseconds truncated), as chrono's
-/// `%H:%M:%S%.6f` writes it.
-fn clock_time(line: &mut String, ns: i64, offset: FixedOffset) {
-    use std::fmt::Write as _;
-    let local = i128::from(ns) + i128::from(offset.local_minus_utc()) * 1_000_000_000;
-    let secs = local.div_euclid(1_000_000_000).rem_euclid(86_400);
-    let micros = local.rem_euclid(1_000_000_000) / 1_000;
-    let _ = write!(
-        line,
-        "{:02}:{:02}:{:02}.{:06}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        micros
-    );
-}
-
-/// Runs `write`, then pads what it wrote with spaces to `width` characters.
-fn padded(line: &mut String, width: usize, write: impl FnOnce(&mut String)) {
-    let start = line.len();
-    write(line);
-    let written = line[start..].chars().count();
-    line.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
-}
-
-/// The PROCESS column's text (see `process_field`), written in place.
-fn push_process(line: &mut String, name: &[u8]) {
-    match name {
-        b"" => line.push('-'),
-        b"-" => line.push_str("\\x2d"),
-        _ => push_escaped(line, name),
-    }
-}
-
-/// The NDJSON object for an event; keys are documented in the README.
-#[derive(Serialize, Default)]
-struct JsonEvent {
-    time: String,
-    pid: u32,
-    tid: u32,
-    process: String,
-    event: &'static str,
-    #[serde(flatten)]
-    socket: Option<JsonSocket>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_cut: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    core_dumped: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    backlog: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ppid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    eof: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sent: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    received: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lifetime_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partial: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    call: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    by: Option<String>,
-}
-
-#[derive(Serialize)]
-struct JsonSocket {
-    protocol: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    local_addr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    local_port: Option<u16>,
-    remote_addr: Option<String>,
-    remote_port: Option<u16>,
-}
-
-impl JsonEvent {
-    fn new(ev: &Event, offset: FixedOffset) -> JsonEvent {
-        let mut j = JsonEvent {
-            time: time(ev.time_ns, offset)
-                .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
-                .to_string(),
-            pid: ev.pid,
-            tid: ev.tid,
-            process: String::from_utf8_lossy(&ev.process).into_owned(),
-            event: ev.kind().name(),
-            socket: ev.socket.as_ref().map(|s| JsonSocket {
-                protocol: s.protocol.name(),
-                local_addr: s.local.ip().map(|ip| ip.to_string()),
-                local_port: s.local.port(),
-                remote_addr: s.remote.and_then(|r| r.ip()).map(|ip| ip.to_string()),
-                remote_port: s.remote.and_then(|r| r.port()),
-            }),
-            ..Default::default()
-        };
-        match &ev.detail {
-            Detail::Fork { ppid } => j.ppid = Some(*ppid),
-            Detail::Exec {
-                filename,
-                ppid,
-                cut,
-            } => {
-                j.path = Some(String::from_utf8_lossy(filename).into());
-                j.path_cut = cut.then_some(true);
-                j.ppid = Some(*ppid);
-            }
-            Detail::Exit(ExitStatus::Code(code)) => j.exit_code = Some(*code),
-            Detail::Exit(ExitStatus::Signal { signal, core }) => {
-                j.signal = Some(signal_name(*signal));
-                j.core_dumped = Some(*core);
-            }
-            Detail::Listen { backlog } => j.backlog = *backlog,
-            Detail::Connect { result, latency_ns } => {
-                j.result = Some(connect_result(*result));
-                j.latency_ns = Some(*latency_ns);
-            }
-            Detail::Accept => {}
-            Detail::Send { bytes } => j.bytes = Some(*bytes),
-            Detail::Recv { bytes } => {
-                j.bytes = Some(*bytes);
-                j.eof = Some(ev.is_end_of_stream());
-            }
-            Detail::Deny { sendmsg, rule } => {
-                j.call = Some(deny_call(*sendmsg));
-                j.by = Some(deny_rule(*rule));
-            }
-            Detail::Close {
-                sent,
-                received,
-                lifetime_ns,
-                partial,
-            } => {
-                j.sent = Some(*sent);
-                j.received = Some(*received);
-                j.lifetime_ns = Some(*lifetime_ns);
-                j.partial = Some(*partial);
-            }
-        }
-        j
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Protocol, Socket};
+    use crate::event::{Detail, ExitStatus, Protocol, Socket};
 
     const UTC: Style = Style {
         format: Format::Text,
@@ -463,7 +212,7 @@ mod tests {
     fn header_matches_columns() {
         const HEADER: &str = "TIME                PID PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS";
         let mut header = Vec::new();
-        write_header(&mut header).unwrap();
+        UTC.sink().header(&mut header).unwrap();
         assert_eq!(String::from_utf8(header).unwrap(), format!("{HEADER}\n"));
         let line = text(&ev(
             b"echo-server",

@@ -1,31 +1,36 @@
 //! The poll loop: read the event buffer (ring or perf), print, and stop when told to.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::assertion::Assertions;
 use crate::cli::{Config, SummaryMode};
 use crate::command::Child;
-use crate::event::{boot_now_ns, decode, Clock, EventSet};
-use crate::format::{write_event, write_header, Format, Style};
+use crate::event::{boot_now_ns, decode, Clock, EventSet, Tally};
+use crate::format::{Sink, Style};
 use crate::loader::Tracer;
 use crate::losses::{Loss, Losses};
-use crate::probes::Buffer;
-use crate::skel::types::counter;
 use crate::summary::Summary;
 use crate::writer::Writer;
+
+mod outcome;
+mod signals;
+mod source;
+
+use outcome::Drained;
+pub use outcome::Outcome;
+pub use signals::handle_signals;
+use signals::{take_signal, SIGNAL, SIGNALLED};
+use source::{Reorder, Source, REORDER_NS};
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -33,190 +38,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// the reader had caught up; pausing lets records gather, so a busy trace costs one
 /// wakeup per pause instead of one per event, for at most this much more latency.
 const GATHER: Duration = Duration::from_millis(2);
-
-/// How long perf-buffer records wait to be put in time order with other CPUs'.
-/// Each CPU's buffer is in order; a record can only be overtaken by one another
-/// CPU wrote at about the same moment, which the next poll reads.
-const REORDER_NS: u64 = 10_000_000;
-
-/// Per-CPU perf buffer pages (a power of two) for about `bytes` in all.
-fn perf_pages(bytes: u64) -> usize {
-    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1) as u64;
-    (bytes / 4096 / cpus).max(1).next_power_of_two() as usize
-}
-
-/// Records from the per-CPU perf buffers, released in time order.
-#[derive(Default)]
-struct Reorder {
-    heap: BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>,
-    seq: u64,
-}
-
-impl Reorder {
-    fn push(&mut self, data: &[u8]) {
-        // Every record starts with its CLOCK_BOOTTIME stamp.
-        let ts = data
-            .get(..8)
-            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
-        self.seq += 1;
-        self.heap.push(Reverse((ts, self.seq, data.to_vec())));
-    }
-
-    /// The records stamped before `until`, oldest first.
-    fn release(&mut self, until: u64) -> Vec<Vec<u8>> {
-        let mut ready = Vec::new();
-        while self
-            .heap
-            .peek()
-            .is_some_and(|Reverse((ts, _, _))| *ts <= until)
-        {
-            ready.push(self.heap.pop().unwrap().0 .2);
-        }
-        ready
-    }
-}
-
-/// The kernel's event buffer, as read.
-enum Source<'a> {
-    Ring(libbpf_rs::RingBuffer<'a>),
-    Perf(libbpf_rs::PerfBuffer<'a>),
-}
-
-impl Source<'_> {
-    /// Waits for records up to `wait`; true when any came.
-    fn poll(&self, wait: Duration, reorder: &RefCell<Reorder>) -> Result<bool> {
-        match self {
-            Source::Ring(ring) => Ok(ring.poll_raw(wait) > 0),
-            Source::Perf(perf) => {
-                let before = reorder.borrow().seq;
-                match perf.poll(wait) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(anyhow::Error::new(e).context("reading the perf buffer")),
-                }
-                Ok(reorder.borrow().seq > before)
-            }
-        }
-    }
-
-    /// Takes whatever is already there.
-    fn consume(&self) -> Result<()> {
-        match self {
-            Source::Ring(ring) => {
-                ring.consume_raw();
-            }
-            Source::Perf(perf) => perf.consume().context("reading the perf buffer")?,
-        }
-        Ok(())
-    }
-}
-
-/// Why tracing ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Interrupted,
-    CountReached,
-    DurationElapsed,
-    TimedOut,
-    OutputClosed,
-    /// COMMAND exited with this status (128+N for signal N).
-    CommandExited(u8),
-    /// A --forbid expression matched.
-    Forbidden,
-    /// Every --pid process exited, and nothing else could be traced (strace -p's end).
-    PidsExited,
-}
-
-/// What reading the rest of the buffer at the end showed.
-#[derive(Debug, Clone, Copy, Default)]
-struct Drained {
-    output_closed: bool,
-    forbidden: bool,
-    count_reached: bool,
-}
-
-impl Outcome {
-    /// Whether the events still buffered are read before the end: not when the
-    /// reader is gone, the count is met, or a forbidden event already ended it.
-    fn drains(self) -> bool {
-        matches!(
-            self,
-            Outcome::Interrupted
-                | Outcome::DurationElapsed
-                | Outcome::TimedOut
-                | Outcome::CommandExited(_)
-                | Outcome::PidsExited
-        )
-    }
-
-    /// The end, once the rest was read: a closed output, a forbidden event or the
-    /// count met among those events says more than why reading stopped (but
-    /// COMMAND's status, or its processes' end, stays the reason over a count).
-    fn after(self, drained: Drained) -> Outcome {
-        if drained.output_closed {
-            Outcome::OutputClosed
-        } else if drained.forbidden {
-            Outcome::Forbidden
-        } else if drained.count_reached
-            && !matches!(self, Outcome::CommandExited(_) | Outcome::PidsExited)
-        {
-            Outcome::CountReached
-        } else {
-            self
-        }
-    }
-}
-
-/// The last SIGINT, SIGTERM or SIGHUP received (0: none), and whether a terminal sent it.
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-static FROM_TERMINAL: AtomicBool = AtomicBool::new(false);
-/// Whether any of them came during the run: an end then waits little for a reader.
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(
-    sig: nix::libc::c_int,
-    info: *mut nix::libc::siginfo_t,
-    _: *mut nix::libc::c_void,
-) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let code = unsafe { (*info).si_code };
-    FROM_TERMINAL.store(code == nix::libc::SI_KERNEL, Ordering::Relaxed);
-    SIGNAL.store(sig, Ordering::Relaxed);
-    SIGNALLED.store(true, Ordering::Relaxed);
-}
-
-extern "C" fn on_child(_: nix::libc::c_int) {}
-
-/// SIGINT, SIGTERM and SIGHUP are recorded; without SA_RESTART they, and SIGCHLD,
-/// also cut the poll short.
-pub fn handle_signals() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::SigAction(on_signal),
-        SaFlags::SA_SIGINFO,
-        SigSet::empty(),
-    );
-    let child = SigAction::new(
-        SigHandler::Handler(on_child),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handlers only store to atomics.
-    unsafe {
-        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-            sigaction(sig, &action).context("installing signal handlers")?;
-        }
-        sigaction(Signal::SIGCHLD, &child).context("installing signal handlers")?;
-    }
-    Ok(())
-}
-
-/// A signal received since the last call, and whether a terminal sent it (to the
-/// whole foreground process group, COMMAND included).
-fn take_signal() -> Option<(Signal, bool)> {
-    let sig = SIGNAL.swap(0, Ordering::Relaxed);
-    let sig = Signal::try_from(sig).ok()?;
-    Some((sig, FROM_TERMINAL.load(Ordering::Relaxed)))
-}
 
 /// Whether stdout is a pipe whose reader has gone (`sockwatch ... | head`).
 fn stdout_closed() -> bool {
@@ -237,7 +58,7 @@ fn is_broken_pipe(e: &io::Error) -> bool {
 /// forbidden event is seen.
 struct Printer<W: Write> {
     out: W,
-    style: Style,
+    sink: Box<dyn Sink>,
     clock: Clock,
     /// Events of these kinds count toward --count, and are printed unless `lines` is off.
     print: EventSet,
@@ -250,6 +71,21 @@ struct Printer<W: Write> {
 }
 
 impl<W: Write> Printer<W> {
+    fn new(cfg: &Config, out: W, sink: Box<dyn Sink>, clock: Clock) -> Printer<W> {
+        Printer {
+            out,
+            sink,
+            clock,
+            print: cfg.print,
+            lines: cfg.summary != Some(SummaryMode::Only),
+            printed: 0,
+            limit: cfg.count,
+            assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
+            summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
+            error: None,
+        }
+    }
+
     fn done(&self) -> bool {
         self.error.is_some()
             || self.assertions.forbidden_seen()
@@ -269,7 +105,7 @@ impl<W: Write> Printer<W> {
             let shown = self.print.contains(ev.kind());
             // The forbidden event is printed whatever the options: it is the evidence.
             if forbidden || (shown && self.lines) {
-                write_event(&mut self.out, &ev, self.style)?;
+                self.sink.event(&mut self.out, &ev)?;
             }
             Ok(shown)
         });
@@ -285,13 +121,30 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// The -c/-C table, if there is one; `titles`: with its column titles.
+    fn write_summary(&mut self, titles: bool) -> io::Result<()> {
+        if let Some(summary) = &self.summary {
+            self.sink.summary(&mut self.out, summary, titles)?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends and receives the kernel added up instead of sending: counted as if read.
+    fn add_tally(&mut self, t: &Tally) {
+        self.printed += t.events;
+        if let Some(summary) = &mut self.summary {
+            summary.add_tally(t);
+        }
+    }
+
     /// A forbidden event the kernel matched to rule `rule` that the buffer did not
     /// deliver (it was lost): its record from the rule's first match is the evidence.
     fn forbidden_in_kernel(&mut self, rule: usize, record: &[u8]) {
         let result = decode(record, self.clock).and_then(|mut ev| {
             ev.matched = 1 << rule;
             self.assertions.observe(&ev);
-            Ok(write_event(&mut self.out, &ev, self.style)?)
+            Ok(self.sink.event(&mut self.out, &ev)?)
         });
         if let Err(e) = result {
             self.error = Some(e);
@@ -345,12 +198,13 @@ impl LossReport {
         }
         self.last_check = Instant::now();
         let mut now = Losses::default();
-        now.set(Loss::Lost, tracer.counter(counter::CTR_LOST)? + perf_lost);
+        for kind in Loss::ALL {
+            if let Some(c) = kind.counter() {
+                now.set(kind, tracer.counter(c)?);
+            }
+        }
+        now.set(Loss::Lost, now.get(Loss::Lost) + perf_lost);
         now.set(Loss::Skipped, tracer.skipped_runs());
-        now.set(Loss::Untracked, tracer.counter(counter::CTR_UNTRACKED)?);
-        now.set(Loss::Missed, tracer.counter(counter::CTR_MISSED)?);
-        now.set(Loss::Unfollowed, tracer.counter(counter::CTR_UNFOLLOWED)?);
-        now.set(Loss::Unstashed, tracer.counter(counter::CTR_UNSTASHED)?);
         now.set(Loss::Unwritten, unwritten);
         for kind in Loss::ALL {
             let (total, before) = (now.get(kind), self.seen.get(kind));
@@ -401,42 +255,20 @@ pub fn run(
     ready: impl FnOnce(),
 ) -> Result<Report> {
     let mut out = Writer::start(output.file).context("starting the output thread")?;
+    let sink = style.sink();
     if cfg.header {
-        write_header(&mut out).context("writing the header")?;
+        sink.header(&mut out).context("writing the header")?;
     }
-    let printer = RefCell::new(Printer {
-        out,
-        style,
-        clock,
-        print: cfg.print,
-        lines: cfg.summary != Some(SummaryMode::Only),
-        printed: 0,
-        limit: cfg.count,
-        assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
-        summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
-        error: None,
-    });
+    let printer = RefCell::new(Printer::new(cfg, out, sink, clock));
     let reorder = RefCell::new(Reorder::default());
     let perf_lost = Cell::new(0u64);
-    let source = match tracer.buffer {
-        Buffer::Ring => {
-            let mut builder = RingBufferBuilder::new();
-            builder
-                .add(&tracer.skel.maps.events, |data| {
-                    printer.borrow_mut().record(data)
-                })
-                .context("setting up the event buffer")?;
-            Source::Ring(builder.build().context("setting up the event buffer")?)
-        }
-        Buffer::Perf => Source::Perf(
-            PerfBufferBuilder::new(&tracer.skel.maps.perf_events)
-                .pages(perf_pages(cfg.buffer_size))
-                .sample_cb(|_cpu, data: &[u8]| reorder.borrow_mut().push(data))
-                .lost_cb(|_cpu, n| perf_lost.set(perf_lost.get() + n))
-                .build()
-                .context("setting up the perf buffer")?,
-        ),
-    };
+    let source = Source::open(
+        tracer,
+        cfg.buffer_size,
+        |data| printer.borrow_mut().record(data),
+        &reorder,
+        &perf_lost,
+    )?;
     ready();
     if let Some(child) = command.as_deref_mut() {
         child.release()?;
@@ -488,23 +320,19 @@ pub fn run(
     let outcome = loop {
         let now = Instant::now();
         if let Some((sig, from_terminal)) = take_signal() {
-            match (sig, &output.path, command.as_deref_mut()) {
-                // logrotate: the file was moved away (or truncated); write to its path again.
-                (Signal::SIGHUP, Some(path), _) => {
-                    let file = open_output(path, true)
-                        .with_context(|| format!("reopening {}", path.display()))?;
-                    printer.borrow_mut().out.switch_to(file)?;
-                }
-                // Passed on to COMMAND's whole tree; asked twice, it is killed.
-                (_, _, Some(child)) => {
-                    interrupts += 1;
-                    let tree = tracer.command_tree();
-                    match interrupts {
-                        1 => child.signal_tree(sig, &tree, from_terminal),
-                        _ => child.signal_tree(Signal::SIGKILL, &tree, false),
-                    }
-                }
-                (_, _, None) => break Outcome::Interrupted,
+            let mut p = printer.borrow_mut();
+            let child = command.as_deref_mut();
+            let path = output.path.as_deref();
+            if !on_signal(
+                sig,
+                from_terminal,
+                path,
+                &mut p.out,
+                child,
+                tracer,
+                &mut interrupts,
+            )? {
+                break Outcome::Interrupted;
             }
         }
         if let Some(child) = command.as_deref_mut() {
@@ -569,7 +397,7 @@ pub fn run(
         }
     }
     // While the exit hook still runs, so that a process exiting now is no miss.
-    tracer.sweep()?;
+    let swept = tracer.sweep()?;
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.detach();
     let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
@@ -599,12 +427,11 @@ pub fn run(
         }
     }
     let mut p = printer.into_inner();
-    if let (Some(summary), false) = (&p.summary, outcome == Outcome::OutputClosed) {
-        let written = match style.format {
-            Format::Json => summary.write_json(&mut p.out),
-            Format::Text => summary.write_text(&mut p.out, cfg.table_header),
-        };
-        match written.and_then(|()| p.out.flush()) {
+    for tally in swept.iter().chain(&tracer.tallies()?) {
+        p.add_tally(tally);
+    }
+    if outcome != Outcome::OutputClosed {
+        match p.write_summary(cfg.table_header) {
             Ok(()) => {}
             Err(e) if is_broken_pipe(&e) => outcome = Outcome::OutputClosed,
             Err(e) => return Err(anyhow::Error::new(e).context("writing the summary")),
@@ -625,6 +452,37 @@ pub fn run(
         losses,
         assertions: p.assertions,
     })
+}
+
+/// Acts on SIGINT, SIGTERM or SIGHUP; false when it ends the run. With --output,
+/// SIGHUP reopens the file (logrotate moved it away or truncated it). With COMMAND,
+/// the signal goes to its whole tree, and a second one kills the tree.
+fn on_signal(
+    sig: Signal,
+    from_terminal: bool,
+    path: Option<&std::path::Path>,
+    out: &mut Writer,
+    command: Option<&mut Child>,
+    tracer: &Tracer,
+    interrupts: &mut u32,
+) -> Result<bool> {
+    match (sig, path, command) {
+        (Signal::SIGHUP, Some(path), _) => {
+            let file =
+                open_output(path, true).with_context(|| format!("reopening {}", path.display()))?;
+            out.switch_to(file)?;
+        }
+        (_, _, Some(child)) => {
+            *interrupts += 1;
+            let tree = tracer.command_tree();
+            match interrupts {
+                1 => child.signal_tree(sig, &tree, from_terminal),
+                _ => child.signal_tree(Signal::SIGKILL, &tree, false),
+            }
+        }
+        (_, _, None) => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Whether to go on waiting for a slow reader at the end (asked with the lines
@@ -648,50 +506,5 @@ fn drain_wait(outcome: Outcome) -> impl FnMut(u64) -> bool {
         } else {
             SIGNAL.load(Ordering::Relaxed) == 0
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_end_is_settled_by_what_the_rest_of_the_buffer_showed() {
-        let nothing = Drained::default();
-        let closed = Drained {
-            output_closed: true,
-            forbidden: true,
-            ..nothing
-        };
-        let forbidden = Drained {
-            forbidden: true,
-            count_reached: true,
-            ..nothing
-        };
-        let counted = Drained {
-            count_reached: true,
-            ..nothing
-        };
-        let exited = Outcome::CommandExited(3);
-        assert_eq!(exited.after(nothing), exited);
-        assert_eq!(exited.after(closed), Outcome::OutputClosed);
-        assert_eq!(exited.after(forbidden), Outcome::Forbidden);
-        assert_eq!(exited.after(counted), exited);
-        assert_eq!(Outcome::PidsExited.after(counted), Outcome::PidsExited);
-        assert_eq!(Outcome::Interrupted.after(counted), Outcome::CountReached);
-        assert_eq!(Outcome::TimedOut.after(counted), Outcome::CountReached);
-        assert_eq!(
-            Outcome::DurationElapsed.after(nothing),
-            Outcome::DurationElapsed
-        );
-        // Ends that read no further.
-        for o in [
-            Outcome::OutputClosed,
-            Outcome::CountReached,
-            Outcome::Forbidden,
-        ] {
-            assert!(!o.drains(), "{o:?}");
-        }
-        assert!(exited.drains() && Outcome::Interrupted.drains());
     }
 }

@@ -1,0 +1,172 @@
+//! NDJSON: one object per event, and one per summary row.
+
+use std::io::{self, Write};
+
+use chrono::FixedOffset;
+use serde::Serialize;
+
+use super::{connect_result, deny_call, deny_rule, signal_name, time, Sink};
+use crate::event::{Detail, Event, ExitStatus};
+use crate::summary::Summary;
+
+/// The JSON format, with timestamps in `offset`'s time zone.
+pub struct Json {
+    pub offset: FixedOffset,
+}
+
+impl Sink for Json {
+    /// None: every object names its keys.
+    fn header(&self, _out: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, &JsonEvent::new(ev, self.offset))?;
+        out.write_all(b"\n")
+    }
+
+    /// One object per row, with the counted columns.
+    fn summary(&self, out: &mut dyn Write, summary: &Summary, _titles: bool) -> io::Result<()> {
+        let keys = summary.titles();
+        for (process, remote, cells) in summary.table() {
+            let mut row = serde_json::Map::new();
+            row.insert("summary".into(), true.into());
+            row.insert(
+                "process".into(),
+                String::from_utf8_lossy(process).into_owned().into(),
+            );
+            row.insert("remote".into(), remote.into());
+            for ((_, key), cell) in keys.iter().zip(cells) {
+                if let Some(n) = cell {
+                    row.insert((*key).into(), n.into());
+                }
+            }
+            serde_json::to_writer(&mut *out, &row)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// The NDJSON object for an event; keys are documented in the README.
+#[derive(Serialize, Default)]
+struct JsonEvent {
+    time: String,
+    pid: u32,
+    tid: u32,
+    process: String,
+    event: &'static str,
+    #[serde(flatten)]
+    socket: Option<JsonSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_cut: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_dumped: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backlog: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ppid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eof: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonSocket {
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_port: Option<u16>,
+    remote_addr: Option<String>,
+    remote_port: Option<u16>,
+}
+
+impl JsonEvent {
+    fn new(ev: &Event, offset: FixedOffset) -> JsonEvent {
+        let mut j = JsonEvent {
+            time: time(ev.time_ns, offset)
+                .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
+                .to_string(),
+            pid: ev.pid,
+            tid: ev.tid,
+            process: String::from_utf8_lossy(&ev.process).into_owned(),
+            event: ev.kind().name(),
+            socket: ev.socket.as_ref().map(|s| JsonSocket {
+                protocol: s.protocol.name(),
+                local_addr: s.local.ip().map(|ip| ip.to_string()),
+                local_port: s.local.port(),
+                remote_addr: s.remote.and_then(|r| r.ip()).map(|ip| ip.to_string()),
+                remote_port: s.remote.and_then(|r| r.port()),
+            }),
+            ..Default::default()
+        };
+        match &ev.detail {
+            Detail::Fork { ppid } => j.ppid = Some(*ppid),
+            Detail::Exec {
+                filename,
+                ppid,
+                cut,
+            } => {
+                j.path = Some(String::from_utf8_lossy(filename).into());
+                j.path_cut = cut.then_some(true);
+                j.ppid = Some(*ppid);
+            }
+            Detail::Exit(ExitStatus::Code(code)) => j.exit_code = Some(*code),
+            Detail::Exit(ExitStatus::Signal { signal, core }) => {
+                j.signal = Some(signal_name(*signal));
+                j.core_dumped = Some(*core);
+            }
+            Detail::Listen { backlog } => j.backlog = *backlog,
+            Detail::Connect { result, latency_ns } => {
+                j.result = Some(connect_result(*result));
+                j.latency_ns = Some(*latency_ns);
+            }
+            Detail::Accept => {}
+            Detail::Send { bytes } => j.bytes = Some(*bytes),
+            Detail::Recv { bytes } => {
+                j.bytes = Some(*bytes);
+                j.eof = Some(ev.is_end_of_stream());
+            }
+            Detail::Deny { sendmsg, rule } => {
+                j.call = Some(deny_call(*sendmsg));
+                j.by = Some(deny_rule(*rule));
+            }
+            Detail::Close {
+                sent,
+                received,
+                lifetime_ns,
+                partial,
+            } => {
+                j.sent = Some(*sent);
+                j.received = Some(*received);
+                j.lifetime_ns = Some(*lifetime_ns);
+                j.partial = Some(*partial);
+            }
+        }
+        j
+    }
+}

@@ -1,0 +1,120 @@
+//! The kernel's event buffer as read: the ring buffer, or the per-CPU perf buffers
+//! with their records put back in time order.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
+
+use crate::loader::Tracer;
+use crate::probes::Buffer;
+
+/// How long perf-buffer records wait to be put in time order with other CPUs'.
+/// Each CPU's buffer is in order; a record can only be overtaken by one another
+/// CPU wrote at about the same moment, which the next poll reads.
+pub(super) const REORDER_NS: u64 = 10_000_000;
+
+/// Per-CPU perf buffer pages (a power of two) for about `bytes` in all.
+fn perf_pages(bytes: u64) -> usize {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1) as u64;
+    (bytes / 4096 / cpus).max(1).next_power_of_two() as usize
+}
+
+/// Records from the per-CPU perf buffers, released in time order.
+#[derive(Default)]
+pub(super) struct Reorder {
+    heap: BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>,
+    /// Records pushed so far.
+    pub(super) seq: u64,
+}
+
+impl Reorder {
+    pub(super) fn push(&mut self, data: &[u8]) {
+        // Every record starts with its CLOCK_BOOTTIME stamp.
+        let ts = data
+            .get(..8)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
+        self.seq += 1;
+        self.heap.push(Reverse((ts, self.seq, data.to_vec())));
+    }
+
+    /// The records stamped before `until`, oldest first.
+    pub(super) fn release(&mut self, until: u64) -> Vec<Vec<u8>> {
+        let mut ready = Vec::new();
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse((ts, _, _))| *ts <= until)
+        {
+            ready.push(self.heap.pop().unwrap().0 .2);
+        }
+        ready
+    }
+}
+
+/// The kernel's event buffer, as read.
+pub(super) enum Source<'a> {
+    Ring(libbpf_rs::RingBuffer<'a>),
+    Perf(libbpf_rs::PerfBuffer<'a>),
+}
+
+impl<'a> Source<'a> {
+    /// The buffer `tracer` writes to: ring-buffer records go to `record` as they are
+    /// read; perf records wait in `reorder`, and the perf buffers' losses add up in
+    /// `perf_lost`.
+    pub(super) fn open(
+        tracer: &Tracer,
+        buffer_size: u64,
+        record: impl FnMut(&[u8]) -> i32 + 'a,
+        reorder: &'a RefCell<Reorder>,
+        perf_lost: &'a Cell<u64>,
+    ) -> Result<Source<'a>> {
+        Ok(match tracer.buffer {
+            Buffer::Ring => {
+                let mut builder = RingBufferBuilder::new();
+                builder
+                    .add(&tracer.skel.maps.events, record)
+                    .context("setting up the event buffer")?;
+                Source::Ring(builder.build().context("setting up the event buffer")?)
+            }
+            Buffer::Perf => Source::Perf(
+                PerfBufferBuilder::new(&tracer.skel.maps.perf_events)
+                    .pages(perf_pages(buffer_size))
+                    .sample_cb(|_cpu, data: &[u8]| reorder.borrow_mut().push(data))
+                    .lost_cb(|_cpu, n| perf_lost.set(perf_lost.get() + n))
+                    .build()
+                    .context("setting up the perf buffer")?,
+            ),
+        })
+    }
+
+    /// Waits for records up to `wait`; true when any came.
+    pub(super) fn poll(&self, wait: Duration, reorder: &RefCell<Reorder>) -> Result<bool> {
+        match self {
+            Source::Ring(ring) => Ok(ring.poll_raw(wait) > 0),
+            Source::Perf(perf) => {
+                let before = reorder.borrow().seq;
+                match perf.poll(wait) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(anyhow::Error::new(e).context("reading the perf buffer")),
+                }
+                Ok(reorder.borrow().seq > before)
+            }
+        }
+    }
+
+    /// Takes whatever is already there.
+    pub(super) fn consume(&self) -> Result<()> {
+        match self {
+            Source::Ring(ring) => {
+                ring.consume_raw();
+            }
+            Source::Perf(perf) => perf.consume().context("reading the perf buffer")?,
+        }
+        Ok(())
+    }
+}
