@@ -58,24 +58,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<ExitCode> {
+/// The configuration the command line asks for, or the status to end with at once
+/// (--help, --version, --generate, or a usage error, already reported).
+fn configure() -> Result<Result<Config, ExitCode>> {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = e.print();
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Err(ExitCode::SUCCESS));
         }
         Err(e) => {
             note!("sockwatch: {}", one_line(&e.render().to_string()));
-            return Ok(Status::Usage.into());
+            return Ok(Err(Status::Usage.into()));
         }
     };
     if let Some(kind) = args.generate {
         let mut out = std::io::stdout().lock();
         return match generate::write(kind, &mut out).and_then(|()| out.flush()) {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+            Ok(()) => Ok(Err(ExitCode::SUCCESS)),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Err(ExitCode::SUCCESS)),
             Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
         };
     }
@@ -83,19 +85,76 @@ fn run() -> Result<ExitCode> {
         Ok(cfg) => cfg,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
-            return Ok(Status::Usage.into());
+            return Ok(Err(Status::Usage.into()));
         }
     };
     cfg.pids = match procs::resolve_pids(&cfg.pids, &mut cfg.notes) {
         Ok(pids) => pids,
         Err(e) => {
             note!("sockwatch: error: {e:#}");
-            return Ok(Status::Usage.into());
+            return Ok(Err(Status::Usage.into()));
         }
     };
     for note in &cfg.notes {
         note!("sockwatch: {note}");
     }
+    Ok(Ok(cfg))
+}
+
+/// Where the lines go: stdout (a copy of it), or the --output file, opened now.
+fn output(cfg: &Config) -> Result<Output> {
+    Ok(match &cfg.output {
+        None => Output {
+            file: std::os::fd::AsFd::as_fd(&std::io::stdout())
+                .try_clone_to_owned()
+                .context("duplicating stdout")?
+                .into(),
+            path: None,
+        },
+        Some(path) => Output {
+            file: tracer::open_output(path, cfg.append)
+                .with_context(|| format!("opening {}", path.display()))?,
+            path: Some(path.clone()),
+        },
+    })
+}
+
+/// How the assertions came out, and the verdict line: what the kernel's matching
+/// could not see makes a passing verdict undecided; what only the buffer or the
+/// output lost leaves it standing, and it says so.
+fn judge(report: &tracer::Report) -> (Judged, Option<String>) {
+    let verdict = report.assertions.verdict();
+    let close = report.assertions.about(event::Kind::Close);
+    let missing = report.losses.said(|k| k.blinds(close));
+    let dropped = !report.losses.said(|k| !k.blinds(close)).is_empty();
+    let judged = match &verdict {
+        None => Judged::Nothing,
+        Some(v) if !v.passed => Judged::Failed,
+        Some(_) if !missing.is_empty() => Judged::Undecided,
+        Some(_) => Judged::Passed,
+    };
+    let line = verdict.map(|v| match judged {
+        Judged::Undecided => format!(
+            "assertions undecided: {} (among the events seen: {})",
+            missing.join(", "),
+            v.seen
+        ),
+        Judged::Passed if dropped => {
+            format!(
+                "{} (matched in the kernel: what went missing could not change it)",
+                v.line
+            )
+        }
+        _ => v.line,
+    });
+    (judged, line)
+}
+
+fn run() -> Result<ExitCode> {
+    let cfg = match configure()? {
+        Ok(cfg) => cfg,
+        Err(status) => return Ok(status),
+    };
     if cfg.verbose {
         libbpf_rs::set_print(Some((PrintLevel::Debug, |_, msg| {
             use std::io::Write as _;
@@ -115,20 +174,7 @@ fn run() -> Result<ExitCode> {
             }
         },
     };
-    let output = match &cfg.output {
-        None => Output {
-            file: std::os::fd::AsFd::as_fd(&std::io::stdout())
-                .try_clone_to_owned()
-                .context("duplicating stdout")?
-                .into(),
-            path: None,
-        },
-        Some(path) => Output {
-            file: tracer::open_output(path, cfg.append)
-                .with_context(|| format!("opening {}", path.display()))?,
-            path: Some(path.clone()),
-        },
-    };
+    let output = output(&cfg)?;
 
     system::preflight()?;
     tracer::handle_signals()?;
@@ -182,32 +228,7 @@ fn run() -> Result<ExitCode> {
         true => Some(tracer.destinations()?),
         false => None,
     };
-    let verdict = report.assertions.verdict();
-    // What the kernel's matching could not see.
-    let close = report.assertions.about(event::Kind::Close);
-    let missing = report.losses.said(|k| k.blinds(close));
-    let dropped = !report.losses.said(|k| !k.blinds(close)).is_empty();
-    let judged = match &verdict {
-        None => Judged::Nothing,
-        Some(v) if !v.passed => Judged::Failed,
-        Some(_) if !missing.is_empty() => Judged::Undecided,
-        Some(_) => Judged::Passed,
-    };
-    let verdict_line = verdict.map(|v| match judged {
-        Judged::Undecided => format!(
-            "assertions undecided: {} (among the events seen: {})",
-            missing.join(", "),
-            v.seen
-        ),
-        // Lost events and unwritten lines: the verdict stands, and says why.
-        Judged::Passed if dropped => {
-            format!(
-                "{} (matched in the kernel: what went missing could not change it)",
-                v.line
-            )
-        }
-        _ => v.line,
-    });
+    let (judged, verdict_line) = judge(&report);
     if report.outcome == Outcome::OutputClosed {
         // Quietly, unless assertions did not pass: a pipeline may still look at the status.
         if let Some(line) = verdict_line.filter(|_| judged.blocks()) {

@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -119,6 +120,21 @@ impl<W: Write> Printer<W> {
         } else {
             0
         }
+    }
+
+    /// After a poll: the end the output calls for (closed, or `gone`: stdout's
+    /// reader went away), a forbidden event, or the count met.
+    fn ended(&mut self, gone: impl FnOnce() -> bool) -> Result<Option<Outcome>> {
+        self.flush();
+        Ok(if self.check()? || gone() {
+            Some(Outcome::OutputClosed)
+        } else if self.assertions.forbidden_seen() {
+            Some(Outcome::Forbidden)
+        } else if self.done() {
+            Some(Outcome::CountReached)
+        } else {
+            None
+        })
     }
 
     /// The -c/-C table, if there is one; `titles`: with its column titles.
@@ -242,6 +258,125 @@ pub fn open_output(path: &std::path::Path, append: bool) -> io::Result<File> {
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 const DRAIN_STALL: Duration = Duration::from_millis(200);
 
+/// The event buffer and what reads it: records go to the printer, perf records
+/// once they are in time order.
+struct Reader<'a> {
+    source: Source<'a>,
+    printer: &'a RefCell<Printer<Writer>>,
+    reorder: &'a RefCell<Reorder>,
+    /// The --forbid rules' indexes among the kernel's rules.
+    forbid_rules: Range<usize>,
+}
+
+impl Reader<'_> {
+    /// Prints the perf records stamped up to `until`.
+    fn print_ordered(&self, until: u64) {
+        for data in self.reorder.borrow_mut().release(until) {
+            if self.printer.borrow_mut().record(&data) < 0 {
+                break;
+            }
+        }
+    }
+
+    /// The kernel matches --forbid before the buffer, which may lose the event: a
+    /// rule's first match found there and not among the events read stops the run.
+    fn forbidden_in_kernel(&self, tracer: &Tracer) -> Result<()> {
+        for rule in self.forbid_rules.clone() {
+            if self.printer.borrow().assertions.forbidden_seen() {
+                break;
+            }
+            let Some(record) = tracer.first_hit(rule)? else {
+                continue;
+            };
+            // Still in the buffer, most likely: read up to it first.
+            self.source.consume()?;
+            self.print_ordered(u64::MAX);
+            let mut p = self.printer.borrow_mut();
+            if !p.assertions.forbidden_seen() {
+                p.forbidden_in_kernel(rule, &record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` for records and prints them; true when any came.
+    fn poll(&self, wait: Duration, tracer: &Tracer) -> Result<bool> {
+        // EINTR (a signal) and a stop from the callback both end the wait.
+        let batch = self.source.poll(wait, self.reorder)?;
+        // The wall clock may have been set since: stamps follow it.
+        self.printer.borrow_mut().clock = Clock::now()?;
+        if matches!(self.source, Source::Perf(_)) {
+            self.print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
+        }
+        self.forbidden_in_kernel(tracer)?;
+        Ok(batch)
+    }
+
+    /// Prints what is left in the buffer, once the programs are detached.
+    fn drain(&self, tracer: &Tracer) -> Result<Drained> {
+        self.source.consume()?;
+        self.print_ordered(u64::MAX);
+        self.forbidden_in_kernel(tracer)?;
+        let mut p = self.printer.borrow_mut();
+        p.flush();
+        Ok(Drained {
+            output_closed: p.check()?,
+            forbidden: p.assertions.forbidden_seen(),
+            count_reached: p.done(),
+        })
+    }
+}
+
+/// The ends the clock and --pid call for: --duration, --pid's processes gone
+/// (with nothing else to trace), --timeout, checked in that order.
+struct Limits {
+    duration_end: Option<Instant>,
+    timeout_end: Option<Instant>,
+    /// Only --pid: once they are gone, nothing more can come.
+    only_pids: Option<Vec<u32>>,
+}
+
+impl Limits {
+    fn new(cfg: &Config, start: Instant) -> Limits {
+        let only_pids = !cfg.pids.is_empty()
+            && cfg.names.is_empty()
+            && cfg.command.is_empty()
+            && cfg.cgroup.is_none()
+            && !cfg.follow;
+        Limits {
+            duration_end: cfg.duration.map(|d| start + d),
+            timeout_end: cfg.timeout.map(|d| start + d),
+            only_pids: only_pids.then(|| cfg.pids.clone()),
+        }
+    }
+
+    /// The end reached at `now`; `alive` says whether a pid still runs.
+    fn reached(&self, now: Instant, alive: impl Fn(u32) -> bool) -> Option<Outcome> {
+        if self.duration_end.is_some_and(|t| now >= t) {
+            Some(Outcome::DurationElapsed)
+        } else if self
+            .only_pids
+            .as_ref()
+            .is_some_and(|p| !p.iter().any(|&p| alive(p)))
+        {
+            Some(Outcome::PidsExited)
+        } else if self.timeout_end.is_some_and(|t| now >= t) {
+            Some(Outcome::TimedOut)
+        } else {
+            None
+        }
+    }
+
+    /// How long the next poll may wait: `POLL` at most, and not past an end.
+    fn wait(&self, now: Instant) -> Duration {
+        [self.duration_end, self.timeout_end]
+            .into_iter()
+            .flatten()
+            .map(|t| t.saturating_duration_since(now))
+            .fold(POLL, Duration::min)
+    }
+}
+
 /// Prints events until a signal, --count, --duration, --timeout, a closed output,
 /// a forbidden event, or COMMAND's exit. `ready` is called once events are being
 /// read; COMMAND is released to run right after it.
@@ -262,63 +397,32 @@ pub fn run(
     let printer = RefCell::new(Printer::new(cfg, out, sink, clock));
     let reorder = RefCell::new(Reorder::default());
     let perf_lost = Cell::new(0u64);
-    let source = Source::open(
-        tracer,
-        cfg.buffer_size,
-        |data| printer.borrow_mut().record(data),
-        &reorder,
-        &perf_lost,
-    )?;
+    let forbid_rules = printer.borrow().assertions.forbid_rules();
+    let reader = Reader {
+        source: Source::open(
+            tracer,
+            cfg.buffer_size,
+            |data| printer.borrow_mut().record(data),
+            &reorder,
+            &perf_lost,
+        )?,
+        printer: &printer,
+        reorder: &reorder,
+        forbid_rules,
+    };
     ready();
     if let Some(child) = command.as_deref_mut() {
         child.release()?;
     }
-    // Perf records wait in `reorder`; `until` is how far they may be printed.
-    let print_ordered = |until: u64| {
-        for data in reorder.borrow_mut().release(until) {
-            if printer.borrow_mut().record(&data) < 0 {
-                break;
-            }
-        }
-    };
-    // The kernel matches --forbid before the buffer, which may lose the event: a
-    // rule's first match found there and not among the events read stops the run.
-    let forbid_rules = printer.borrow().assertions.forbid_rules();
-    let forbidden_in_kernel = |tracer: &Tracer| -> Result<()> {
-        for rule in forbid_rules.clone() {
-            if printer.borrow().assertions.forbidden_seen() {
-                break;
-            }
-            let Some(record) = tracer.first_hit(rule)? else {
-                continue;
-            };
-            // Still in the buffer, most likely: read up to it first.
-            source.consume()?;
-            print_ordered(u64::MAX);
-            let mut p = printer.borrow_mut();
-            if !p.assertions.forbidden_seen() {
-                p.forbidden_in_kernel(rule, &record);
-            }
-        }
-        Ok(())
-    };
 
     let start = Instant::now();
-    // Only --pid: once they are gone, nothing more can come.
-    let only_pids = !cfg.pids.is_empty()
-        && cfg.names.is_empty()
-        && cfg.command.is_empty()
-        && cfg.cgroup.is_none()
-        && !cfg.follow;
-    let duration_end = cfg.duration.map(|d| start + d);
-    let timeout_end = cfg.timeout.map(|d| start + d);
+    let limits = Limits::new(cfg, start);
     let mut losses = LossReport {
         last_check: start,
         seen: Losses::default(),
     };
     let (mut interrupts, mut left_running) = (0, 0);
     let outcome = loop {
-        let now = Instant::now();
         if let Some((sig, from_terminal)) = take_signal() {
             let mut p = printer.borrow_mut();
             let child = command.as_deref_mut();
@@ -346,41 +450,16 @@ pub fn run(
                 }
             }
         }
-        if duration_end.is_some_and(|t| now >= t) {
-            break Outcome::DurationElapsed;
+        let now = Instant::now();
+        if let Some(end) = limits.reached(now, crate::procs::alive) {
+            break end;
         }
-        if only_pids && cfg.pids.iter().all(|&p| !crate::procs::alive(p)) {
-            break Outcome::PidsExited;
+        let batch = reader.poll(limits.wait(now), tracer)?;
+        let stdout_gone = || output.path.is_none() && stdout_closed();
+        if let Some(end) = printer.borrow_mut().ended(stdout_gone)? {
+            break end;
         }
-        if timeout_end.is_some_and(|t| now >= t) {
-            break Outcome::TimedOut;
-        }
-        let wait = [duration_end, timeout_end]
-            .into_iter()
-            .flatten()
-            .map(|t| t - now)
-            .fold(POLL, Duration::min);
-        // EINTR (a signal) and a stop from the callback both land at the checks above.
-        let batch = source.poll(wait, &reorder)?;
-        // The wall clock may have been set since: stamps follow it.
-        printer.borrow_mut().clock = Clock::now()?;
-        if matches!(source, Source::Perf(_)) {
-            print_ordered(boot_now_ns()?.saturating_sub(REORDER_NS));
-        }
-        forbidden_in_kernel(tracer)?;
-        let mut p = printer.borrow_mut();
-        p.flush();
-        if p.check()? || (output.path.is_none() && stdout_closed()) {
-            break Outcome::OutputClosed;
-        }
-        if p.assertions.forbidden_seen() {
-            break Outcome::Forbidden;
-        }
-        if p.done() {
-            break Outcome::CountReached;
-        }
-        let dropped = p.out.dropped();
-        drop(p);
+        let dropped = printer.borrow().out.dropped();
         losses.check(tracer, perf_lost.get(), dropped, false)?;
         if batch {
             std::thread::sleep(GATHER);
@@ -400,33 +479,21 @@ pub fn run(
     let swept = tracer.sweep()?;
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.detach();
-    let (mut outcome, seen_before) = (outcome, outcome == Outcome::Forbidden);
-    if outcome.drains() {
-        source.consume()?;
-        print_ordered(u64::MAX);
-        forbidden_in_kernel(tracer)?;
-        let mut p = printer.borrow_mut();
-        p.flush();
-        let drained = Drained {
-            output_closed: p.check()?,
-            forbidden: p.assertions.forbidden_seen(),
-            count_reached: p.done(),
-        };
-        outcome = outcome.after(drained);
-    }
-    drop(source);
-    let rules = forbid_rules.end;
-    printer
-        .borrow_mut()
-        .assertions
-        .count_hits(&tracer.rule_hits(rules)?);
-    if outcome == Outcome::Forbidden && !seen_before {
+    let stopped = outcome == Outcome::Forbidden;
+    let mut outcome = match outcome.drains() {
+        true => outcome.after(reader.drain(tracer)?),
+        false => outcome,
+    };
+    drop(reader);
+    let mut p = printer.into_inner();
+    p.assertions
+        .count_hits(&tracer.rule_hits(p.assertions.forbid_rules().end)?);
+    if outcome == Outcome::Forbidden && !stopped {
         // Found while draining, after COMMAND exited: the rest of its tree may live on.
         if let Some(child) = command {
             stop_tree(child, tracer)?;
         }
     }
-    let mut p = printer.into_inner();
     for tally in swept.iter().chain(&tracer.tallies()?) {
         p.add_tally(tally);
     }
@@ -506,5 +573,38 @@ fn drain_wait(outcome: Outcome) -> impl FnMut(u64) -> bool {
         } else {
             SIGNAL.load(Ordering::Relaxed) == 0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_end_the_run_in_order_and_bound_the_wait() {
+        let start = Instant::now();
+        let limits = Limits {
+            duration_end: Some(start + Duration::from_secs(2)),
+            timeout_end: Some(start + Duration::from_secs(1)),
+            only_pids: Some(vec![7, 8]),
+        };
+        let alive = |p: u32| p == 8;
+        let dead = |_: u32| false;
+        assert_eq!(limits.reached(start, alive), None);
+        assert_eq!(limits.reached(start, dead), Some(Outcome::PidsExited));
+        let later = start + Duration::from_millis(1500);
+        assert_eq!(limits.reached(later, alive), Some(Outcome::TimedOut));
+        let last = start + Duration::from_secs(3);
+        assert_eq!(limits.reached(last, dead), Some(Outcome::DurationElapsed));
+        assert_eq!(limits.wait(start), POLL);
+        let near = start + Duration::from_millis(950);
+        assert_eq!(limits.wait(near), Duration::from_millis(50));
+        assert_eq!(limits.wait(last), Duration::ZERO);
+        let none = Limits {
+            duration_end: None,
+            timeout_end: None,
+            only_pids: None,
+        };
+        assert_eq!(none.reached(last, dead), None);
     }
 }
