@@ -309,3 +309,36 @@ fn a_udp_socket_let_go_where_no_hook_sees_it_is_counted_as_missed() {
         lines.len()
     ));
 }
+
+/// Every thread of a process exiting at once: two of them can both see themselves
+/// as the last one out. The socket a process holds through four descriptors still
+/// closes once per process, never twice or not at all (200 processes of 8 threads).
+#[test]
+fn threads_exiting_together_close_a_socket_once() {
+    require_root();
+    let name = unique_name("x");
+    let program = named_example("exit_threads", &name);
+    let script = format!("for i in $(seq 200); do {} 8 3; done", program.display());
+    let out =
+        Trace::start(&["-e", "close", "--", "sh", "-c", &script]).wait(Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    let mut pids: Vec<u32> = lines.iter().map(|l| l.pid).collect();
+    assert_eq!(pids.len(), 200, "{}", out.stdout);
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        200,
+        "a process with two CLOSE lines: {}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.key().starts_with(&format!("{name} CLOSE udp "))
+                && l.key().ends_with(" * sent=1 received=1 lifetime=*")),
+        "{}",
+        out.stdout
+    );
+    out.assert_stderr_ends("sockwatch: 200 events printed, 0 lost; COMMAND exited with status 0");
+}

@@ -229,8 +229,9 @@ struct {
 } calls SEC(".maps");
 
 /*
- * Processes whose EXIT was reported, with their start time (so a reused pid is a
- * new process): two threads exiting at once can both find the process dead.
+ * Processes whose exit was handled (EXIT reported, descriptors walked), with their
+ * start time (so a reused pid is a new process): two threads exiting at once can
+ * both find the process dead.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -272,17 +272,27 @@ static __always_inline bool first_exit(struct task_struct *task, __u32 pid)
 static __always_inline int on_exit(void *ctx, struct task_struct *task, bool walk)
 {
 	struct fd_walk w = { .why = WALK_EXIT, .last = ~0u };
+	bool walks, reports;
 	struct event e;
 
 	/* Only the last thread out ends the process. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	w.traced = current_proc(&w.p);
-	if (walk && holds_sockets(&w.p)) {
+	walks = walk && holds_sockets(&w.p);
+	reports = w.traced && wanted(EV_EXIT);
+	/*
+	 * Two threads exiting at once can both find the count at 0: only the first
+	 * walks, or their counts of each socket's references would mix (a CLOSE twice,
+	 * or none).
+	 */
+	if ((walks || reports) && !first_exit(task, w.p.pid))
+		walks = reports = false;
+	if (walks) {
 		walk_fds(&w);
 		bpf_map_delete_elem(&owners, &w.p.pid);
 	}
-	if (w.traced && wanted(EV_EXIT) && first_exit(task, w.p.pid)) {
+	if (reports) {
 		fill_proc(&e, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
 		e.value = BPF_CORE_READ(task, exit_code);
 		emit(ctx, &e);
