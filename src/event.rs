@@ -384,9 +384,13 @@ pub fn boot_now_ns() -> Result<u64> {
     Ok((clock_ns(nix::time::ClockId::CLOCK_BOOTTIME)? - namespace_boottime_ns()) as u64)
 }
 
-fn until_nul(bytes: &[u8]) -> Vec<u8> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    bytes[..end].to_vec()
+/// A C string the kernel wrote (`char[]`, as the skeleton types it), up to its NUL.
+fn until_nul(chars: &[i8]) -> Vec<u8> {
+    chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect()
 }
 
 /// An address as the kernel wrote it, a v4-mapped one as IPv4.
@@ -449,10 +453,9 @@ impl Tally {
         if st.tally_events == 0 {
             return None;
         }
-        let comm: Vec<u8> = st.comm.iter().map(|&c| c as u8).collect();
         let remote = &st.ends.remote;
         Some(Tally {
-            process: until_nul(&comm),
+            process: until_nul(&st.comm),
             remote: (remote.port != 0).then(|| Endpoint::from_raw(st.ends.family, remote)),
             accepted: st.accepted != 0,
             sent: st.tally_sent,
@@ -462,9 +465,8 @@ impl Tally {
     }
 
     pub fn decode(key: &tally_key, totals: &tally) -> Tally {
-        let comm: Vec<u8> = key.comm.iter().map(|&c| c as u8).collect();
         Tally {
-            process: until_nul(&comm),
+            process: until_nul(&key.comm),
             remote: (key.peer != 0).then(|| Endpoint::from_raw(key.family, &key.remote)),
             accepted: key.accepted != 0,
             sent: totals.sent,
@@ -490,9 +492,8 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             if plain::copy_from_bytes(&mut x, data).is_err() {
                 bail!("short exec record ({} bytes)", data.len());
             }
-            let name: Vec<u8> = x.filename.iter().map(|&c| c as u8).collect();
             Detail::Exec {
-                filename: until_nul(&name),
+                filename: until_nul(&x.filename),
                 ppid: e.value as u32,
                 cut: flag(event_flag::EF_CUT),
             }
@@ -532,13 +533,12 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             partial: flag(event_flag::EF_PARTIAL),
         },
     };
-    let comm: Vec<u8> = e.comm.iter().map(|&c| c as u8).collect();
     Ok(Event {
         // Saturating: a corrupt stamp must not overflow.
         time_ns: (e.ts_ns as i64).saturating_add(clock.offset_ns),
         pid: e.pid,
         tid: e.tid,
-        process: until_nul(&comm),
+        process: until_nul(&e.comm),
         socket: socket(&e)?,
         detail,
         matched: e.matched,

@@ -102,11 +102,10 @@ impl Tracer {
         let socks = &self.skel.maps.socks;
         let mut missed = 0u64;
         for key in socks.keys() {
-            let Some(value) = socks.lookup(&key, MapFlags::ANY)? else {
+            let Some(st) = self.sock(&key)? else {
                 continue;
             };
-            let mut st = types::sock_state::default();
-            if plain::copy_from_bytes(&mut st, &value).is_err() || st.unowned != 0 {
+            if st.unowned != 0 {
                 continue;
             }
             // A zombie owner counts as gone: its exit walk has already run.
@@ -241,17 +240,21 @@ impl Tracer {
             }
             rows.push(Tally::decode(&key, &total));
         }
-        let socks = &self.skel.maps.socks;
-        for key in socks.keys() {
-            let mut st = types::sock_state::default();
-            match socks.lookup(&key, MapFlags::ANY)? {
-                Some(v) if plain::copy_from_bytes(&mut st, &v).is_ok() => {
-                    rows.extend(Tally::of_socket(&st));
-                }
-                _ => {}
+        for key in self.skel.maps.socks.keys() {
+            if let Some(st) = self.sock(&key)? {
+                rows.extend(Tally::of_socket(&st));
             }
         }
         Ok(rows)
+    }
+
+    /// The socket table's entry under `key`, if it is still there.
+    fn sock(&self, key: &[u8]) -> Result<Option<types::sock_state>> {
+        let mut st = types::sock_state::default();
+        Ok(match self.skel.maps.socks.lookup(key, MapFlags::ANY)? {
+            Some(value) if plain::copy_from_bytes(&mut st, &value).is_ok() => Some(st),
+            _ => None,
+        })
     }
 
     /// The record of the first event rule `i` matched, once one has.

@@ -67,6 +67,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		}
 		st->connect_ns = now;
 		st->connected = 1;
+		/* The connecting process takes the socket over: what its owner added up goes to their row. */
 		flush_tally(st);
 		st->pid = p.pid;
 		st->tid = p.tid;
