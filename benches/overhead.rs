@@ -25,6 +25,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -130,12 +131,22 @@ impl Config {
     }
 }
 
-/// ns per send and receive of `size` bytes, in one thread that never blocks.
+/// ns per send and receive of `size` bytes over TCP, in one thread that never blocks.
 fn send_recv(size: usize) -> f64 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut b, _) = listener.accept().unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
     a.set_nodelay(true).unwrap();
+    pairs_over(a, b, size)
+}
+
+/// The same over a unix-domain socketpair.
+fn send_recv_unix(size: usize) -> f64 {
+    let (a, b) = UnixStream::pair().unwrap();
+    pairs_over(a, b, size)
+}
+
+fn pairs_over(mut a: impl Write, mut b: impl Read, size: usize) -> f64 {
     let mut buf = vec![7u8; size];
     let start = Instant::now();
     for _ in 0..PAIRS {
@@ -143,6 +154,25 @@ fn send_recv(size: usize) -> f64 {
         b.read_exact(&mut buf).unwrap();
     }
     start.elapsed().as_nanos() as f64 / PAIRS as f64
+}
+
+/// strace on a process, as quiet as it goes, once attached.
+fn strace_on(pid: u32) -> Child {
+    let child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=network,read,write",
+            "-o",
+            "/dev/null",
+            "-p",
+        ])
+        .arg(pid.to_string())
+        .spawn()
+        .expect("strace (scripts/bench installs it)");
+    thread::sleep(Duration::from_millis(500));
+    child
 }
 
 struct Redis {
@@ -191,21 +221,7 @@ impl Redis {
     }
 
     fn strace(&self) -> Child {
-        let child = Command::new("strace")
-            .args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=network,read,write",
-                "-o",
-                "/dev/null",
-                "-p",
-            ])
-            .arg(self.server.id().to_string())
-            .spawn()
-            .expect("strace (scripts/bench installs it)");
-        thread::sleep(Duration::from_millis(500));
-        child
+        strace_on(self.server.id())
     }
 }
 
@@ -282,6 +298,13 @@ fn main() {
         Config::Traced,
         Config::Summarised,
     ];
+    let unix_configs = [
+        Config::Baseline,
+        Config::Untraced,
+        Config::Traced,
+        Config::Summarised,
+        Config::Strace,
+    ];
     let redis_configs = [
         Config::Baseline,
         Config::Untraced,
@@ -290,6 +313,7 @@ fn main() {
     ];
     let mut pairs: Vec<Vec<f64>> = vec![vec![]; ping_configs.len()];
     let mut flood: Vec<Vec<f64>> = vec![vec![]; flood_configs.len()];
+    let mut unix: Vec<Vec<f64>> = vec![vec![]; unix_configs.len()];
     let mut per_event: Vec<f64> = vec![];
     let mut redis: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
     let mut redis_cpu: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
@@ -309,6 +333,18 @@ fn main() {
             flood[i].push(send_recv(1));
             if let Some(t) = tracer {
                 t.stop();
+            }
+        }
+        for (i, c) in unix_configs.iter().enumerate() {
+            let tracer = c.tracer(me);
+            let strace = (*c == Config::Strace).then(|| strace_on(me));
+            unix[i].push(send_recv_unix(1));
+            if let Some(t) = tracer {
+                t.stop();
+            }
+            if let Some(mut s) = strace {
+                s.kill().unwrap();
+                s.wait().unwrap();
             }
         }
         let server = Redis::start();
@@ -340,6 +376,8 @@ fn main() {
     let mut filter_ratio: Vec<f64> = pairs[3].iter().zip(&pairs[1]).map(|(f, u)| f / u).collect();
     // Likewise -c's 1-byte flood over tracing another name.
     let mut summary_ratio: Vec<f64> = flood[3].iter().zip(&flood[1]).map(|(c, u)| c / u).collect();
+    // The unix-domain flood, traced and not, over no tracer.
+    let mut unix_other: Vec<f64> = unix[1].iter().zip(&unix[0]).map(|(u, b)| u / b).collect();
     let untraced_hooks = hook_costs(Config::Untraced);
     let traced_hooks = hook_costs(Config::Traced);
     let mut lat = latencies();
@@ -376,6 +414,12 @@ fn main() {
         0,
     );
     table(
+        "1-byte send+recv over a unix socketpair, ns per pair",
+        &unix_configs,
+        &mut unix,
+        0,
+    );
+    table(
         "redis SET: server CPU ns per request",
         &redis_configs,
         &mut redis_cpu,
@@ -390,6 +434,10 @@ fn main() {
     let (m, lo, hi) = median_spread(&mut summary_ratio);
     println!(
         "-c vs another process traced, 1-byte send+recv, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
+    );
+    let (m, lo, hi) = median_spread(&mut unix_other);
+    println!(
+        "unix socketpair flood, another process traced vs no tracer, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
     );
     println!();
     println!("| hook, during the send+recv loop | runs | ns per run, other process traced | ns per run, this process traced |");

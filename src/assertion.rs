@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-use crate::event::{Event, EventSet, Kind, Protocol};
+use crate::event::{Event, EventSet, Kind, ProtoFamily, Protocol};
 use crate::format::{errno_name, escape};
 use crate::prefix::Prefix;
 use crate::procs::{name_mask, name_words};
 use crate::skel::types::{destination, match_has, match_result, rule, rule_term};
+use crate::unix_path::PathPattern;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -41,10 +42,14 @@ enum Test {
     Lport(u16),
     Rport(u16),
     Peer(Prefix),
-    Proto(Protocol),
+    Proto(ProtoFamily),
+    /// A unix-domain socket's path (its peer's when named, else its own).
+    Path(PathPattern),
     Result(Outcome),
     Process(Vec<u8>),
 }
+
+const AF_UNIX: u8 = 1;
 
 /// `result=`: a connect's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +61,7 @@ enum Outcome {
     Errno(i32),
 }
 
-const KEYS: &str = "port, lport, rport, peer, proto, result, process";
+const KEYS: &str = "port, lport, rport, peer, proto, path, result, process";
 
 impl Expr {
     /// Parses an expression; the error names the bad word and why.
@@ -121,6 +126,14 @@ impl Expr {
                 t.test.field()
             ));
         }
+        // The kernel's cgroup hooks decide IP connects and sends only.
+        let unix = |t: &&Term| matches!(t.test, Test::Path(_) | Test::Proto(ProtoFamily::Unix));
+        if expr.terms.iter().any(|t| unix(&t)) {
+            return Err(
+                "--deny and --allow decide TCP and UDP calls only: a unix-domain connect cannot be refused"
+                    .into(),
+            );
+        }
         Ok(expr)
     }
 
@@ -173,11 +186,8 @@ impl Term {
             "lport" => Test::Lport(port()?),
             "rport" => Test::Rport(port()?),
             "peer" => Test::Peer(Prefix::parse(value)?),
-            "proto" => Test::Proto(match value.to_ascii_lowercase().as_str() {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                _ => return Err("not a protocol (tcp, udp)".into()),
-            }),
+            "proto" => Test::Proto(ProtoFamily::parse(value)?),
+            "path" => Test::Path(PathPattern::parse(value)?),
             "result" => Test::Result(parse_outcome(value)?),
             "process" => Test::Process(process_name(value)?),
             _ => return Err(format!("unknown key (keys: {KEYS})")),
@@ -189,6 +199,7 @@ impl Term {
     /// send) holds neither way: `has` names the fields it needs.
     fn compile(&self) -> rule_term {
         let socket = match_has::HAS_SOCKET.0 as u8;
+        let port = match_has::HAS_PORT.0 as u8;
         let peer = match_has::HAS_PEER.0 as u8;
         let mut t = rule_term {
             negated: u8::from(self.negated),
@@ -197,7 +208,7 @@ impl Term {
         let (mask, value) = (&mut t.mask, &mut t.value);
         match &self.test {
             Test::Port(p) | Test::Lport(p) => {
-                t.has = socket;
+                t.has = port;
                 (mask.lport, value.lport) = (!0, *p);
             }
             Test::Rport(p) => {
@@ -210,9 +221,23 @@ impl Term {
                 (mask.addr, value.addr) = (bits, addr);
                 (mask.family, value.family) = (!0, family);
             }
-            Test::Proto(p) => {
+            Test::Proto(ProtoFamily::Unix) => {
                 t.has = socket;
-                (mask.protocol, value.protocol) = (!0, p.number());
+                (mask.family, value.family) = (!0, AF_UNIX);
+            }
+            Test::Proto(p) => {
+                // A unix-domain socket's type is a different number than either.
+                t.has = socket;
+                let number = if *p == ProtoFamily::Tcp {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                };
+                (mask.protocol, value.protocol) = (!0, number.number());
+            }
+            Test::Path(path) => {
+                t.has = match_has::HAS_PATH.0 as u8;
+                (value.path, mask.path) = path.words();
             }
             Test::Result(outcome) => {
                 t.has = match_has::HAS_RESULT.0 as u8;
@@ -244,29 +269,7 @@ impl Term {
 /// A process name as sockwatch prints it: `\xNN` and `\\` stand for their bytes.
 /// The kernel keeps 15 bytes of a name, so a longer one could never match.
 fn process_name(value: &str) -> Result<Vec<u8>, String> {
-    let mut name = Vec::new();
-    let mut rest = value.as_bytes();
-    while let Some((&b, after)) = rest.split_first() {
-        rest = after;
-        if b != b'\\' {
-            name.push(b);
-            continue;
-        }
-        match rest {
-            [b'\\', after @ ..] => {
-                name.push(b'\\');
-                rest = after;
-            }
-            [b'x', hi, lo, after @ ..] => {
-                let hex = std::str::from_utf8(&[*hi, *lo]).unwrap_or("").to_string();
-                let byte = u8::from_str_radix(&hex, 16)
-                    .map_err(|_| format!("\\x{hex} is not a byte (\\x00 to \\xff)"))?;
-                name.push(byte);
-                rest = after;
-            }
-            _ => return Err("a backslash starts \\xNN or \\\\ only".into()),
-        }
-    }
+    let name = crate::format::unescape(value)?;
     if name.len() > 15 {
         return Err(format!(
             "longer than the 15 bytes the kernel keeps of a name: write process={}",
@@ -299,6 +302,7 @@ impl Test {
             Test::Port(_) | Test::Lport(_) | Test::Rport(_) => "port",
             Test::Peer(_) => "peer",
             Test::Proto(_) => "protocol",
+            Test::Path(_) => "path",
             Test::Result(_) => "result (result= is about connect events)",
             Test::Process(_) => "process",
         }
@@ -308,7 +312,7 @@ impl Test {
     fn can_be_about(&self, kind: Kind) -> bool {
         let socket = !matches!(kind, Kind::Fork | Kind::Exec | Kind::Exit);
         match self {
-            Test::Port(_) | Test::Lport(_) | Test::Proto(_) => socket,
+            Test::Port(_) | Test::Lport(_) | Test::Proto(_) | Test::Path(_) => socket,
             // A listening socket has no peer.
             Test::Rport(_) | Test::Peer(_) => socket && kind != Kind::Listen,
             Test::Result(_) => kind == Kind::Connect,
@@ -487,7 +491,7 @@ fn describe(ev: &Event) -> String {
         escape(&ev.process),
         ev.pid
     );
-    if let Some(remote) = ev.socket.as_ref().and_then(|s| s.remote) {
+    if let Some(remote) = ev.socket.as_ref().and_then(|s| s.remote.as_ref()) {
         s += &format!(" with {remote}");
     }
     s
@@ -509,12 +513,25 @@ pub mod model {
         };
         if let Some(s) = &ev.socket {
             k.has = match_has::HAS_SOCKET.0 as u8;
-            (k.lport, k.protocol) = (s.local.port().unwrap(), s.protocol.number());
-            if let Some(r) = s.remote {
-                let ip = r.ip().unwrap().to_string();
-                let (addr, _, family) = Prefix::parse(&ip).unwrap().words();
-                k.has |= match_has::HAS_PEER.0 as u8;
-                (k.addr, k.family, k.rport) = (addr, family, r.port().unwrap());
+            k.protocol = s.protocol.number();
+            if s.protocol.unix_type().is_some() {
+                k.family = AF_UNIX;
+                if let Some(path) = s.path() {
+                    let mut bytes = [0u8; crate::unix_path::WORDS * 8];
+                    let sun_path = path.sun_path();
+                    bytes[..sun_path.len()].copy_from_slice(&sun_path);
+                    k.has |= match_has::HAS_PATH.0 as u8;
+                    k.path = crate::unix_path::to_words(&bytes);
+                }
+            } else {
+                k.has |= match_has::HAS_PORT.0 as u8;
+                k.lport = s.local.port().unwrap();
+                if let Some(r) = &s.remote {
+                    let ip = r.ip().unwrap().to_string();
+                    let (addr, _, family) = Prefix::parse(&ip).unwrap().words();
+                    k.has |= match_has::HAS_PEER.0 as u8;
+                    (k.addr, k.family, k.rport) = (addr, family, r.port().unwrap());
+                }
             }
         }
         if let Detail::Connect { result, .. } = ev.detail {
@@ -528,16 +545,18 @@ pub mod model {
         k
     }
 
-    fn words(k: &match_key) -> [u64; 6] {
-        // SAFETY: a match_key is six words of plain integers.
-        unsafe { std::mem::transmute::<match_key, [u64; 6]>(*k) }
+    const KEY_WORDS: usize = std::mem::size_of::<match_key>() / 8;
+
+    fn words(k: &match_key) -> [u64; KEY_WORDS] {
+        // SAFETY: a match_key is whole words of plain integers.
+        unsafe { std::mem::transmute::<match_key, [u64; KEY_WORDS]>(*k) }
     }
 
     /// The BPF program's term_holds(), on the compiled term.
     fn holds(t: &rule_term, k: &match_key) -> bool {
         let compare = |mask: &match_key, value: &match_key| {
             let (k, mask, value) = (words(k), words(mask), words(value));
-            (0..6).all(|i| k[i] & mask[i] == value[i])
+            (0..KEY_WORDS).all(|i| k[i] & mask[i] == value[i])
         };
         let hit = compare(&t.mask, &t.value) || compare(&t.alt_mask, &t.alt_value);
         k.has & t.has == t.has && hit != (t.negated != 0)
@@ -566,6 +585,9 @@ mod tests {
                 local: local.parse().unwrap(),
                 remote: remote.map(|r| r.parse().unwrap()),
                 accepted: false,
+                peer_pid: None,
+                peer_process: None,
+                fds: 0,
             }),
             detail,
             matched: 0,
@@ -657,6 +679,12 @@ mod tests {
         assert!(err("connect peer=1.2.3/8").contains("not an IPv4 or IPv6"));
         assert!(err("connect result=maybe").contains("not a result"));
         assert!(err("connect proto=sctp").contains("not a protocol"));
+        assert!(Expr::parse_policy("connect path=/run/docker.sock")
+            .unwrap_err()
+            .contains("unix-domain connect cannot be refused"));
+        assert!(Expr::parse_policy("connect proto=unix").is_err());
+        assert!(Expr::parse("connect path=/run/docker.sock proto=unix").is_ok());
+        assert!(err("connect path=").contains("no value"));
         assert!(err("connect port=").contains("no value"));
         assert!(err("connect port=0").contains("not a port"));
         assert!(err("connect process=a\\q").contains("backslash"));

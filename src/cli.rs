@@ -9,20 +9,22 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use crate::assertion::Expr;
-use crate::event::{EventSet, Kind, Protocol};
+use crate::event::{EventSet, Kind, ProtoFamily};
 use crate::format::escape;
 use crate::format::Format;
 use crate::prefix::Prefix;
 use crate::probes::{Buffer, Mode};
 use crate::skel::knob_len;
 use crate::status::Status;
+use crate::unix_path::PathPattern;
 
-/// Most process names, pids, ports and peers the kernel-side filter holds
-/// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS in sockwatch.h).
+/// Most process names, pids, ports, peers and paths the kernel-side filter holds
+/// (MAX_NAMES, MAX_PIDS, MAX_PORTS, MAX_PEERS, MAX_PATHS in sockwatch.h).
 pub const MAX_NAMES: usize = knob_len(|r| &r.names);
 pub const MAX_PIDS: usize = knob_len(|r| &r.pids);
 pub const MAX_PORTS: usize = knob_len(|r| &r.ports);
 pub const MAX_PEERS: usize = knob_len(|r| &r.peers);
+pub const MAX_PATHS: usize = knob_len(|r| &r.paths);
 /// The kernel keeps 15 bytes of a process name plus a NUL.
 pub const COMM_LEN: usize = 15;
 
@@ -67,9 +69,14 @@ pub struct Args {
     #[arg(long = "peer", value_name = "ADDR[/LEN]", value_parser = Prefix::parse)]
     pub peers: Vec<Prefix>,
 
-    /// Only TCP or only UDP sockets
-    #[arg(long, value_name = "PROTO", value_enum)]
-    pub proto: Option<ProtoArg>,
+    /// Only sockets of this kind: tcp, udp or unix (repeatable)
+    #[arg(long, value_name = "PROTO", value_enum, ignore_case = true)]
+    pub proto: Vec<ProtoFamily>,
+
+    /// Only unix-domain sockets at PATH (theirs or their peer's; @NAME for an
+    /// abstract name; a PATH ending in / for everything under it) (repeatable)
+    #[arg(long = "path", value_name = "PATH", value_parser = PathPattern::parse)]
+    pub paths: Vec<PathPattern>,
 
     /// Only processes in this cgroup v2 directory or below it (a systemd service, a
     /// container); with no NAME, PID or COMMAND, all of them
@@ -169,13 +176,6 @@ pub struct Args {
     pub generate: Option<Generate>,
 }
 
-/// `--proto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProtoArg {
-    Tcp,
-    Udp,
-}
-
 /// `--probe`: a mode, or the first that works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProbeArg {
@@ -242,7 +242,9 @@ Expressions (--expect, --forbid, --deny, --allow): EVENT [TERM]...
   and process; a connect EXPR also covers datagrams sent to an address.
   port=, lport=, rport=   a port (port: local or remote)
   peer=                   ADDR or ADDR/LEN, IPv4 or IPv6 (::ffff:a.b.c.d is a.b.c.d)
-  proto=                  tcp or udp
+  proto=                  tcp, udp or unix
+  path=                   a unix-domain socket's PATH (its peer's, else its own),
+                          @NAME for an abstract name, PATH/ for everything under it
   result=                 connect's: ok, failed, aborted, or an errno name (ECONNREFUSED)
   process=                a name as sockwatch prints it (\\xNN for a byte), 15 bytes at most
   A term about a field the event lacks holds neither way; an EVENT whose events
@@ -342,7 +344,8 @@ pub struct Config {
     pub follow: bool,
     pub ports: Vec<u16>,
     pub peers: Vec<Prefix>,
-    pub proto: Option<Protocol>,
+    pub proto: Vec<ProtoFamily>,
+    pub paths: Vec<PathPattern>,
     pub cgroup: Option<PathBuf>,
     pub expect: Vec<Expr>,
     pub forbid: Vec<Expr>,
@@ -428,6 +431,9 @@ impl Config {
         }
         if args.peers.len() > MAX_PEERS {
             bail!("at most {MAX_PEERS} --peer values can be given");
+        }
+        if args.paths.len() > MAX_PATHS {
+            bail!("at most {MAX_PATHS} --path values can be given");
         }
         let cgroup = args.cgroup.map(|p| cgroup_dir(&p)).transpose()?;
         if args.names.len() > MAX_NAMES {
@@ -527,10 +533,8 @@ impl Config {
             follow: args.follow,
             ports,
             peers: args.peers,
-            proto: args.proto.map(|p| match p {
-                ProtoArg::Tcp => Protocol::Tcp,
-                ProtoArg::Udp => Protocol::Udp,
-            }),
+            proto: args.proto,
+            paths: args.paths,
             cgroup,
             expect: args.expect,
             forbid: args.forbid,

@@ -6,13 +6,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use anyhow::{bail, Result};
 
 use crate::skel::types::{
-    endpoint, event, event_flag, event_kind, exec_event, sock_state, tally, tally_key,
+    endpoint, event, event_flag, event_kind, exec_event, proto_bit, sock_state, tally, tally_key,
+    unix_event, unix_name,
 };
 
+const AF_UNIX: u8 = 1;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const SOCK_STREAM: u8 = 1;
+const SOCK_DGRAM: u8 = 2;
+const SOCK_SEQPACKET: u8 = 5;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,44 +126,148 @@ impl EventSet {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A socket's kind: an IP transport, or a unix-domain socket's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Protocol {
     Tcp,
     Udp,
+    UnixStream,
+    UnixDgram,
+    UnixSeqpacket,
 }
 
 impl Protocol {
+    /// The PROTO column: one word, the unix-domain ones with their type.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::UnixStream => "unix/stream",
+            Protocol::UnixDgram => "unix/dgram",
+            Protocol::UnixSeqpacket => "unix/seqpacket",
+        }
+    }
+
+    /// A unix-domain socket's type (`stream`, `dgram`, `seqpacket`).
+    pub fn unix_type(self) -> Option<&'static str> {
+        self.name().strip_prefix("unix/")
+    }
+
+    /// The kind of socket an event's family and protocol (a unix socket's type) name.
+    pub fn from_raw(family: u8, number: u8) -> Option<Protocol> {
+        match (family, number) {
+            (AF_UNIX, SOCK_STREAM) => Some(Protocol::UnixStream),
+            (AF_UNIX, SOCK_DGRAM) => Some(Protocol::UnixDgram),
+            (AF_UNIX, SOCK_SEQPACKET) => Some(Protocol::UnixSeqpacket),
+            (AF_UNIX, _) => None,
+            (_, IPPROTO_TCP) => Some(Protocol::Tcp),
+            (_, IPPROTO_UDP) => Some(Protocol::Udp),
+            _ => None,
         }
     }
 
     /// The protocol of an IPPROTO_ number, if sockwatch knows it.
     pub fn from_number(number: u8) -> Option<Protocol> {
-        match number {
-            IPPROTO_TCP => Some(Protocol::Tcp),
-            IPPROTO_UDP => Some(Protocol::Udp),
-            _ => None,
-        }
+        Protocol::from_raw(AF_INET, number)
     }
 
-    /// The IPPROTO_ number the kernel gives it.
+    /// The number the kernel's event carries: IPPROTO_ or a unix socket's type.
     pub fn number(self) -> u8 {
         match self {
             Protocol::Tcp => IPPROTO_TCP,
             Protocol::Udp => IPPROTO_UDP,
+            Protocol::UnixStream => SOCK_STREAM,
+            Protocol::UnixDgram => SOCK_DGRAM,
+            Protocol::UnixSeqpacket => SOCK_SEQPACKET,
+        }
+    }
+}
+
+/// `--proto` and `proto=`: a kind of socket, a unix-domain one of any type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtoFamily {
+    Tcp,
+    Udp,
+    Unix,
+}
+
+impl ProtoFamily {
+    #[cfg(test)]
+    pub fn of(p: Protocol) -> ProtoFamily {
+        match p {
+            Protocol::Tcp => ProtoFamily::Tcp,
+            Protocol::Udp => ProtoFamily::Udp,
+            _ => ProtoFamily::Unix,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtoFamily::Tcp => "tcp",
+            ProtoFamily::Udp => "udp",
+            ProtoFamily::Unix => "unix",
+        }
+    }
+
+    /// Its bit in the kernel's `protocols` knob (`enum proto_bit`).
+    pub fn bit(self) -> u32 {
+        match self {
+            ProtoFamily::Tcp => proto_bit::PROTO_TCP.0,
+            ProtoFamily::Udp => proto_bit::PROTO_UDP.0,
+            ProtoFamily::Unix => proto_bit::PROTO_UNIX.0,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ProtoFamily, String> {
+        <ProtoFamily as clap::ValueEnum>::from_str(text, true)
+            .map_err(|_| "not a protocol (tcp, udp, unix)".to_string())
+    }
+}
+
+/// A unix-domain socket's address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnixAddr {
+    /// A filesystem path (its bytes, without the NUL).
+    Path(Vec<u8>),
+    /// An abstract name (its bytes after the leading NUL).
+    Abstract(Vec<u8>),
+    /// No address: a socketpair end, an unbound client.
+    Unnamed,
+}
+
+impl UnixAddr {
+    /// An address as the kernel keeps it: sun_path's first `len` bytes.
+    pub fn from_sun_path(path: &[u8]) -> UnixAddr {
+        match path {
+            [] => UnixAddr::Unnamed,
+            [0, name @ ..] => UnixAddr::Abstract(name.to_vec()),
+            _ => UnixAddr::Path(path.iter().take_while(|&&b| b != 0).copied().collect()),
+        }
+    }
+
+    fn from_raw(n: &unix_name) -> UnixAddr {
+        let len = usize::from(n.len).min(n.path.len());
+        let bytes: Vec<u8> = n.path[..len].iter().map(|&c| c as u8).collect();
+        UnixAddr::from_sun_path(&bytes)
+    }
+
+    /// sun_path's bytes for this address (an abstract name's leading NUL included).
+    #[cfg(test)]
+    pub fn sun_path(&self) -> Vec<u8> {
+        match self {
+            UnixAddr::Path(p) => p.clone(),
+            UnixAddr::Abstract(name) => [&[0][..], name].concat(),
+            UnixAddr::Unnamed => Vec::new(),
         }
     }
 }
 
 /// One end of a socket. Formats, the summary, filters and assertions ask it for
-/// what they need rather than take it for an IP address: other kinds of end (a
-/// unix-domain socket's path) are variants to come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// what they need rather than take it for an IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Ip(SocketAddr),
+    Unix(UnixAddr),
 }
 
 impl Endpoint {
@@ -171,6 +280,7 @@ impl Endpoint {
     pub fn port(&self) -> Option<u16> {
         match self {
             Endpoint::Ip(a) => Some(a.port()),
+            Endpoint::Unix(_) => None,
         }
     }
 
@@ -178,6 +288,15 @@ impl Endpoint {
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             Endpoint::Ip(a) => Some(a.ip()),
+            Endpoint::Unix(_) => None,
+        }
+    }
+
+    /// A unix-domain end's address.
+    pub fn unix(&self) -> Option<&UnixAddr> {
+        match self {
+            Endpoint::Unix(u) => Some(u),
+            Endpoint::Ip(_) => None,
         }
     }
 
@@ -187,7 +306,26 @@ impl Endpoint {
         match self {
             Endpoint::Ip(SocketAddr::V4(a)) => format!("{}:*", a.ip()),
             Endpoint::Ip(SocketAddr::V6(a)) => format!("[{}]:*", a.ip()),
+            Endpoint::Unix(_) => self.to_string(),
         }
+    }
+}
+
+/// A unix-domain address as the LOCAL and REMOTE columns show it: a path escaped as
+/// process names are (so no byte can break a line or a column, and a path that
+/// starts with `@` or `(` cannot pass for the others), `@name` for an abstract
+/// name, `(unnamed)`.
+pub fn unix_text(addr: &UnixAddr) -> String {
+    match addr {
+        UnixAddr::Path(p) => {
+            let text = crate::format::escape(p);
+            match text.strip_prefix(['@', '(']) {
+                Some(rest) => format!("\\x{:02x}{rest}", p[0]),
+                None => text,
+            }
+        }
+        UnixAddr::Abstract(name) => format!("@{}", crate::format::escape(name)),
+        UnixAddr::Unnamed => "(unnamed)".to_string(),
     }
 }
 
@@ -195,6 +333,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Ip(a) => a.fmt(f),
+            Endpoint::Unix(u) => f.write_str(&unix_text(u)),
         }
     }
 }
@@ -217,6 +356,50 @@ pub struct Socket {
     /// The server's end of an accepted connection, whoever holds it (the kernel
     /// marks it from the accept on).
     pub accepted: bool,
+    /// A unix-domain socket's peer process, from the kernel's peer credentials.
+    pub peer_pid: Option<u32>,
+    /// That process's name, where sockwatch could read it (`Event::name_peer`).
+    pub peer_process: Option<Vec<u8>>,
+    /// A unix-domain SEND's or RECV's descriptors passed with it (SCM_RIGHTS).
+    pub fds: u8,
+}
+
+impl Socket {
+    /// What a summary row and `path=` are about: an IP socket's remote end (a
+    /// server's client without its port); a unix-domain socket's peer's address
+    /// when named (a client's server), else its own (a server's); `*` without either.
+    pub fn summary_end(&self) -> String {
+        summary_end(&self.local, self.remote.as_ref(), self.accepted)
+    }
+
+    /// A unix-domain socket's path as --path and `path=` see it (see `summary_end`).
+    #[cfg(test)]
+    pub fn path(&self) -> Option<&UnixAddr> {
+        fn named(e: &Endpoint) -> Option<&UnixAddr> {
+            e.unix().filter(|u| **u != UnixAddr::Unnamed)
+        }
+        self.remote
+            .as_ref()
+            .and_then(named)
+            .or_else(|| named(&self.local))
+    }
+}
+
+pub(crate) fn summary_end(local: &Endpoint, remote: Option<&Endpoint>, accepted: bool) -> String {
+    match (local, remote) {
+        (Endpoint::Unix(l), r) => {
+            let r = r.and_then(Endpoint::unix);
+            match (l, r) {
+                (_, Some(r)) if *r != UnixAddr::Unnamed => unix_text(r),
+                (UnixAddr::Unnamed, Some(r)) => unix_text(r),
+                (UnixAddr::Unnamed, None) => "*".to_string(),
+                (l, _) => unix_text(l),
+            }
+        }
+        (_, None) => "*".to_string(),
+        (_, Some(r)) if accepted => r.host(),
+        (_, Some(r)) => r.to_string(),
+    }
 }
 
 /// How a connect ended.
@@ -325,10 +508,22 @@ impl Event {
         }
     }
 
+    /// The peer process's name on a CONNECT or ACCEPT (the kernel gives its pid).
+    pub fn name_peer(&mut self, names: &crate::procs::PeerNames) {
+        if !matches!(self.kind(), Kind::Connect | Kind::Accept) {
+            return;
+        }
+        if let Some(s) = &mut self.socket {
+            if let Some(pid) = s.peer_pid {
+                s.peer_process = names.name(pid);
+            }
+        }
+    }
+
     /// A 0-byte receive on a stream: the peer closed its side.
     pub fn is_end_of_stream(&self) -> bool {
         matches!(self.detail, Detail::Recv { bytes: 0 })
-            && matches!(&self.socket, Some(s) if s.protocol == Protocol::Tcp)
+            && matches!(&self.socket, Some(s) if s.protocol == Protocol::Tcp || s.protocol == Protocol::UnixStream)
     }
 }
 
@@ -407,28 +602,49 @@ pub(crate) fn ip(family: u8, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
-fn socket(e: &event) -> Result<Option<Socket>> {
+fn socket(e: &event, data: &[u8]) -> Result<Option<Socket>> {
     if e.family == 0 {
         return Ok(None);
     }
-    if e.family != AF_INET && e.family != AF_INET6 {
+    if e.family != AF_INET && e.family != AF_INET6 && e.family != AF_UNIX {
         bail!("unknown address family {}", e.family);
     }
-    let Some(protocol) = Protocol::from_number(e.protocol) else {
+    let Some(protocol) = Protocol::from_raw(e.family, e.protocol) else {
         bail!("unknown protocol {}", e.protocol);
     };
+    let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
+    let accepted = e.flags as u32 & event_flag::EF_ACCEPTED.0 != 0;
+    if e.family == AF_UNIX {
+        let mut u = unix_event::default();
+        if plain::copy_from_bytes(&mut u, data).is_err() {
+            bail!("short unix-domain record ({} bytes)", data.len());
+        }
+        let remote =
+            (u.has_remote != 0 && !unknown).then(|| Endpoint::Unix(UnixAddr::from_raw(&u.remote)));
+        return Ok(Some(Socket {
+            protocol,
+            local: Endpoint::Unix(UnixAddr::from_raw(&u.local)),
+            remote,
+            accepted,
+            peer_pid: (u.peer_pid != 0).then_some(u.peer_pid),
+            peer_process: None,
+            fds: u.fds,
+        }));
+    }
     let local = Endpoint::from_raw(e.family, &e.local);
     let remote = Endpoint::from_raw(e.family, &e.remote);
     // Port 0 is no peer (listening, unconnected, a connect that never started),
     // except the address a CONNECT aimed at: a connect may name port 0.
     let aimed = e.kind == event_kind::EV_CONNECT.0 as u8 && e.remote.addr != [0; 16];
     let no_peer = e.remote.port == 0 && !aimed;
-    let unknown = e.flags as u32 & event_flag::EF_PEER_UNKNOWN.0 != 0;
     Ok(Some(Socket {
         protocol,
         local,
         remote: (!no_peer && !unknown).then_some(remote),
-        accepted: e.flags as u32 & event_flag::EF_ACCEPTED.0 != 0,
+        accepted,
+        peer_pid: None,
+        peer_process: None,
+        fds: 0,
     }))
 }
 
@@ -503,7 +719,12 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
         },
         Kind::Exit => Detail::Exit(ExitStatus::from_wait_status(e.value)),
         Kind::Listen => Detail::Listen {
-            backlog: (e.protocol == IPPROTO_TCP).then_some(e.value as u32),
+            // A datagram server's bind has none.
+            backlog: matches!(
+                Protocol::from_raw(e.family, e.protocol),
+                Some(Protocol::Tcp | Protocol::UnixStream | Protocol::UnixSeqpacket)
+            )
+            .then_some(e.value as u32),
         },
         Kind::Connect => Detail::Connect {
             result: if flag(event_flag::EF_ABORTED) {
@@ -539,7 +760,7 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
         pid: e.pid,
         tid: e.tid,
         process: until_nul(&e.comm),
-        socket: socket(&e)?,
+        socket: socket(&e, data)?,
         detail,
         matched: e.matched,
     })

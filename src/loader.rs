@@ -13,7 +13,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
 use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
-use crate::event::{Protocol, Tally};
+use crate::event::Tally;
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
@@ -327,7 +327,12 @@ fn set_filters_and_rules(rodata: &mut types::rodata, cfg: &Config) {
         rodata.peers[i].family = family;
     }
     rodata.n_peers = cfg.peers.len() as u32;
-    rodata.only_protocol = cfg.proto.map_or(0, Protocol::number);
+    rodata.protocols = cfg.proto.iter().fold(0, |bits, p| bits | p.bit());
+    assert!(cfg.paths.len() <= rodata.paths.len());
+    for (i, path) in cfg.paths.iter().enumerate() {
+        (rodata.paths[i].words, rodata.paths[i].mask) = path.words();
+    }
+    rodata.n_paths = cfg.paths.len() as u32;
     let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
     rodata.rules[..rules.len()].copy_from_slice(&rules);
     rodata.n_rules = rules.len() as u32;
@@ -631,13 +636,25 @@ mod tests {
         assert!(names.iter().any(|n| n == SELFTEST));
     }
 
-    /// The kernel's socket filter, on the raw event: IPv4-mapped peers count as IPv4.
-    fn passes(cfg: &Config, e: &types::event) -> bool {
+    /// The kernel's socket filter, on the raw event: IPv4-mapped peers count as IPv4;
+    /// a unix-domain socket (its path from the decoded event) has no port or peer.
+    fn passes(cfg: &Config, e: &types::event, ev: &crate::event::Event) -> bool {
         if e.family == 0 {
             return true;
         }
+        let kind = crate::event::Protocol::from_raw(e.family, e.protocol).unwrap();
+        if !cfg.proto.is_empty() && !cfg.proto.contains(&crate::event::ProtoFamily::of(kind)) {
+            return false;
+        }
+        if kind.unix_type().is_some() {
+            let path = ev.socket.as_ref().and_then(|s| s.path());
+            return cfg.ports.is_empty()
+                && cfg.peers.is_empty()
+                && (cfg.paths.is_empty()
+                    || path.is_some_and(|p| cfg.paths.iter().any(|f| f.matches(p))));
+        }
         let ip = crate::event::ip(e.family, &e.remote.addr);
-        cfg.proto.is_none_or(|p| p.number() == e.protocol)
+        cfg.paths.is_empty()
             && (cfg.ports.is_empty()
                 || cfg
                     .ports
@@ -648,7 +665,7 @@ mod tests {
 
     /// Events of every kind the rules can be about, in many shapes, as the kernel
     /// writes them.
-    fn events() -> Vec<types::event> {
+    fn events() -> Vec<types::exec_event> {
         use types::{event_flag, event_kind};
         let kinds = [
             (event_kind::EV_CONNECT, 0, 0),
@@ -693,8 +710,58 @@ mod tests {
                             (e.family, e.remote.addr, e.protocol) = (family, raddr, protocol);
                             (e.local.port, e.remote.port) = (lport, rport);
                         }
-                        out.push(e);
+                        out.push(types::exec_event {
+                            base: e,
+                            ..Default::default()
+                        });
                     }
+                }
+            }
+            // Unix-domain sockets of each type, with paths, abstract names and none.
+            let names: [(&[u8], &[u8], u8); 6] = [
+                (b"", b"/run/docker.sock\0", 1),
+                (b"/run/docker.sock\0", b"", 1),
+                (b"\0abs", b"", 0),
+                (b"", b"", 1),
+                (b"", b"/run/docker.sock2\0", 1),
+                (b"/var/run/x\0", b"", 0),
+            ];
+            for (local, remote, has_remote) in names {
+                for protocol in [1, 2, 5] {
+                    let mut u = types::unix_event {
+                        base: types::event {
+                            kind: kind.0 as u8,
+                            value,
+                            flags: flags as u8,
+                            family: 1,
+                            protocol,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    for (d, s) in u.base.comm.iter_mut().zip(b"curl") {
+                        *d = *s as _;
+                    }
+                    // The kernel names no remote end it does not know.
+                    let unknown = flags & event_flag::EF_PEER_UNKNOWN.0 != 0;
+                    let remote = if unknown { &b""[..] } else { remote };
+                    u.has_remote = has_remote & u8::from(!unknown);
+                    for (name, bytes) in [(&mut u.local, local), (&mut u.remote, remote)] {
+                        name.len = bytes.len() as u8;
+                        for (d, s) in name.path.iter_mut().zip(bytes) {
+                            *d = *s as _;
+                        }
+                    }
+                    let mut x = types::exec_event::default();
+                    // SAFETY: both are plain repr(C) structs; a unix_event fits in an exec_event.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            &u as *const types::unix_event as *const u8,
+                            &mut x as *mut types::exec_event as *mut u8,
+                            std::mem::size_of::<types::unix_event>(),
+                        );
+                    }
+                    out.push(x);
                 }
             }
         }
@@ -710,7 +777,7 @@ mod tests {
             nix::unistd::geteuid().is_root(),
             "this test loads a BPF program: run the unit tests as root"
         );
-        let cases: [&[&str]; 3] = [
+        let cases: [&[&str]; 5] = [
             &[
                 "--expect",
                 "connect peer!=127.0.0.0/8 peer!=::1",
@@ -747,6 +814,27 @@ mod tests {
             ],
             &["--port", "53", "--peer", "10.0.0.0/8", "--expect", "any"],
             &[
+                "--proto",
+                "unix",
+                "--proto",
+                "udp",
+                "--path",
+                "/run/",
+                "--path",
+                "@abs",
+                "--expect",
+                "connect path=/run/docker.sock",
+                "--expect",
+                "any path!=/run/docker.sock proto=unix",
+                "--forbid",
+                "any proto=tcp",
+                "--expect",
+                "any lport!=80",
+                "--expect",
+                "close path=/run/",
+            ],
+            &["--path", "/run/docker.sock", "--expect", "any proto=unix"],
+            &[
                 "--peer",
                 "::ffff:127.0.0.1",
                 "--peer",
@@ -771,12 +859,12 @@ mod tests {
             let skel = open.load().unwrap();
             let rules = Assertions::new(cfg.expect.clone(), cfg.forbid.clone()).rules();
             let clock = crate::event::Clock { offset_ns: 0 };
-            for e in events() {
+            for x in events() {
                 // SAFETY: a generated repr(C) struct of integers.
                 let raw = unsafe {
                     std::slice::from_raw_parts(
-                        &e as *const types::event as *const u8,
-                        std::mem::size_of::<types::event>(),
+                        &x as *const types::exec_event as *const u8,
+                        std::mem::size_of::<types::exec_event>(),
                     )
                 };
                 skel.maps
@@ -790,15 +878,13 @@ mod tests {
                 };
                 let got = skel.progs.selftest.test_run(input).unwrap().return_value;
                 // As long as an EXEC record, whose path is empty here.
-                let mut record = raw.to_vec();
-                record.resize(std::mem::size_of::<types::exec_event>(), 0);
-                let ev = crate::event::decode(&record, clock).unwrap();
+                let ev = crate::event::decode(raw, clock).unwrap();
                 let matched = rules
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| crate::assertion::model::matches(r, &ev))
                     .fold(0, |m, (i, _)| m | 1 << i);
-                let want = u32::from(passes(&cfg, &e)) | matched << 1;
+                let want = u32::from(passes(&cfg, &x.base, &ev)) | matched << 1;
                 assert_eq!(got, want, "{case:?}: {ev:?}");
             }
         }

@@ -27,6 +27,7 @@ mod status;
 mod summary;
 mod system;
 mod tracer;
+mod unix_path;
 mod writer;
 
 use std::io::Write as _;
@@ -365,8 +366,13 @@ fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
         let peers: Vec<String> = cfg.peers.iter().map(ToString::to_string).collect();
         only.push(format!("peer {}", peers.join(",")));
     }
-    if let Some(p) = cfg.proto {
-        only.push(p.name().to_string());
+    if !cfg.paths.is_empty() {
+        let paths: Vec<String> = cfg.paths.iter().map(ToString::to_string).collect();
+        only.push(format!("path {}", paths.join(",")));
+    }
+    if !cfg.proto.is_empty() {
+        let protos: Vec<&str> = cfg.proto.iter().map(|p| p.name()).collect();
+        only.push(protos.join(","));
     }
     let only = match only.is_empty() {
         true => String::new(),

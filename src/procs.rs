@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::cli::COMM_LEN;
+use crate::event::{Event, Kind};
 use crate::format::escape;
 
 /// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
@@ -76,6 +77,44 @@ pub fn resolve_pids(pids: &[u32], notes: &mut Vec<String>) -> Result<Vec<u32>> {
 }
 
 /// Whether a process is alive: it exists and is not a zombie waiting to be reaped.
+/// The names of the processes a unix-domain socket's peer may be: those sockwatch
+/// saw listen, connect or accept (a peer that has exited by the time its line is
+/// printed), else /proc's.
+#[derive(Debug, Default)]
+pub struct PeerNames {
+    seen: std::collections::HashMap<u32, Vec<u8>>,
+}
+
+/// Names kept before the oldest are forgotten.
+const MAX_PEER_NAMES: usize = 65536;
+
+impl PeerNames {
+    pub fn note(&mut self, ev: &Event) {
+        if matches!(
+            ev.kind(),
+            Kind::Listen | Kind::Connect | Kind::Accept | Kind::Exec | Kind::Fork
+        ) {
+            if self.seen.len() >= MAX_PEER_NAMES {
+                self.seen.clear();
+            }
+            self.seen.insert(ev.pid, ev.process.clone());
+        }
+    }
+
+    pub fn name(&self, pid: u32) -> Option<Vec<u8>> {
+        self.seen.get(&pid).cloned().or_else(|| name_of(pid))
+    }
+}
+
+/// A process's name as /proc has it (its group leader's), without the newline.
+pub fn name_of(pid: u32) -> Option<Vec<u8>> {
+    let mut name = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    if name.last() == Some(&b'\n') {
+        name.pop();
+    }
+    Some(name)
+}
+
 pub fn alive(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         let state = stat

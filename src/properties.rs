@@ -89,7 +89,7 @@ fn reference_line(ev: &Event, offset: FixedOffset) -> String {
         Some(s) => (
             s.protocol.name(),
             s.local.to_string(),
-            s.remote.map_or("*".into(), |r| r.to_string()),
+            s.remote.as_ref().map_or("*".into(), |r| r.to_string()),
         ),
         None => ("-", "-".into(), "-".into()),
     };

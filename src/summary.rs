@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{ConnectResult, Detail, Endpoint, Event, EventSet, Kind, Tally};
+use crate::event::{ConnectResult, Detail, Event, EventSet, Kind, Tally};
 
 /// The events a summary counts, which the kernel must report.
 pub const KINDS: EventSet = EventSet(
@@ -75,14 +75,9 @@ impl Summary {
         columns
     }
 
-    /// The row of a process and a remote end.
-    fn row(&mut self, process: &[u8], remote: Option<Endpoint>, accepted: bool) -> &mut Row {
-        let remote = match remote {
-            None => "*".to_string(),
-            Some(r) if accepted => r.host(),
-            Some(r) => r.to_string(),
-        };
-        self.rows.entry((process.to_vec(), remote)).or_default()
+    /// The row of a process and a remote end (`Socket::summary_end`).
+    fn row(&mut self, process: &[u8], end: String) -> &mut Row {
+        self.rows.entry((process.to_vec(), end)).or_default()
     }
 
     pub fn add(&mut self, ev: &Event) {
@@ -92,7 +87,7 @@ impl Summary {
         if !KINDS.contains(ev.kind()) || !self.counted.contains(ev.kind()) {
             return;
         }
-        let row = self.row(&ev.process, socket.remote, socket.accepted);
+        let row = self.row(&ev.process, socket.summary_end());
         match &ev.detail {
             Detail::Connect {
                 result: ConnectResult::Ok,
@@ -110,7 +105,13 @@ impl Summary {
 
     /// Sends and receives the kernel added up (of counted kinds only: see `Config::tallied`).
     pub fn add_tally(&mut self, t: &Tally) {
-        let row = self.row(&t.process, t.remote, t.accepted);
+        // The kernel adds up IP sockets only: their remote end, as summary_end has it.
+        let end = match &t.remote {
+            None => "*".to_string(),
+            Some(r) if t.accepted => r.host(),
+            Some(r) => r.to_string(),
+        };
+        let row = self.row(&t.process, end);
         row.sent += t.sent;
         row.received += t.received;
     }
@@ -172,6 +173,9 @@ mod tests {
                 local: local.parse().unwrap(),
                 remote: remote.map(|r| r.parse().unwrap()),
                 accepted: false,
+                peer_pid: None,
+                peer_process: None,
+                fds: 0,
             }),
             detail,
             matched: 0,

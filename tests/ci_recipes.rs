@@ -26,7 +26,7 @@ fn recipes() -> Vec<String> {
         .skip(1)
         .map(|b| b.split("```").next().unwrap().to_string())
         .collect();
-    assert_eq!(blocks.len(), 4, "four recipes: {blocks:#?}");
+    assert_eq!(blocks.len(), 5, "five recipes: {blocks:#?}");
     blocks
 }
 
@@ -317,6 +317,74 @@ fn close_the_network_to_the_tests_but_localhost() {
     );
     assert!(
         stderr.ends_with(", 1 call denied; COMMAND exited with status 7\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn keep_the_tests_away_from_the_docker_socket() {
+    require_root();
+    let recipe = &recipes()[4];
+    // A docker socket of the tests' own: /run is a tmpfs in a mount namespace of
+    // theirs, where a stand-in daemon listens; the host's /run is untouched.
+    let daemon = "unshare --mount sh -c 'mount -t tmpfs none /run; \
+         socat UNIX-LISTEN:/run/docker.sock,fork /dev/null & a=$!; \
+         socat UNIX-LISTEN:/run/other.sock,fork /dev/null & b=$!; sleep 0.5; \
+         curl -s --max-time 5 --unix-socket /run/other.sock http://x/; \
+         CLIENT http://x/v1.43/containers/json; kill $a $b'";
+    let dir = Dir::new("docker-free");
+    dir.script(
+        "run-tests",
+        &daemon.replace(
+            "CLIENT",
+            "curl -s --max-time 5 --unix-socket /run/other.sock",
+        ),
+    );
+    let (status, stdout, stderr) = run_recipe(recipe, &dir.0, Duration::from_secs(60));
+    assert_eq!(status, Some(0), "{stderr}");
+    // Other unix-domain connects (the C library's nscd lookups too) pass.
+    let keys = keys_local_hidden(&parse(&stdout));
+    let other = keys
+        .iter()
+        .filter(|k| k.contains(" /run/other.sock result=ok"))
+        .count();
+    assert!(
+        other == 2 && !keys.iter().any(|k| k.contains("docker.sock")),
+        "{stdout}"
+    );
+
+    // Through the /var/run link: a connected socket's peer is the path the daemon bound.
+    let sleeper = unique_name("z");
+    let dir = Dir::new("docker-used");
+    std::fs::copy("/usr/bin/sleep", dir.0.join(&sleeper)).unwrap();
+    dir.script(
+        "run-tests",
+        &format!(
+            "{}\n./{sleeper} 60",
+            daemon.replace(
+                "CLIENT",
+                "curl -s --max-time 5 --unix-socket /var/run/docker.sock"
+            )
+        ),
+    );
+    let start = Instant::now();
+    let (status, stdout, stderr) = run_recipe(recipe, &dir.0, Duration::from_secs(60));
+    assert_eq!(status, Some(4), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let keys = keys_local_hidden(&parse(&stdout));
+    let last = keys.last().map_or("", String::as_str);
+    assert!(
+        // The peer's name only if socat was still there to ask when the line was printed.
+        last.starts_with(
+            "curl CONNECT unix/stream LOCAL /run/docker.sock result=ok latency=* peer_pid="
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("forbidden event seen: CONNECT by curl")
+            && stderr.ends_with(
+                "with /run/docker.sock matched --forbid 'connect path=/run/docker.sock'\n"
+            ),
         "{stderr}"
     );
 }

@@ -138,7 +138,17 @@ fn a_socket_handed_to_an_untraced_process_closes_when_that_one_lets_go() {
     // The CLOSE is the owner's, with the totals it moved itself. The receiver's
     // last reference may be dropped by the kernel's own worker, after the owner's
     // EXIT: the order is not asserted.
-    let mut keys = keys_of(&lines, pid);
+    // The unix-domain connection the socket went through: one byte and the socket.
+    let (unix, mut keys): (Vec<String>, Vec<String>) = keys_of(&lines, pid)
+        .into_iter()
+        .partition(|k| k.contains(" unix/stream "));
+    let unix_path = shown(&path);
+    assert!(
+        unix.contains(&format!(
+            "{name} SEND unix/stream (unnamed) {unix_path} bytes=1 fds=1"
+        )),
+        "{unix:#?}"
+    );
     keys.sort();
     let mut expected = [
         format!("{name} CONNECT tcp {local} {addr} result=ok latency=*"),

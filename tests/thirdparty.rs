@@ -126,7 +126,8 @@ fn curl_against_python_http_server() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("blob"), vec![7u8; 12345]).unwrap();
     let port = free_port().to_string();
-    let trace = Trace::start(&["curl", "python3"]);
+    // TCP: curl's name lookups also try nscd's unix-domain socket.
+    let trace = Trace::start(&["--proto", "tcp", "curl", "python3"]);
     let mut server = Command::new(&python)
         .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "-d"])
         .arg(&dir)

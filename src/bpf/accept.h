@@ -15,14 +15,14 @@ static __always_inline int on_accept(void *ctx, const struct proc *p, struct soc
 	struct event e;
 	struct sock_kind kind;
 
-	if (!inet_sock(sk, &kind))
+	if (!traced_sock(sk, &kind))
 		return 0;
 	fill_proc(&e, EV_ACCEPT, p->pid, p->tid, p->comm);
 	fill_ends(&e, sk, &kind);
-	/* A connection the filters exclude needs no tracking: none of its events will pass. */
-	if (!event_passes(&e))
-		return 0;
 	e.flags = EF_ACCEPTED;
+	/* A connection the filters exclude needs no tracking: none of its events will pass. */
+	if (!sock_passes(&e, sk))
+		return 0;
 	if (wanted(EV_CLOSE)) {
 		struct sock_state *st = track(sk, p, 0, true, true);
 
@@ -32,7 +32,7 @@ static __always_inline int on_accept(void *ctx, const struct proc *p, struct soc
 			adopt(listener, p);
 	}
 	if (wanted(EV_ACCEPT))
-		emit(ctx, &e);
+		emit_sock(ctx, &e, sk);
 	return 0;
 }
 

@@ -15,7 +15,7 @@ static __always_inline int on_born(struct socket *sock, long fd)
 	if (!current_proc(&p))
 		return 0;
 	sk = sock ? BPF_CORE_READ(sock, sk) : sock_from_file(file_from_fd(fd));
-	if (inet_sock(sk, &kind))
+	if (traced_sock(sk, &kind))
 		track(sk, &p, 0, true, false);
 	return 0;
 }
@@ -26,6 +26,20 @@ int tp_socket(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret < 0)
 		return 0;
 	return on_born(NULL, ctx->ret);
+}
+
+/* socketpair(): both ends, from the descriptors the call wrote. */
+SEC("tracepoint/syscalls/sys_exit_socketpair")
+int tp_socketpair(struct trace_event_raw_sys_exit *ctx)
+{
+	int fds[2] = {};
+
+	if (ctx->ret < 0)
+		return 0;
+	if (bpf_probe_read_user(fds, sizeof(fds), (void *)PT_REGS_PARM4_CORE_SYSCALL(user_regs())))
+		return 0;
+	on_born(NULL, fds[0]);
+	return on_born(NULL, fds[1]);
 }
 
 SEC("fentry/security_socket_post_create")

@@ -7,9 +7,13 @@
 #pragma once
 
 #define AF_UNSPEC 0
+#define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 0x2
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_SEQPACKET 5
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define ENOENT 2

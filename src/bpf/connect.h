@@ -137,7 +137,7 @@ static __always_inline int connect_end(void *ctx, struct sock *sk, long ret, __u
 	struct proc p;
 	__u64 key = (__u64)sk;
 
-	if (!current_proc(&p) || !inet_sock(sk, &kind))
+	if (!current_proc(&p) || !traced_sock(sk, &kind))
 		return 0;
 	/* connect() with AF_UNSPEC dissolves a UDP association: no connect at all. */
 	if (addr_family(addr, user) == AF_UNSPEC)
@@ -256,6 +256,57 @@ int BPF_KPROBE(kp_dconnect, struct socket *sock, struct sockaddr *uaddr)
 
 SEC("kretprobe/inet_dgram_connect")
 int BPF_KRETPROBE(kp_dconnect_r, int ret)
+{
+	return kp_connect_done(ctx, ret);
+}
+
+/* unix_stream_connect (stream, seqpacket) and unix_dgram_connect: settled on return. */
+SEC("fentry/unix_stream_connect")
+int BPF_PROG(fx_uconn, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin(sock, (__u64)uaddr);
+}
+
+SEC("fexit/unix_stream_connect")
+int BPF_PROG(fx_uconn_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
+	     int ret)
+{
+	return fx_connect_done(ctx, sock, uaddr, ret);
+}
+
+SEC("fentry/unix_dgram_connect")
+int BPF_PROG(fx_udconn, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin(sock, (__u64)uaddr);
+}
+
+SEC("fexit/unix_dgram_connect")
+int BPF_PROG(fx_udconn_r, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags,
+	     int ret)
+{
+	return fx_connect_done(ctx, sock, uaddr, ret);
+}
+
+SEC("kprobe/unix_stream_connect")
+int BPF_KPROBE(kp_uconn, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin(sock, (__u64)uaddr);
+}
+
+SEC("kretprobe/unix_stream_connect")
+int BPF_KRETPROBE(kp_uconn_r, int ret)
+{
+	return kp_connect_done(ctx, ret);
+}
+
+SEC("kprobe/unix_dgram_connect")
+int BPF_KPROBE(kp_udconn, struct socket *sock, struct sockaddr *uaddr)
+{
+	return connect_begin(sock, (__u64)uaddr);
+}
+
+SEC("kretprobe/unix_dgram_connect")
+int BPF_KRETPROBE(kp_udconn_r, int ret)
 {
 	return kp_connect_done(ctx, ret);
 }

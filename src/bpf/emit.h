@@ -162,14 +162,32 @@ static __always_inline void flush_tally(struct sock_state *st)
 	put_slot();
 }
 
-/* Sends an event built in scratch[slot], where match_event() reads it; gives an event slot back. */
+/*
+ * Whether an event goes to user space: every one of its kind, one the rules matched,
+ * or a send or receive -c could not add up in the kernel (a unix-domain one).
+ */
+static __always_inline bool crosses(const struct event *e)
+{
+	return shipping(e) || (tallied & (1u << e->kind));
+}
+
+/*
+ * Sends an event built in scratch[slot], where match_event() reads it; gives an
+ * event slot back. EXEC and unix-domain events carry their tail.
+ */
 static __always_inline void emit_built(void *ctx, struct exec_event *x, __u32 slot)
 {
-	if (event_passes(&x->base)) {
+	__u64 size = sizeof(x->base);
+
+	if (slot == SLOT_EXEC)
+		size = sizeof(*x);
+	else if (x->base.family == AF_UNIX)
+		size = sizeof(struct unix_event);
+	if (event_passes(x)) {
 		if (n_rules)
 			x->base.matched = match_event(slot);
-		if (shipping(&x->base))
-			output(ctx, x, slot == SLOT_EXEC ? sizeof(*x) : sizeof(x->base));
+		if (crosses(&x->base))
+			output(ctx, x, size);
 	}
 	if (slot != SLOT_EXEC)
 		put_slot();
@@ -181,7 +199,7 @@ static __always_inline void emit(void *ctx, struct event *e)
 	struct exec_event *x;
 	__u32 slot;
 
-	if (!event_passes(e))
+	if (!event_passes_ends(e))
 		return;
 	if (n_rules) {
 		x = take_slot(&slot);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Which events are wanted, and the socket filters (--port, --peer, --proto).
+ * Which events are wanted, and the socket filters (--port, --peer, --proto, --path).
  * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
@@ -27,7 +27,44 @@ static __always_inline void bump(enum counter which)
 
 static __always_inline bool filtering(void)
 {
-	return n_ports || n_peers || only_protocol;
+	return n_ports || n_peers || protocols || n_paths;
+}
+
+/* The --proto bit of a socket kind. */
+static __always_inline __u32 proto_bit(__u16 family, __u16 protocol)
+{
+	if (family == AF_UNIX)
+		return PROTO_UNIX;
+	return protocol == IPPROTO_TCP ? PROTO_TCP : PROTO_UDP;
+}
+
+/*
+ * The address a unix-domain event's path filters and terms are about: its peer's
+ * when named (a client's server), else its own (a server's, a datagram socket's).
+ */
+static __always_inline const struct unix_name *unix_path(const struct unix_event *u)
+{
+	return u->remote.len ? &u->remote : &u->local;
+}
+
+/* Whether a unix-domain address passes --path: whole words compared under masks. */
+static __always_inline bool path_passes(const struct unix_name *n)
+{
+	const __u64 *w = (const __u64 *)n->path;
+
+	if (!n->len)
+		return false;
+	for (int i = 0; i < MAX_PATHS; i++) {
+		__u64 miss = 0;
+
+		if (i >= n_paths)
+			break;
+		for (int j = 0; j < PATH_WORDS; j++)
+			miss |= (w[j] & paths[i].mask[j]) ^ paths[i].words[j];
+		if (!miss)
+			return true;
+	}
+	return false;
 }
 
 static __always_inline bool ports_pass(__u16 lport, __u16 rport)
@@ -67,12 +104,29 @@ static __always_inline bool peer_passes(__u8 family, const __u8 *raddr)
 	return false;
 }
 
-/* Whether an event passes the socket filters; process events carry no family and pass. */
-static __always_inline bool event_passes(const struct event *e)
+/*
+ * Whether an event passes the socket filters by its kind and IP ends; process
+ * events carry no family and pass. A unix-domain socket has no port or IP peer,
+ * an IP socket no path.
+ */
+static __always_inline bool event_passes_ends(const struct event *e)
 {
 	if (!e->family || !filtering())
 		return true;
-	if (only_protocol && e->protocol != only_protocol)
+	if (protocols && !(protocols & proto_bit(e->family, e->protocol)))
 		return false;
-	return ports_pass(e->local.port, e->remote.port) && peer_passes(e->family, e->remote.addr);
+	if (e->family == AF_UNIX)
+		return !n_ports && !n_peers;
+	return !n_paths && ports_pass(e->local.port, e->remote.port) &&
+	       peer_passes(e->family, e->remote.addr);
+}
+
+/* Whether an event built in a slot passes the socket filters, a unix-domain one's path too. */
+static __always_inline bool event_passes(const struct exec_event *x)
+{
+	if (!event_passes_ends(&x->base))
+		return false;
+	if (x->base.family != AF_UNIX || !n_paths)
+		return true;
+	return path_passes(unix_path((const struct unix_event *)x));
 }

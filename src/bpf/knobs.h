@@ -48,14 +48,17 @@ const volatile bool every_process = false;
 /* sockwatch itself: never traced, or writing its lines to a socket would feed itself. */
 const volatile __u32 self_pid = 0;
 /*
- * Socket filters (--port, --peer, --proto): a socket event is reported only when its
- * own ends pass every filter given. Process events always pass.
+ * Socket filters (--port, --peer, --proto, --path): a socket event is reported only
+ * when its own ends pass every filter given. Process events always pass.
  */
 const volatile __u16 ports[MAX_PORTS] = {};
 const volatile __u32 n_ports = 0;
 const volatile struct peer_prefix peers[MAX_PEERS] = {};
 const volatile __u32 n_peers = 0;
-const volatile __u8 only_protocol = 0;
+/* enum proto_bit: the kinds of socket --proto lets through; 0 for all. */
+const volatile __u32 protocols = 0;
+const volatile struct path_prefix paths[MAX_PATHS] = {};
+const volatile __u32 n_paths = 0;
 /* --expect and --forbid, in that order: matched on every event the filters pass. */
 const volatile struct rule rules[MAX_RULES] = {};
 const volatile __u32 n_rules = 0;

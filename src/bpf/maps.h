@@ -8,6 +8,9 @@
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};
 struct exec_event _exec_event = {};
+struct unix_event _unix_event = {};
+struct path_prefix _path_prefix = {};
+enum proto_bit _proto_bit = PROTO_TCP;
 enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
 enum match_has _match_has = HAS_SOCKET;
@@ -71,11 +74,31 @@ struct call {
 	__u8 syn_sent; /* the connect put a TCP socket into SYN_SENT */
 };
 
-/* A datagram received on an unconnected UDP socket: the sender is known only at syscall exit. */
+/*
+ * A datagram received on an unconnected socket: the sender is known only at syscall
+ * exit. Built in an event slot, which it fills.
+ */
 struct pending_recv {
-	struct event e;
+	struct unix_event e; /* an IP one uses the common part */
 	__u64 uaddr; /* user pointer the kernel writes the sender to */
 };
+
+_Static_assert(sizeof(struct pending_recv) <= sizeof(struct exec_event), "a slot holds it");
+_Static_assert(sizeof(struct unix_event) <= sizeof(struct exec_event), "a slot holds it");
+
+/*
+ * SCM_RIGHTS descriptors a thread's receive is taking in, from where the kernel
+ * installs them to the receive's return (fentry and kprobe modes). Looked up only
+ * once any was noted.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} rights_in SEC(".maps");
+
+bool rights_seen = false;
 
 /*
  * Entries in pending_recvs, never fewer: every recvfrom/recvmsg exit in the system

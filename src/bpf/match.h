@@ -18,29 +18,45 @@ static __always_inline __u64 nonzero(__u64 x)
 	return (x | neg) >> 63;
 }
 
+/* The key's fields from the event's common part; a unix-domain path is fill_path()'s. */
 static __always_inline void fill_key(struct match_key *k, const struct event *e)
 {
-	__builtin_memcpy(k->addr, e->remote.addr, sizeof(k->addr));
 	__builtin_memcpy(k->comm, e->comm, sizeof(k->comm));
 	k->family = e->family;
+	k->protocol = e->protocol;
+	if (e->kind == EV_CONNECT) {
+		k->has |= HAS_RESULT;
+		k->result = e->flags & EF_ABORTED ? MATCH_ABORTED : (__u32)-e->value;
+	}
+	if (e->family == AF_UNIX) {
+		k->has |= HAS_SOCKET;
+		return;
+	}
+	__builtin_memcpy(k->addr, e->remote.addr, sizeof(k->addr));
 	if (e->family == AF_INET6 && !k->addr[0] && !k->addr[1] && k->addr[2] == bpf_htonl(0xffff)) {
 		k->family = AF_INET;
 		k->addr[0] = k->addr[3];
 	}
 	k->lport = e->local.port;
 	k->rport = e->remote.port;
-	k->protocol = e->protocol;
 	if (e->family) {
 		/* As user space decodes it: port 0 is no peer, except where a CONNECT aimed. */
 		bool aimed = e->kind == EV_CONNECT && (k->addr[0] | k->addr[1] | k->addr[2] | k->addr[3]);
 
-		k->has = HAS_SOCKET;
+		k->has |= HAS_SOCKET | HAS_PORT;
 		if ((e->remote.port || aimed) && !(e->flags & EF_PEER_UNKNOWN))
 			k->has |= HAS_PEER;
 	}
-	if (e->kind == EV_CONNECT) {
-		k->has |= HAS_RESULT;
-		k->result = e->flags & EF_ABORTED ? MATCH_ABORTED : (__u32)-e->value;
+}
+
+/* A unix-domain event's path, from its tail. */
+static __always_inline void fill_path(struct match_key *k, const struct unix_event *u)
+{
+	const struct unix_name *n = unix_path(u);
+
+	if (n->len) {
+		k->has |= HAS_PATH;
+		__builtin_memcpy(k->path, n->path, sizeof(k->path));
 	}
 }
 
@@ -104,6 +120,8 @@ __noinline int match_event(__u32 slot)
 		return 0;
 	__builtin_memset(k, 0, sizeof(*k));
 	fill_key(k, &x->base);
+	if (x->base.family == AF_UNIX)
+		fill_path(k, (const struct unix_event *)x);
 	kind = 1u << (x->base.kind & 31);
 	for (__u32 i = 0; i < MAX_RULES; i++) {
 		if (i >= n_rules)

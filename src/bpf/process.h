@@ -48,7 +48,7 @@ static __always_inline void walk_fd(struct fd_walk *w, __u32 fd, enum walk_for w
 
 	bpf_probe_read_kernel(&file, sizeof(file), (struct file **)w->fds + fd);
 	sk = sock_from_file(file);
-	if (!inet_sock(sk, &kind))
+	if (!traced_sock(sk, &kind))
 		return;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
@@ -273,7 +273,8 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool wal
 {
 	struct fd_walk w = { .why = WALK_EXIT, .last = ~0u };
 	bool walks, reports;
-	struct event e;
+	struct exec_event *x;
+	__u32 slot;
 
 	/* Only the last thread out ends the process. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
@@ -292,14 +293,13 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool wal
 		walk_fds(&w);
 		bpf_map_delete_elem(&owners, &w.p.pid);
 	}
-	if (reports) {
-		fill_proc(&e, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
-		e.value = BPF_CORE_READ(task, exit_code);
-		emit(ctx, &e);
+	/* Built in a slot: the walk's state fills this frame, and the verifier allows
+	 * 512 bytes for it and the frames its callbacks add. */
+	if (reports && (x = take_slot(&slot))) {
+		fill_proc(&x->base, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
+		x->base.value = BPF_CORE_READ(task, exit_code);
+		emit_built(ctx, x, slot);
 	}
-	/* The pid may be reused by a process outside the tree. */
-	if (use_followed)
-		bpf_map_delete_elem(&followed, &w.p.pid);
 	return 0;
 }
 
@@ -313,6 +313,21 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(tp_exit, struct task_struct *task)
 {
 	return on_exit(ctx, task, false);
+}
+
+/*
+ * A process leaves COMMAND's tree when it is reaped, not at its exit tracepoint:
+ * the fentry and kprobe modes' releases of what it held come after that, in the
+ * exiting process, and are its own. Its pid can be reused only after this.
+ */
+SEC("tp_btf/sched_process_free")
+int BPF_PROG(tp_free, struct task_struct *task)
+{
+	__u32 pid = task->tgid;
+
+	if (use_followed && task->pid == task->tgid)
+		bpf_map_delete_elem(&followed, &pid);
+	return 0;
 }
 
 SEC("tp_btf/sched_process_fork")

@@ -14,7 +14,7 @@ static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *
 {
 	if (ipv4_only && SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
-	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : 0,
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : no_addr,
 			   trusted ? VIA_TRUSTED : 0);
 }
 
@@ -142,12 +142,134 @@ int BPF_KPROBE(kp_tcp_splice, struct socket *sock)
 	return 0;
 }
 
-SEC("kretprobe/tcp_splice_read")
-int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
+static __always_inline int kp_splice_done(void *ctx, long ret)
 {
 	struct call call;
 
 	if (!unstash(&call))
 		return 0;
 	return recv_done(ctx, (struct sock *)call.arg0, NULL, ret, 0, false, false);
+}
+
+SEC("kretprobe/tcp_splice_read")
+int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
+{
+	return kp_splice_done(ctx, ret);
+}
+
+/*
+ * Unix-domain sockets: (sock, msg, size, flags), the same on every kernel. As on
+ * send, unix_dgram_recvmsg counts datagram sockets and unix_seqpacket_recvmsg,
+ * which calls it (inlined on some kernels), seqpacket ones.
+ */
+SEC("fexit/unix_stream_recvmsg")
+int BPF_PROG(fx_unix_recv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
+{
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, flags, false, false);
+}
+
+SEC("fexit/unix_dgram_recvmsg")
+int BPF_PROG(fx_unix_drecv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
+{
+	if (seqpacket(sock))
+		return 0;
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), msg, ret, flags, false, false);
+}
+
+SEC("fexit/unix_seqpacket_recvmsg")
+int BPF_PROG(fx_unix_precv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
+{
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, flags, false, false);
+}
+
+SEC("fexit/unix_stream_splice_read")
+int BPF_PROG(fx_usplice, struct socket *sock, loff_t *ppos, struct pipe_inode_info *pipe,
+	     size_t len, unsigned int flags, long ret)
+{
+	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false, false);
+}
+
+static __always_inline int kp_unix_recv_begin(struct socket *sock, struct msghdr *msg, int flags)
+{
+	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, flags);
+	return 0;
+}
+
+SEC("kprobe/unix_stream_recvmsg")
+int BPF_KPROBE(kp_unix_recv, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	return kp_unix_recv_begin(sock, NULL, flags);
+}
+
+SEC("kretprobe/unix_stream_recvmsg")
+int kp_unix_recv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/unix_dgram_recvmsg")
+int BPF_KPROBE(kp_unix_drecv, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	return seqpacket(sock) ? 0 : kp_unix_recv_begin(sock, msg, flags);
+}
+
+SEC("kretprobe/unix_dgram_recvmsg")
+int kp_unix_drecv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/unix_seqpacket_recvmsg")
+int BPF_KPROBE(kp_unix_precv, struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	return kp_unix_recv_begin(sock, NULL, flags);
+}
+
+SEC("kretprobe/unix_seqpacket_recvmsg")
+int kp_unix_precv_r(struct pt_regs *ctx)
+{
+	return kp_recv_r(ctx, false);
+}
+
+SEC("kprobe/unix_stream_splice_read")
+int BPF_KPROBE(kp_usplice, struct socket *sock)
+{
+	return kp_unix_recv_begin(sock, NULL, 0);
+}
+
+SEC("kretprobe/unix_stream_splice_read")
+int BPF_KRETPROBE(kp_usplice_r, long ret)
+{
+	return kp_splice_done(ctx, ret);
+}
+
+/*
+ * SCM_RIGHTS descriptors a traced receive takes in: the kernel installs them in
+ * scm_detach_fds, inside the receive; its RECV takes the count (take_rights).
+ */
+static __always_inline int on_rights_in(struct scm_cookie *scm)
+{
+	struct proc p;
+	__u32 n;
+
+	if (!current_proc(&p))
+		return 0;
+	n = BPF_CORE_READ(scm, fp, count);
+	if (!n)
+		return 0;
+	rights_seen = true;
+	bpf_map_update_elem(&rights_in, &p.tid, &n, BPF_ANY);
+	return 0;
+}
+
+SEC("fentry/scm_detach_fds")
+int BPF_PROG(fx_rights, struct msghdr *msg, struct scm_cookie *scm)
+{
+	return on_rights_in(scm);
+}
+
+SEC("kprobe/scm_detach_fds")
+int BPF_KPROBE(kp_rights, struct msghdr *msg, struct scm_cookie *scm)
+{
+	return on_rights_in(scm);
 }

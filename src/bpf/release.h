@@ -36,7 +36,7 @@ static __always_inline int on_close_fd(void *ctx, const struct proc *p, long fd)
 
 	file = file_from_fd(fd);
 	sk = sock_from_file(file);
-	if (!inet_sock(sk, &kind))
+	if (!traced_sock(sk, &kind))
 		return 0;
 	key = (__u64)sk;
 	st = bpf_map_lookup_elem(&socks, &key);
@@ -132,7 +132,7 @@ int BPF_PROG(tp_destroy, struct sock *sk)
 
 /*
  * fentry and kprobe modes: the kernel releases the socket (inet6_release calls
- * inet_release), whichever way its last reference went: close, dup2 over it,
+ * inet_release; unix_release for unix-domain sockets), whichever way its last reference went: close, dup2 over it,
  * close_range, close-on-exec, exit, io_uring. It runs in the task that let go;
  * when that one is not traced, the CLOSE is the owner's.
  */
@@ -149,7 +149,7 @@ static __always_inline int on_release(void *ctx, struct sock *sk)
 	st = bpf_map_lookup_elem(&socks, &key);
 	traced = current_proc(&p);
 	if (!st) {
-		if (!traced || !inet_sock(sk, &kind))
+		if (!traced || !traced_sock(sk, &kind))
 			return 0;
 		st = adopt_at_release(sk, &p);
 		if (!st)
@@ -167,6 +167,18 @@ int BPF_PROG(fx_release, struct socket *sock)
 
 SEC("kprobe/inet_release")
 int BPF_KPROBE(kp_release, struct socket *sock)
+{
+	return on_release(ctx, BPF_CORE_READ(sock, sk));
+}
+
+SEC("fentry/unix_release")
+int BPF_PROG(fx_unix_release, struct socket *sock)
+{
+	return on_release(ctx, BPF_CORE_READ(sock, sk));
+}
+
+SEC("kprobe/unix_release")
+int BPF_KPROBE(kp_unix_release, struct socket *sock)
 {
 	return on_release(ctx, BPF_CORE_READ(sock, sk));
 }

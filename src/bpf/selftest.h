@@ -10,7 +10,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct event);
+	__type(value, struct exec_event);
 } selftest_in SEC(".maps");
 
 /* Returns whether the event passes the filters (bit 0) and the rules it matched (bits 1-16). */
@@ -18,7 +18,7 @@ SEC("raw_tp")
 int selftest(void *ctx)
 {
 	__u32 zero = 0, slot;
-	struct event *in = bpf_map_lookup_elem(&selftest_in, &zero);
+	struct exec_event *in = bpf_map_lookup_elem(&selftest_in, &zero);
 	struct exec_event *x;
 	int result;
 
@@ -28,7 +28,7 @@ int selftest(void *ctx)
 	x = take_slot(&slot);
 	if (!x)
 		return -1;
-	__builtin_memcpy(&x->base, in, sizeof(*in));
+	__builtin_memcpy(x, in, sizeof(*in));
 	if (n_rules)
 		result |= match_event(slot) << 1;
 	put_slot();

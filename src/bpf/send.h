@@ -21,7 +21,7 @@ static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msg
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(fx_tcp_send, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, no_addr, VIA_TRUSTED);
 }
 
 SEC("fexit/udp_sendmsg")
@@ -40,14 +40,14 @@ SEC("fexit/tcp_sendpage")
 int BPF_PROG(fx_tcp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, no_addr, VIA_TRUSTED);
 }
 
 SEC("fexit/udp_sendpage")
 int BPF_PROG(fx_udp_page, struct sock *sk, struct page *page, int offset, size_t size, int flags,
 	     int ret)
 {
-	return on_transfer(ctx, sk, ret, 0, EV_SEND, 0, VIA_TRUSTED);
+	return on_transfer(ctx, sk, ret, 0, EV_SEND, no_addr, VIA_TRUSTED);
 }
 
 /* A send whose peer, if any, the socket holds (TCP, and UDP's sendpage). */
@@ -57,7 +57,7 @@ static __always_inline int kp_send_done(void *ctx, int ret)
 
 	if (!unstash(&call))
 		return 0;
-	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, 0, 0);
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND, no_addr, 0);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -130,6 +130,108 @@ int BPF_KPROBE(kp_udp_page, struct sock *sk)
 
 SEC("kretprobe/udp_sendpage")
 int BPF_KRETPROBE(kp_udp_page_r, int ret)
+{
+	return kp_send_done(ctx, ret);
+}
+
+/*
+ * Unix-domain sockets: unix_stream_sendmsg, unix_dgram_sendmsg and
+ * unix_seqpacket_sendmsg. The last calls the second, inlined on some kernels and
+ * not on others: the second counts datagram sockets only. Before 6.5, sendfile
+ * and splice reach a stream through unix_stream_sendpage.
+ */
+static __always_inline bool seqpacket(struct socket *sock)
+{
+	return BPF_CORE_READ(sock, type) == SOCK_SEQPACKET;
+}
+
+SEC("fexit/unix_stream_sendmsg")
+int BPF_PROG(fx_unix_send, struct socket *sock, struct msghdr *msg, size_t len, int ret)
+{
+	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
+}
+
+SEC("fexit/unix_dgram_sendmsg")
+int BPF_PROG(fx_unix_dsend, struct socket *sock, struct msghdr *msg, size_t len, int ret)
+{
+	if (seqpacket(sock))
+		return 0;
+	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
+}
+
+SEC("fexit/unix_seqpacket_sendmsg")
+int BPF_PROG(fx_unix_psend, struct socket *sock, struct msghdr *msg, size_t len, int ret)
+{
+	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
+}
+
+SEC("fexit/unix_stream_sendpage")
+int BPF_PROG(fx_unix_page, struct socket *sock, struct page *page, int offset, size_t size,
+	     int flags, long ret)
+{
+	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, no_addr, 0);
+}
+
+/* A unix-domain send's kretprobe: the msghdr its kprobe stashed. */
+static __always_inline int kp_unix_send_done(void *ctx, int ret)
+{
+	struct call call;
+
+	if (!unstash(&call))
+		return 0;
+	return on_transfer(ctx, (struct sock *)call.arg0, ret, 0, EV_SEND,
+			   msg_sent((struct msghdr *)call.arg1), 0);
+}
+
+SEC("kprobe/unix_stream_sendmsg")
+int BPF_KPROBE(kp_unix_send, struct socket *sock, struct msghdr *msg)
+{
+	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/unix_stream_sendmsg")
+int BPF_KRETPROBE(kp_unix_send_r, int ret)
+{
+	return kp_unix_send_done(ctx, ret);
+}
+
+SEC("kprobe/unix_dgram_sendmsg")
+int BPF_KPROBE(kp_unix_dsend, struct socket *sock, struct msghdr *msg)
+{
+	if (!seqpacket(sock))
+		stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/unix_dgram_sendmsg")
+int BPF_KRETPROBE(kp_unix_dsend_r, int ret)
+{
+	return kp_unix_send_done(ctx, ret);
+}
+
+SEC("kprobe/unix_seqpacket_sendmsg")
+int BPF_KPROBE(kp_unix_psend, struct socket *sock, struct msghdr *msg)
+{
+	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
+	return 0;
+}
+
+SEC("kretprobe/unix_seqpacket_sendmsg")
+int BPF_KRETPROBE(kp_unix_psend_r, int ret)
+{
+	return kp_unix_send_done(ctx, ret);
+}
+
+SEC("kprobe/unix_stream_sendpage")
+int BPF_KPROBE(kp_unix_page, struct socket *sock)
+{
+	stash_transfer(BPF_CORE_READ(sock, sk), 0, 0);
+	return 0;
+}
+
+SEC("kretprobe/unix_stream_sendpage")
+int BPF_KRETPROBE(kp_unix_page_r, long ret)
 {
 	return kp_send_done(ctx, ret);
 }

@@ -5,7 +5,7 @@
  */
 #pragma once
 
-/* A socket's address family and protocol, read once and passed on. */
+/* A socket's address family and protocol (a unix-domain socket's type), read once and passed on. */
 struct sock_kind {
 	__u16 family;
 	__u16 protocol;
@@ -22,24 +22,36 @@ struct sock_kind {
 static __always_inline void read_kind(const struct sock *sk, struct sock_kind *k, bool trusted)
 {
 	k->family = SK_FIELD(trusted, sk, __sk_common.skc_family);
-	k->protocol = SK_FIELD(trusted, sk, sk_protocol);
+	/* A unix-domain socket's sk_protocol is 0: its type tells stream from datagram. */
+	if (k->family == AF_UNIX)
+		k->protocol = SK_FIELD(trusted, sk, sk_type);
+	else
+		k->protocol = SK_FIELD(trusted, sk, sk_protocol);
 }
 
-static __always_inline bool inet_sock_of(const struct sock *sk, struct sock_kind *k, bool trusted)
+/* TCP and UDP over IPv4 and IPv6, and unix-domain stream, datagram and seqpacket sockets. */
+static __always_inline bool traced_sock_of(const struct sock *sk, struct sock_kind *k,
+					   bool trusted)
 {
 	if (!sk)
 		return false;
 	read_kind(sk, k, trusted);
+	if (k->family == AF_UNIX)
+		return k->protocol == SOCK_STREAM || k->protocol == SOCK_DGRAM ||
+		       k->protocol == SOCK_SEQPACKET;
 	return (k->family == AF_INET || k->family == AF_INET6) &&
 	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
 }
 
-static __always_inline bool inet_sock(const struct sock *sk, struct sock_kind *k)
+static __always_inline bool traced_sock(const struct sock *sk, struct sock_kind *k)
 {
-	return inet_sock_of(sk, k, false);
+	return traced_sock_of(sk, k, false);
 }
 
-/* The socket's ends, for a socket whose kind the caller has already read. */
+/*
+ * The socket's ends, for a socket whose kind the caller has already read. A
+ * unix-domain socket's addresses go in the event's tail (fill_unix).
+ */
 static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 				      const struct sock_kind *k)
 {
@@ -47,6 +59,8 @@ static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 
 	e->family = k->family;
 	e->protocol = k->protocol;
+	if (e->family == AF_UNIX)
+		return;
 	/* inet_sport, not skc_num: the latter is already 0 on transitions to CLOSE. */
 	e->local.port = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
 	e->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
@@ -57,6 +71,51 @@ static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 		BPF_CORE_READ_INTO((__u32 *)e->local.addr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->remote.addr, sk, __sk_common.skc_daddr);
 	}
+}
+
+/* A unix-domain socket's bound address (the kernel's unix_address) into `n`. */
+static __always_inline void read_unix_name(struct unix_name *n, const struct sock *sk)
+{
+	struct unix_address *addr = BPF_CORE_READ((struct unix_sock *)sk, addr);
+	/* 64 bits: a 32-bit compare's bounds do not reach the helper's argument on 5.10-6.1. */
+	__u64 len;
+
+	if (!addr)
+		return;
+	/* `len` counts sun_family, which comes before sun_path. */
+	len = BPF_CORE_READ(addr, len);
+	if (len <= sizeof(__u16))
+		return;
+	len -= sizeof(__u16);
+	if (len > UNIX_PATH_LEN)
+		len = UNIX_PATH_LEN;
+	/* Again after the barrier: older verifiers lose a clamped length's bounds. */
+	barrier_var(len);
+	if (len > UNIX_PATH_LEN)
+		return;
+	if (!bpf_probe_read_kernel(n->path, len,
+				   (void *)addr + bpf_core_field_offset(struct unix_address, name) +
+					   sizeof(__u16)))
+		n->len = len;
+}
+
+/*
+ * An AF_UNIX event's tail: the socket's address, its peer's, and the peer's process
+ * from the credentials the kernel keeps for SO_PEERCRED. A function of its own:
+ * inlined, its locals would add to the exit walk's frame, which the verifier
+ * allows only 512 bytes with the frames it calls.
+ */
+static __noinline void fill_unix(struct unix_event *u, const struct sock *sk)
+{
+	struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+
+	__builtin_memset(&u->peer_pid, 0, sizeof(*u) - sizeof(u->base));
+	read_unix_name(&u->local, sk);
+	if (peer) {
+		u->has_remote = 1;
+		read_unix_name(&u->remote, peer);
+	}
+	u->peer_pid = BPF_CORE_READ(sk, sk_peer_pid, numbers[0].nr);
 }
 
 static __always_inline void fill_sock(struct event *e, const struct sock *sk)
@@ -170,4 +229,133 @@ static __always_inline __u16 addr_port(__u64 addr, bool user)
 
 	read_addr(&sa, sizeof(sa), addr, user);
 	return sa.sin_port;
+}
+
+/*
+ * A sockaddr_un a call named (connect, sendto) or the kernel wrote (a sender) into
+ * `n`. With its length (`len`, from sun_family on) the bytes are exact; without
+ * (-1), a path ends at its NUL and an abstract name at its first NUL.
+ */
+static __always_inline void read_unix_addr(struct unix_name *n, __u64 addr, long len, bool user)
+{
+	void *path = (void *)addr + sizeof(__u16);
+	char first = 0;
+
+	if (len >= 0) {
+		__u64 size;
+
+		if (len <= sizeof(__u16))
+			return;
+		size = len - sizeof(__u16);
+		if (size > UNIX_PATH_LEN)
+			size = UNIX_PATH_LEN;
+		/* Again after the barrier: older verifiers lose a clamped length's bounds. */
+		barrier_var(size);
+		if (size > UNIX_PATH_LEN)
+			return;
+		if (!read_addr(n->path, size, (__u64)path, user))
+			n->len = size;
+		return;
+	}
+	if (read_addr(&first, 1, (__u64)path, user))
+		return;
+	/* Either way the count includes the NUL: a path's last byte, an abstract name's first. */
+	if (first)
+		len = user ? bpf_probe_read_user_str(n->path, UNIX_PATH_LEN, path)
+			   : bpf_probe_read_kernel_str(n->path, UNIX_PATH_LEN, path);
+	else
+		len = user ? bpf_probe_read_user_str(n->path + 1, UNIX_PATH_LEN - 1, path + 1)
+			   : bpf_probe_read_kernel_str(n->path + 1, UNIX_PATH_LEN - 1, path + 1);
+	if (len > 0)
+		n->len = len;
+}
+
+/*
+ * The remote end a call named, into an event built in a slot: an IP peer in the
+ * event, a unix-domain address in its tail.
+ */
+static __always_inline bool read_named_peer(struct exec_event *x, __u64 addr, long len,
+					    bool user)
+{
+	struct unix_event *u = (struct unix_event *)x;
+
+	if (x->base.family != AF_UNIX)
+		return read_peer(&x->base, addr, user);
+	__builtin_memset(&u->remote, 0, sizeof(u->remote));
+	u->has_remote = 0;
+	if (!addr)
+		return false;
+	/* The kernel writes no address for a sender that has none: an unnamed peer. */
+	if (len != 0 && addr_family(addr, user) != AF_UNIX)
+		return false;
+	read_unix_addr(&u->remote, addr, len, user);
+	u->has_remote = 1;
+	return true;
+}
+
+/* Whether a socket event has ends to report: bound, connected, or with a peer. */
+static __always_inline bool has_ends(const struct exec_event *x)
+{
+	const struct unix_event *u = (const struct unix_event *)x;
+
+	if (x->base.family == AF_UNIX)
+		return u->local.len || u->has_remote;
+	return x->base.local.port || x->base.remote.port;
+}
+
+/*
+ * Sends a socket event built on the stack. A unix-domain one is copied to a slot
+ * first, where its addresses are read after it.
+ */
+static __always_inline void emit_sock(void *ctx, struct event *e, const struct sock *sk)
+{
+	struct exec_event *x;
+	__u32 slot;
+
+	if (e->family != AF_UNIX) {
+		emit(ctx, e);
+		return;
+	}
+	x = take_slot(&slot);
+	if (!x)
+		return;
+	__builtin_memcpy(&x->base, e, sizeof(*e));
+	fill_unix((struct unix_event *)x, sk);
+	emit_built(ctx, x, slot);
+}
+
+/* Whether a socket event built on the stack passes the filters, a unix-domain one's path too. */
+static __always_inline bool sock_passes(const struct event *e, const struct sock *sk)
+{
+	struct exec_event *x;
+	__u32 slot;
+	bool passes;
+
+	if (e->family != AF_UNIX || !n_paths)
+		return event_passes_ends(e);
+	x = take_slot(&slot);
+	if (!x)
+		return false;
+	__builtin_memcpy(&x->base, e, sizeof(*e));
+	fill_unix((struct unix_event *)x, sk);
+	passes = event_passes(x);
+	put_slot();
+	return passes;
+}
+
+/* Whether a unix-domain socket's own or peer's address passes --path. */
+static __always_inline bool unix_sock_passes(const struct sock *sk)
+{
+	struct exec_event *x;
+	__u32 slot;
+	bool passes;
+
+	x = take_slot(&slot);
+	if (!x)
+		return false;
+	x->base.family = AF_UNIX;
+	fill_unix((struct unix_event *)x, sk);
+	passes = path_passes(unix_path((const struct unix_event *)x));
+	put_slot();
+	return passes;
 }

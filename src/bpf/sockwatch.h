@@ -9,6 +9,10 @@
 #define MAX_PORTS 8
 #define MAX_PEERS 8
 #define PATH_LEN 256
+/* A unix-domain address's sun_path, and the words a path is compared in. */
+#define UNIX_PATH_LEN 108
+#define PATH_WORDS 14
+#define MAX_PATHS 8
 /* --expect and --forbid expressions in all, and terms in one. */
 #define MAX_RULES 16
 #define MAX_TERMS 8
@@ -69,7 +73,7 @@ enum counter {
 /*
  * One end of a socket, as the event's `family` says: an IP address in network byte
  * order (IPv4 in the first four bytes, IPv6 in all sixteen) and a port in host
- * order. Ends that are not IP (a unix-domain path) follow the event, as EXEC's path does.
+ * order. A unix-domain socket's ends follow the event (struct unix_event).
  */
 struct endpoint {
 	__u8 addr[16];
@@ -90,10 +94,40 @@ struct event {
 	struct endpoint local;
 	struct endpoint remote;
 	__u8 kind;     /* enum event_kind */
-	__u8 family;   /* AF_INET, AF_INET6, or 0 for process events */
-	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 family;   /* AF_INET, AF_INET6, AF_UNIX, or 0 for process events */
+	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP; AF_UNIX: the socket type (SOCK_STREAM...) */
 	__u8 flags;    /* enum event_flag */
 	__u16 matched; /* bit i: the event matched rules[i] (an --expect or --forbid) */
+};
+
+/*
+ * A unix-domain address: `len` bytes of sun_path, 0 when unnamed. An abstract name
+ * starts with a NUL; a filesystem path ends with one.
+ */
+struct unix_name {
+	__u8 len;
+	char path[UNIX_PATH_LEN] __attribute__((aligned(8)));
+	char unused[PATH_WORDS * 8 - UNIX_PATH_LEN]; /* zero: paths compare as whole words */
+};
+
+/* An AF_UNIX socket event: the common part, then both ends' addresses. */
+struct unix_event {
+	struct event base;
+	__u32 peer_pid;  /* the peer's process from its credentials (SO_PEERCRED); 0 unknown */
+	__u8 has_remote; /* a peer socket, or the address a datagram named */
+	__u8 fds;        /* SEND/RECV: descriptors the message passed (SCM_RIGHTS) */
+	__u8 unused[2];
+	struct unix_name local;
+	struct unix_name remote;
+};
+
+/*
+ * A --path: a unix-domain address as `struct unix_name` holds it, and the bytes
+ * that decide (all of them, or a prefix ending in '/').
+ */
+struct path_prefix {
+	__u64 words[PATH_WORDS];
+	__u64 mask[PATH_WORDS];
 };
 
 /*
@@ -114,6 +148,7 @@ struct peer_prefix {
 struct match_key {
 	__u32 addr[4];  /* remote address as `struct peer_prefix` holds it: IPv4-mapped is IPv4 */
 	__u64 comm[2];  /* process name */
+	__u64 path[PATH_WORDS]; /* AF_UNIX: the peer's address if named, else the socket's own */
 	__u32 result;   /* CONNECT: 0, the errno, or MATCH_ABORTED */
 	__u16 lport;
 	__u16 rport;
@@ -128,6 +163,8 @@ enum match_has {
 	HAS_SOCKET = 1,
 	HAS_PEER = 2,
 	HAS_RESULT = 4,
+	HAS_PORT = 8, /* an IP socket */
+	HAS_PATH = 16, /* a unix-domain socket with a named end */
 };
 
 /* `result` of an aborted CONNECT: above every errno. */
@@ -179,10 +216,20 @@ struct destination {
 	__u8 unused[3];
 };
 
-/* EV_EXEC carries the executed path after the common part. */
+/*
+ * EV_EXEC carries the executed path after the common part. The largest record:
+ * every event is built in room of its size (a struct unix_event fits).
+ */
 struct exec_event {
 	struct event base;
 	char filename[PATH_LEN];
+};
+
+/* The --proto bits. */
+enum proto_bit {
+	PROTO_TCP = 1,
+	PROTO_UDP = 2,
+	PROTO_UNIX = 4,
 };
 
 #endif /* SOCKWATCH_H */

@@ -39,8 +39,10 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 	e = &x->base;
 	fill_proc(e, EV_CONNECT, st->pid, st->tid, st->comm);
 	fill_sock(e, sk);
+	if (e->family == AF_UNIX)
+		fill_unix((struct unix_event *)x, sk);
 	if (addr)
-		read_peer(e, addr, user);
+		read_named_peer(x, addr, -1, user);
 	save_ends(st, e);
 	e->value = result;
 	e->flags = flags;
@@ -67,8 +69,10 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 		else
 			fill_proc(e, EV_CLOSE, st->pid, st->tid, st->comm);
 		fill_closed_sock(e, sk, st);
+		if (e->family == AF_UNIX)
+			fill_unix((struct unix_event *)x, sk);
 		/* Never bound, connected or listened on, and no bytes: nothing to report. */
-		if (e->local.port || e->remote.port || st->sent || st->received || st->connected) {
+		if (has_ends(x) || st->sent || st->received || st->connected) {
 			e->sent = st->sent;
 			e->received = st->received;
 			e->duration_ns = now - st->born_ns;
@@ -179,7 +183,7 @@ static __always_inline __u8 was_accepted(const struct sock *sk)
 	struct sock_kind kind;
 
 	read_kind(sk, &kind, false);
-	return kind.protocol == IPPROTO_TCP &&
+	return kind.family != AF_UNIX && kind.protocol == IPPROTO_TCP &&
 	       BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN &&
 	       (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) != 0;
 }

@@ -6,7 +6,7 @@ use chrono::FixedOffset;
 use serde::Serialize;
 
 use super::{connect_result, deny_call, deny_rule, signal_name, time, Sink};
-use crate::event::{Detail, Event, ExitStatus};
+use crate::event::{Detail, Endpoint, Event, ExitStatus, Socket, UnixAddr};
 use crate::summary::Summary;
 
 /// The JSON format, with timestamps in `offset`'s time zone.
@@ -97,12 +97,90 @@ struct JsonEvent {
 #[derive(Serialize)]
 struct JsonSocket {
     protocol: &'static str,
+    #[serde(flatten)]
+    ip: Option<JsonIp>,
+    #[serde(flatten)]
+    unix: Option<JsonUnix>,
+}
+
+#[derive(Serialize)]
+struct JsonIp {
     #[serde(skip_serializing_if = "Option::is_none")]
     local_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     local_port: Option<u16>,
     remote_addr: Option<String>,
     remote_port: Option<u16>,
+}
+
+/// A unix-domain socket: a path as it is, `@name` for an abstract name (with
+/// `*_abstract`), `""` unnamed; `remote_path` null without a peer.
+#[derive(Serialize)]
+struct JsonUnix {
+    socket_type: &'static str,
+    local_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_abstract: Option<bool>,
+    remote_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_abstract: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_process: Option<String>,
+    /// SEND, RECV: descriptors passed (SCM_RIGHTS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fds: Option<u8>,
+}
+
+/// A unix-domain address's JSON string, and whether it is abstract.
+fn json_unix(end: &Endpoint) -> (String, Option<bool>) {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match end.unix() {
+        Some(UnixAddr::Path(p)) => (lossy(p), None),
+        Some(UnixAddr::Abstract(name)) => (format!("@{}", lossy(name)), Some(true)),
+        _ => (String::new(), None),
+    }
+}
+
+impl JsonSocket {
+    fn new(s: &Socket) -> JsonSocket {
+        let Some(socket_type) = s.protocol.unix_type() else {
+            return JsonSocket {
+                protocol: s.protocol.name(),
+                ip: Some(JsonIp {
+                    local_addr: s.local.ip().map(|ip| ip.to_string()),
+                    local_port: s.local.port(),
+                    remote_addr: s
+                        .remote
+                        .as_ref()
+                        .and_then(|r| r.ip())
+                        .map(|ip| ip.to_string()),
+                    remote_port: s.remote.as_ref().and_then(|r| r.port()),
+                }),
+                unix: None,
+            };
+        };
+        let (local_path, local_abstract) = json_unix(&s.local);
+        let remote = s.remote.as_ref().map(json_unix);
+        JsonSocket {
+            protocol: "unix",
+            ip: None,
+            unix: Some(JsonUnix {
+                socket_type,
+                local_path,
+                local_abstract,
+                remote_abstract: remote.as_ref().and_then(|r| r.1),
+                remote_path: remote.map(|r| r.0),
+                peer_pid: s.peer_pid,
+                peer_process: s
+                    .peer_process
+                    .as_ref()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+                fds: (s.fds > 0).then_some(s.fds),
+            }),
+        }
+    }
 }
 
 impl JsonEvent {
@@ -115,13 +193,7 @@ impl JsonEvent {
             tid: ev.tid,
             process: String::from_utf8_lossy(&ev.process).into_owned(),
             event: ev.kind().name(),
-            socket: ev.socket.as_ref().map(|s| JsonSocket {
-                protocol: s.protocol.name(),
-                local_addr: s.local.ip().map(|ip| ip.to_string()),
-                local_port: s.local.port(),
-                remote_addr: s.remote.and_then(|r| r.ip()).map(|ip| ip.to_string()),
-                remote_port: s.remote.and_then(|r| r.port()),
-            }),
+            socket: ev.socket.as_ref().map(JsonSocket::new),
             ..Default::default()
         };
         match &ev.detail {

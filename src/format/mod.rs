@@ -87,6 +87,34 @@ fn push_escaped(s: &mut String, bytes: &[u8]) {
     }
 }
 
+/// Bytes as `escape` writes them: `\xNN` and `\\` stand for their bytes.
+pub fn unescape(value: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut rest = value.as_bytes();
+    while let Some((&b, after)) = rest.split_first() {
+        rest = after;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', after @ ..] => {
+                out.push(b'\\');
+                rest = after;
+            }
+            [b'x', hi, lo, after @ ..] => {
+                let hex = std::str::from_utf8(&[*hi, *lo]).unwrap_or("").to_string();
+                let byte = u8::from_str_radix(&hex, 16)
+                    .map_err(|_| format!("\\x{hex} is not a byte (\\x00 to \\xff)"))?;
+                out.push(byte);
+                rest = after;
+            }
+            _ => return Err("a backslash starts \\xNN or \\\\ only".into()),
+        }
+    }
+    Ok(out)
+}
+
 /// The PROCESS column: never empty, so that every line keeps its columns. A process
 /// may set an empty name (prctl); it prints as `-`, and a name that is `-` as `\x2d`.
 pub fn process_field(name: &[u8]) -> String {
@@ -193,6 +221,9 @@ mod tests {
             local: local.parse().unwrap(),
             remote: remote.map(|r| r.parse().unwrap()),
             accepted: false,
+            peer_pid: None,
+            peer_process: None,
+            fds: 0,
         })
     }
 
@@ -291,6 +322,9 @@ mod tests {
             local: "0.0.0.0:53".parse().unwrap(),
             remote: None,
             accepted: false,
+            peer_pid: None,
+            peer_process: None,
+            fds: 0,
         });
         assert_eq!(
             text(&ev(b"dnsmasq", udp, Detail::Listen { backlog: None })),

@@ -106,18 +106,29 @@ fn push_details(line: &mut String, ev: &Event) {
         ),
         Detail::Listen { backlog: Some(b) } => write!(line, "backlog={b}"),
         Detail::Listen { backlog: None } => Ok(()),
-        Detail::Connect { result, latency_ns } => write!(
-            line,
-            "result={} latency={}",
-            connect_result(*result),
-            duration(*latency_ns)
-        ),
-        Detail::Accept => Ok(()),
+        Detail::Connect { result, latency_ns } => {
+            let _ = write!(
+                line,
+                "result={} latency={}",
+                connect_result(*result),
+                duration(*latency_ns)
+            );
+            push_peer(line, ev);
+            Ok(())
+        }
+        Detail::Accept => {
+            push_peer(line, ev);
+            Ok(())
+        }
         Detail::Send { bytes } | Detail::Recv { bytes } => {
             line.push_str("bytes=");
             push_number(line, *bytes);
             if ev.is_end_of_stream() {
                 line.push_str(" eof");
+            }
+            if let Some(s) = ev.socket.as_ref().filter(|s| s.fds > 0) {
+                line.push_str(" fds=");
+                push_number(line, s.fds);
             }
             Ok(())
         }
@@ -136,6 +147,24 @@ fn push_details(line: &mut String, ev: &Event) {
             if *partial { " partial" } else { "" }
         ),
     };
+}
+
+/// `peer_pid=N peer=NAME`: a unix-domain CONNECT's or ACCEPT's peer process.
+fn push_peer(line: &mut String, ev: &Event) {
+    let Some(s) = &ev.socket else {
+        return;
+    };
+    if let Some(pid) = s.peer_pid {
+        if !line.is_empty() && !line.ends_with(' ') {
+            line.push(' ');
+        }
+        line.push_str("peer_pid=");
+        push_number(line, pid);
+        if let Some(name) = &s.peer_process {
+            line.push_str(" peer=");
+            push_process(line, name);
+        }
+    }
 }
 
 /// The text line for an event, newline included.
@@ -187,6 +216,7 @@ fn push_number(line: &mut String, n: impl itoa::Integer) {
 fn push_endpoint(line: &mut String, end: &Endpoint) {
     use std::fmt::Write as _;
     match end {
+        Endpoint::Unix(u) => line.push_str(&crate::event::unix_text(u)),
         Endpoint::Ip(SocketAddr::V4(a)) => {
             for (i, octet) in a.ip().octets().into_iter().enumerate() {
                 if i > 0 {

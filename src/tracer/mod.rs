@@ -20,6 +20,7 @@ use crate::event::{boot_now_ns, decode, Clock, EventSet, Tally};
 use crate::format::{Sink, Style};
 use crate::loader::Tracer;
 use crate::losses::{Loss, Losses};
+use crate::procs::PeerNames;
 use crate::summary::Summary;
 use crate::writer::Writer;
 
@@ -68,6 +69,7 @@ struct Printer<W: Write> {
     limit: Option<u64>,
     assertions: Assertions,
     summary: Option<Summary>,
+    peer_names: PeerNames,
     error: Option<anyhow::Error>,
 }
 
@@ -83,6 +85,7 @@ impl<W: Write> Printer<W> {
             limit: cfg.count,
             assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
             summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
+            peer_names: PeerNames::default(),
             error: None,
         }
     }
@@ -98,7 +101,9 @@ impl<W: Write> Printer<W> {
         if self.done() {
             return -1;
         }
-        let result = decode(data, self.clock).and_then(|ev| {
+        let result = decode(data, self.clock).and_then(|mut ev| {
+            self.peer_names.note(&ev);
+            ev.name_peer(&self.peer_names);
             let forbidden = self.assertions.observe(&ev);
             if let Some(summary) = &mut self.summary {
                 summary.add(&ev);

@@ -519,3 +519,149 @@ pub fn with_private_mounts(script: &str) -> std::process::Output {
         .output()
         .expect("unshare (util-linux)")
 }
+
+/// A path as the LOCAL and REMOTE columns print it (the escapes examples/unix_sockets needs).
+pub fn shown(path: &Path) -> String {
+    path.to_str()
+        .unwrap()
+        .replace(' ', "\\x20")
+        .replace('\n', "\\x0a")
+}
+
+/// The socket lines examples/unix_sockets makes sockwatch print, by process: its
+/// own (`pid`, named `name`, run in `dir`), then its four children's.
+pub fn unix_example_lines(
+    name: &str,
+    dir: &Path,
+    pid: u32,
+    children: &[u32],
+) -> Vec<(u32, Vec<String>)> {
+    let [c1, c2, c3, c4] = children[..] else {
+        panic!("four children: {children:?}")
+    };
+    let srv = shown(&dir.join("srv sock\n1"));
+    let seq = shown(&dir.join("seq.sock"));
+    let client = shown(&dir.join("c.sock"));
+    let abs = format!("@sockwatch-{pid}");
+    let missing = shown(&dir.join("missing"));
+    let dead = shown(&dir.join("dead.sock"));
+    let n = |rest: String| format!("{name} {rest}");
+    let parent = vec![
+        n(format!("LISTEN unix/stream {srv} * backlog=4096")),
+        n(format!(
+            "ACCEPT unix/stream {srv} (unnamed) peer_pid={c1} peer={name}"
+        )),
+        n(format!("RECV unix/stream {srv} (unnamed) bytes=11")),
+        n(format!("SEND unix/stream {srv} (unnamed) bytes=11")),
+        n(format!("RECV unix/stream {srv} (unnamed) bytes=0 eof")),
+        n(format!(
+            "CLOSE unix/stream {srv} (unnamed) sent=11 received=11 lifetime=*"
+        )),
+        n(format!(
+            "CLOSE unix/stream {srv} * sent=0 received=0 lifetime=*"
+        )),
+        n(format!("LISTEN unix/seqpacket {seq} * backlog=8")),
+        n(format!(
+            "ACCEPT unix/seqpacket {seq} (unnamed) peer_pid={c2} peer={name}"
+        )),
+        n(format!("RECV unix/seqpacket {seq} (unnamed) bytes=100")),
+        n(format!("RECV unix/seqpacket {seq} (unnamed) bytes=100")),
+        n(format!("RECV unix/seqpacket {seq} (unnamed) bytes=100")),
+        n(format!(
+            "CLOSE unix/seqpacket {seq} (unnamed) sent=0 received=300 lifetime=*"
+        )),
+        n(format!(
+            "CLOSE unix/seqpacket {seq} * sent=0 received=0 lifetime=*"
+        )),
+        // The socketpair: both ends unnamed.
+        n("SEND unix/stream (unnamed) (unnamed) bytes=5".into()),
+        n("RECV unix/stream (unnamed) (unnamed) bytes=7".into()),
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=5 received=7 lifetime=*".into()),
+        // Datagrams: to an abstract name from an unbound socket, then from a bound one.
+        n(format!("LISTEN unix/dgram {abs} *")),
+        n(format!("SEND unix/dgram (unnamed) {abs} bytes=9")),
+        n(format!("RECV unix/dgram {abs} (unnamed) bytes=9")),
+        n(format!("LISTEN unix/dgram {client} *")),
+        n(format!(
+            "CONNECT unix/dgram {client} {abs} result=ok latency=*"
+        )),
+        n(format!("SEND unix/dgram {client} {abs} bytes=4")),
+        n(format!("RECV unix/dgram {abs} {client} bytes=4")),
+        n(format!(
+            "CLOSE unix/dgram {client} {abs} sent=4 received=0 lifetime=*"
+        )),
+        n("CLOSE unix/dgram (unnamed) * sent=9 received=0 lifetime=*".into()),
+        n(format!(
+            "CLOSE unix/dgram {abs} * sent=0 received=13 lifetime=*"
+        )),
+        // Failures: the path as the process named it, the kernel's errno.
+        n(format!(
+            "CONNECT unix/stream (unnamed) {missing} result=ENOENT latency=*"
+        )),
+        n("CLOSE unix/stream (unnamed) * sent=0 received=0 lifetime=*".into()),
+        n(format!("LISTEN unix/stream {dead} * backlog=4096")),
+        n(format!(
+            "CLOSE unix/stream {dead} * sent=0 received=0 lifetime=*"
+        )),
+        n(format!(
+            "CONNECT unix/stream (unnamed) {dead} result=ECONNREFUSED latency=*"
+        )),
+        n("CLOSE unix/stream (unnamed) * sent=0 received=0 lifetime=*".into()),
+        // A socket received with SCM_RIGHTS: its totals go on with this process.
+        n("RECV unix/stream (unnamed) (unnamed) bytes=1 fds=1".into()),
+        n("RECV unix/stream (unnamed) (unnamed) bytes=1".into()),
+        n("SEND unix/stream (unnamed) (unnamed) bytes=6".into()),
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=6 received=0 lifetime=*".into()),
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=0 received=2 lifetime=*".into()),
+    ];
+    let stream_client = vec![
+        n(format!(
+            "CONNECT unix/stream (unnamed) {srv} result=ok latency=* peer_pid={pid} peer={name}"
+        )),
+        n(format!("SEND unix/stream (unnamed) {srv} bytes=11")),
+        n(format!("RECV unix/stream (unnamed) {srv} bytes=11")),
+        n(format!(
+            "CLOSE unix/stream (unnamed) {srv} sent=11 received=11 lifetime=*"
+        )),
+    ];
+    let seq_client = vec![
+        n(format!(
+            "CONNECT unix/seqpacket (unnamed) {seq} result=ok latency=* peer_pid={pid} peer={name}"
+        )),
+        n(format!("SEND unix/seqpacket (unnamed) {seq} bytes=100")),
+        n(format!("SEND unix/seqpacket (unnamed) {seq} bytes=100")),
+        n(format!("SEND unix/seqpacket (unnamed) {seq} bytes=100")),
+        n(format!(
+            "CLOSE unix/seqpacket (unnamed) {seq} sent=300 received=0 lifetime=*"
+        )),
+    ];
+    let pair_child = vec![
+        n("RECV unix/stream (unnamed) (unnamed) bytes=5".into()),
+        n("SEND unix/stream (unnamed) (unnamed) bytes=7".into()),
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=7 received=5 lifetime=*".into()),
+    ];
+    let passer = vec![
+        n("SEND unix/stream (unnamed) (unnamed) bytes=1 fds=1".into()),
+        n("SEND unix/stream (unnamed) (unnamed) bytes=1".into()),
+        n("RECV unix/stream (unnamed) (unnamed) bytes=6".into()),
+        // Its end of the new pair when it is done with it, the channel at exit.
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=0 received=6 lifetime=*".into()),
+        n("CLOSE unix/stream (unnamed) (unnamed) sent=2 received=0 lifetime=*".into()),
+    ];
+    vec![
+        (pid, parent),
+        (c1, stream_client),
+        (c2, seq_client),
+        (c3, pair_child),
+        (c4, passer),
+    ]
+}
+
+/// The keys of one process's socket lines, in order.
+pub fn socket_keys_of(lines: &[Line], pid: u32) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.pid == pid && l.proto != "-")
+        .map(Line::key)
+        .collect()
+}

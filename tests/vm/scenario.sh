@@ -158,6 +158,20 @@ for spec in $MODES; do
   echo "--- tally stderr"
   cat /tmp/err
 
+  # Unix-domain sockets of every kind: paths, peers, bytes (examples/unix_sockets).
+  echo "--- unix run"
+  rm -rf /tmp/ux
+  mkdir -p /tmp/ux
+  chmod 777 /tmp/ux
+  $as ./sockwatch $probe --buffer $buffer -- sh -c "./unix_sockets /tmp/ux > /tmp/ux/out" \
+    > /tmp/out 2> /tmp/err
+  echo "unix_rc $?"
+  sed 's/^/unix_/' /tmp/ux/out
+  echo "--- unix"
+  cat /tmp/out
+  echo "--- unix stderr"
+  cat /tmp/err
+
   # Releases: a close while another thread reads (let go when the read gives up),
   # and bytes received with splice(), as COMMAND's tree.
   echo "--- release run"

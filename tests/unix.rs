@@ -1,0 +1,566 @@
+//! Unix-domain sockets: stream, seqpacket and datagram sockets, socketpairs,
+//! abstract and unnamed addresses, peers, filters and assertions, with
+//! examples/unix_sockets and real programs from Debian's packages (socat, redis).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A directory of the test's own beside the copied examples (removed by the OS's tmp).
+fn scratch(name: &str) -> PathBuf {
+    let dir = named_example("unix_sockets", name).with_extension("d");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs examples/unix_sockets under `name` in `dir`; returns its pid and its
+/// children's, in the order it started them.
+fn run_example(name: &str, dir: &Path) -> (u32, Vec<u32>) {
+    let w = Workload::spawn(&named_example("unix_sockets", name), &[dir]);
+    let pid: u32 = w.value().parse().unwrap();
+    let rest = w.finish();
+    assert_eq!(rest.last().map(String::as_str), Some("done"), "{rest:?}");
+    let children = rest
+        .iter()
+        .filter_map(|l| l.strip_prefix("child "))
+        .map(|p| p.parse().unwrap())
+        .collect();
+    (pid, children)
+}
+
+#[test]
+fn every_kind_of_unix_socket_with_its_paths_peers_and_bytes() {
+    require_root();
+    let name = unique_name("ux");
+    let dir = scratch(&name);
+    let trace = Trace::start(&[&name]);
+    let (pid, children) = run_example(&name, &dir);
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    for (who, expected) in unix_example_lines(&name, &dir, pid, &children) {
+        assert_eq!(
+            socket_keys_of(&lines, who),
+            expected,
+            "{:#?}",
+            keys_of(&lines, who)
+        );
+    }
+    // And the processes around the sockets.
+    let processes = |who: u32| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.pid == who && l.proto == "-")
+            .map(Line::key)
+            .collect()
+    };
+    let path = format!("{}/{name}", dir.parent().unwrap().display());
+    assert_eq!(
+        processes(pid),
+        [
+            format!("{name} EXEC - - - path={path} ppid=*"),
+            format!("{name} EXIT - - - exit_code=0")
+        ]
+    );
+    for child in children {
+        assert_eq!(
+            processes(child),
+            [
+                format!("{name} FORK - - - ppid=*"),
+                format!("{name} EXIT - - - exit_code=0")
+            ]
+        );
+    }
+    out.assert_stderr_ends(&format!(
+        "sockwatch: {} events printed, 0 lost",
+        lines.len()
+    ));
+}
+
+#[test]
+fn json_names_paths_abstract_names_and_peers() {
+    require_root();
+    let name = unique_name("uj");
+    let dir = scratch(&name);
+    let trace = Trace::start(&["--json", "-e", "connect,accept,recv", &name]);
+    let (pid, children) = run_example(&name, &dir);
+    let out = trace.stop();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let srv = dir.join("srv sock\n1").to_str().unwrap().to_string();
+    let accept = events.iter().find(|e| e["event"] == "accept").unwrap();
+    assert_eq!(accept["protocol"], "unix");
+    assert_eq!(accept["socket_type"], "stream");
+    assert_eq!(accept["local_path"], srv.as_str());
+    assert_eq!(accept["remote_path"], "");
+    assert_eq!(accept["peer_pid"], children[0]);
+    assert_eq!(accept["peer_process"], name.as_str());
+    assert!(accept.get("local_port").is_none() && accept.get("remote_addr").is_none());
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "connect" && e["result"] == "ENOENT")
+        .unwrap();
+    assert_eq!(failed["local_path"], "");
+    assert_eq!(failed["remote_path"], dir.join("missing").to_str().unwrap());
+    let datagram = events
+        .iter()
+        .find(|e| e["event"] == "recv" && e["socket_type"] == "dgram")
+        .unwrap();
+    assert_eq!(datagram["local_path"], format!("@sockwatch-{pid}"));
+    assert_eq!(datagram["local_abstract"], true);
+    assert_eq!(datagram["remote_path"], "");
+    assert_eq!(datagram["bytes"], 9);
+    assert!(datagram.get("remote_abstract").is_none());
+}
+
+#[test]
+fn filters_and_assertions_about_paths_and_protocols() {
+    require_root();
+    let name = unique_name("uf");
+    let dir = scratch(&name);
+    let seq = dir.join("seq.sock");
+    let missing = dir.join("missing");
+    // Only the seqpacket socket's path; an exact --path and a prefix.
+    let trace = Trace::start(&[
+        "--path",
+        seq.to_str().unwrap(),
+        "--path",
+        &format!("{}/", dir.join("nothing-here").display()),
+        "-e",
+        "listen,close",
+        &name,
+    ]);
+    run_example(&name, &dir);
+    let lines = parse(&trace.stop().stdout);
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    let seq_shown = shown(&seq);
+    assert_eq!(
+        keys,
+        [
+            format!("{name} LISTEN unix/seqpacket {seq_shown} * backlog=8"),
+            format!(
+                "{name} CLOSE unix/seqpacket (unnamed) {seq_shown} sent=300 received=0 lifetime=*"
+            ),
+            format!(
+                "{name} CLOSE unix/seqpacket {seq_shown} (unnamed) sent=0 received=300 lifetime=*"
+            ),
+            format!("{name} CLOSE unix/seqpacket {seq_shown} * sent=0 received=0 lifetime=*"),
+        ],
+        "{keys:#?}"
+    );
+
+    // A directory prefix and an abstract name; --proto tcp shows none of them.
+    let trace = Trace::start(&[
+        "--proto",
+        "unix",
+        "--path",
+        &format!("{}/", dir.display()),
+        "-e",
+        "listen",
+        &name,
+    ]);
+    let (pid, _) = run_example(&name, &dir);
+    let lines = parse(&trace.stop().stdout);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let trace = Trace::start(&["--path", &format!("@sockwatch-{}", pid + 1000000), &name]);
+    let tcp = Trace::start(&["--proto", "tcp", &name]);
+    run_example(&name, &dir);
+    let none = parse(&trace.stop().stdout);
+    assert!(none.iter().all(|l| l.proto == "-"), "{none:#?}");
+    let none = parse(&tcp.stop().stdout);
+    assert!(none.iter().all(|l| l.proto == "-"), "{none:#?}");
+
+    // Assertions: the failed connect to a path, and a forbidden one.
+    let trace = Trace::start(&[
+        "-e",
+        "exec",
+        "--expect",
+        &format!("connect path={} result=ENOENT", missing.display()),
+        "--expect",
+        "connect proto=unix result=ECONNREFUSED",
+        "--expect",
+        "recv path=@sockwatch-0",
+        &name,
+    ]);
+    run_example(&name, &dir);
+    let out = trace.stop();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(
+            "sockwatch: expectation not met: no event matched --expect 'recv path=@sockwatch-0'"
+        ),
+        "{}",
+        out.stderr
+    );
+    let dead = dir.join("dead.sock");
+    let out = Command::new(SOCKWATCH)
+        .args(["-e", "connect", "--forbid"])
+        .arg(format!("connect path={}", dead.display()))
+        .arg("--")
+        .arg(named_example("unix_sockets", &name))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("forbidden event seen: CONNECT by {name} (pid "))
+            && stderr.contains(&format!(
+                "with {} matched --forbid 'connect path={}'",
+                dead.display(),
+                dead.display()
+            )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_summary_has_a_row_per_path() {
+    require_root();
+    let name = unique_name("us");
+    let dir = scratch(&name);
+    let trace = Trace::start(&["-c", &name]);
+    let (pid, _) = run_example(&name, &dir);
+    let out = trace.stop();
+    let table = out.stdout.split_once("PROCESS ").unwrap().1;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |remote: &str| -> Vec<&str> {
+        rows.iter()
+            .find(|r| r[1] == remote)
+            .unwrap_or_else(|| panic!("no row for {remote}: {rows:#?}"))[2..]
+            .to_vec()
+    };
+    // A row per path: the peer's when named, else the socket's own.
+    // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
+    assert_eq!(
+        row(&shown(&dir.join("srv sock\n1"))),
+        ["1", "0", "1", "22", "22", "3"]
+    );
+    assert_eq!(
+        row(&shown(&dir.join("seq.sock"))),
+        ["1", "0", "1", "300", "300", "3"]
+    );
+    assert_eq!(
+        row(&format!("@sockwatch-{pid}")),
+        ["1", "0", "0", "13", "9", "2"]
+    );
+    // The abstract name's receive from the bound client is about the client's path.
+    assert_eq!(
+        row(&shown(&dir.join("c.sock"))),
+        ["0", "0", "0", "0", "4", "0"]
+    );
+    // Socketpairs: the two ends of step 3, of step 6's channel, and the one passed.
+    assert_eq!(row("(unnamed)"), ["0", "0", "0", "20", "20", "6"]);
+    assert_eq!(
+        row(&shown(&dir.join("missing"))),
+        ["0", "1", "0", "0", "0", "0"]
+    );
+    assert_eq!(
+        row(&shown(&dir.join("dead.sock"))),
+        ["0", "1", "0", "0", "0", "1"]
+    );
+    // Closed with no peer and no name: the unbound sender, the failed connects'.
+    assert_eq!(row("*"), ["0", "0", "0", "0", "0", "3"]);
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+}
+
+/// socat relays a file over a unix-domain socket: the bytes are the file's.
+#[test]
+fn socat_over_a_unix_socket() {
+    require_root();
+    let socat = Path::new("/usr/bin/socat");
+    assert!(socat.exists(), "socat is missing: scripts/test installs it");
+    let name = unique_name("so");
+    let dir = scratch(&name);
+    let bin = dir.join(&name);
+    std::fs::copy(socat, &bin).unwrap();
+    let path = dir.join("relay.sock");
+    let data = dir.join("data");
+    std::fs::write(&data, vec![b'z'; 100_000]).unwrap();
+    let received = dir.join("received");
+    let trace = Trace::start(&["-e", "listen,connect,accept,close", &name]);
+    let mut server = spawn_fresh_copy(
+        Command::new(&bin)
+            .arg("-u")
+            .arg(format!("UNIX-LISTEN:{}", path.display()))
+            .arg(format!("CREATE:{}", received.display())),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "socat never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new(&bin)
+        .arg("-u")
+        .arg(format!("OPEN:{}", data.display()))
+        .arg(format!("UNIX-CONNECT:{}", path.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.wait().unwrap().success());
+    assert_eq!(std::fs::read(&received).unwrap().len(), 100_000);
+    let lines = parse(&trace.stop().stdout);
+    let at = shown(&path);
+    let connects: Vec<&Line> = lines.iter().filter(|l| l.event == "CONNECT").collect();
+    assert_eq!(connects.len(), 1, "{lines:#?}");
+    let client = connects[0].pid;
+    let server_pid = server.id();
+    let closes = |pid: u32| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.pid == pid && l.event == "CLOSE" && l.proto == "unix/stream")
+            .map(Line::key)
+            .collect()
+    };
+    assert_eq!(
+        closes(client),
+        [format!(
+            "{name} CLOSE unix/stream (unnamed) {at} sent=100000 received=0 lifetime=*"
+        )]
+    );
+    // socat lets the listener go before the connection.
+    assert_eq!(
+        closes(server_pid),
+        [
+            format!("{name} CLOSE unix/stream {at} * sent=0 received=0 lifetime=*"),
+            format!("{name} CLOSE unix/stream {at} (unnamed) sent=0 received=100000 lifetime=*"),
+        ]
+    );
+}
+
+/// Debian's redis-server on a unix socket only, once it is ready.
+fn start_redis_unix(path: &Path) -> Child {
+    let mut server = Command::new("/usr/bin/redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(path)
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-server is missing: scripts/test installs it");
+    let log = BufReader::new(server.stdout.take().unwrap());
+    for line in log.lines() {
+        if line.unwrap().contains("ready to accept connections") {
+            return server;
+        }
+    }
+    let status = server.wait().unwrap();
+    panic!("redis-server exited before it was ready: {status}");
+}
+
+/// A redis stats field from INFO's text.
+fn info_field(info: &str, key: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key} in INFO"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// redis-benchmark against redis-server's unix socket: sockwatch's totals for
+/// the server equal what redis counts itself (INFO's total_net_*_bytes).
+#[test]
+fn redis_benchmark_over_a_unix_socket_matches_redis_own_counts() {
+    require_root();
+    let dir = scratch(&unique_name("rb"));
+    let path = dir.join("redis.sock");
+    let trace = Trace::start(&["-c", "redis-server", "redis-benchmark"]);
+    let mut server = start_redis_unix(&path);
+    let bench = Command::new("/usr/bin/redis-benchmark")
+        .arg("-s")
+        .arg(&path)
+        .args(["-n", "2000", "-c", "4", "-t", "ping,set,get", "-q"])
+        .output()
+        .expect("redis-benchmark is missing: scripts/test installs it");
+    assert!(bench.status.success());
+    // INFO from this test (untraced): its request is in redis's input count, its
+    // reply is written after the counts in it were taken.
+    let request = b"INFO stats\r\n";
+    let mut conn = UnixStream::connect(&path).unwrap();
+    conn.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n") {
+            let len: usize = head[1..].parse().unwrap();
+            if body.len() >= len + 2 {
+                break;
+            }
+        }
+    }
+    drop(conn);
+    let info = String::from_utf8_lossy(&reply).into_owned();
+    signal(server.id(), nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+    let out = trace.stop();
+    let at = shown(&path);
+    let table = out.stdout.split_once("PROCESS ").unwrap().1;
+    let row = |process: &str| -> Vec<u64> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{process} ")))
+            .unwrap_or_else(|| panic!("no {process} row: {}", out.stdout));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[1], at, "{line}");
+        cells[2..].iter().map(|c| c.parse().unwrap()).collect()
+    };
+    // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
+    let (srv, bench) = (row("redis-server"), row("redis-benchmark"));
+    let input = info_field(&info, "total_net_input_bytes");
+    let output = info_field(&info, "total_net_output_bytes");
+    assert_eq!(srv[4], input, "{info}");
+    assert_eq!(srv[3], output + reply.len() as u64, "{info}");
+    assert_eq!(bench[3], input - request.len() as u64);
+    assert_eq!(bench[4], output);
+    assert_eq!(
+        srv[2],
+        bench[0] + 1,
+        "the accepts: the benchmark's and the test's"
+    );
+    assert_eq!(bench[1], 0);
+    assert!(out.stderr.ends_with(" 0 lost"), "{}", out.stderr);
+}
+
+/// PostgreSQL's psql over the server's local socket: the client's totals are the
+/// server's the other way round, and each side names the other's process.
+#[test]
+fn psql_over_postgresql_local_socket() {
+    require_root();
+    let bin = Path::new("/usr/lib/postgresql/15/bin");
+    assert!(
+        bin.join("postgres").exists(),
+        "PostgreSQL 15 is missing: scripts/test installs it"
+    );
+    let dir = scratch(&unique_name("pg"));
+    let data = dir.join("data");
+    let user = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .expect("the postgres user (PostgreSQL's package makes it)");
+    let as_postgres = |program: &str| {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(bin.join(program));
+        c.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        c
+    };
+    std::fs::create_dir_all(&data).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let init = as_postgres("initdb")
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let trace = Trace::start(&["postgres", "psql"]);
+    let mut server = as_postgres("postgres")
+        .arg("-D")
+        .arg(&data)
+        .args(["-c", "listen_addresses=", "-c"])
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = dir.join(".s.PGSQL.5432");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let query = || {
+        Command::new("psql")
+            .arg("-h")
+            .arg(&dir)
+            .args(["-U", "postgres", "-At", "-c", "select 40 + 2"])
+            .output()
+            .unwrap()
+    };
+    while !socket.exists() || !query().status.success() {
+        assert!(Instant::now() < deadline, "postgres did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = query();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    signal(server.id(), nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+    let lines = parse(&trace.stop().stdout);
+    let at = shown(&socket);
+    // The last psql run, and the backend that served it.
+    let connect = lines
+        .iter()
+        .rfind(|l| l.process == "psql" && l.event == "CONNECT")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let client = connect.pid;
+    let server_pid = server.id();
+    let key = connect.key();
+    assert!(
+        key.starts_with(&format!(
+            "psql CONNECT unix/stream (unnamed) {at} result=ok latency=* peer_pid={server_pid} peer=postgres"
+        )),
+        "{key}"
+    );
+    let accept = lines
+        .iter()
+        .find(|l| l.event == "ACCEPT" && detail(l, "peer_pid") == Some(&client.to_string()))
+        .unwrap_or_else(|| panic!("no ACCEPT of psql {client}: {lines:#?}"));
+    assert_eq!(accept.pid, server_pid);
+    assert_eq!(
+        accept.key(),
+        format!("postgres ACCEPT unix/stream {at} (unnamed) peer_pid={client} peer=psql")
+    );
+    let sum = |pid: u32, event: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l.pid == pid && l.event == event && l.proto == "unix/stream")
+            .map(|l| detail(l, "bytes").unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let close = |pid: u32, remote: &str| -> (u64, u64) {
+        let l = lines
+            .iter()
+            .find(|l| l.pid == pid && l.event == "CLOSE" && l.remote == remote)
+            .unwrap_or_else(|| panic!("no CLOSE of {pid} with {remote}: {lines:#?}"));
+        (
+            detail(l, "sent").unwrap().parse().unwrap(),
+            detail(l, "received").unwrap().parse().unwrap(),
+        )
+    };
+    let (sent, received) = close(client, &at);
+    assert_eq!((sent, received), (sum(client, "SEND"), sum(client, "RECV")));
+    assert!(sent > 0 && received > 0);
+    // The backend is a child of the server, forked for the connection.
+    let backend = lines
+        .iter()
+        .find(|l| {
+            l.event == "CLOSE"
+                && l.local == at
+                && l.remote == "(unnamed)"
+                && detail(l, "received") == Some(&sent.to_string())
+        })
+        .unwrap_or_else(|| panic!("no backend CLOSE with received={sent}: {lines:#?}"));
+    assert_eq!(backend.process, "postgres");
+    assert_eq!(detail(backend, "sent"), Some(received.to_string().as_str()));
+    assert_eq!(sum(backend.pid, "RECV"), sent);
+    assert_eq!(sum(backend.pid, "SEND"), received);
+}
