@@ -101,15 +101,23 @@ impl Tracer {
         }
         let socks = &self.skel.maps.socks;
         let mut missed = 0u64;
+        let mut held = None;
         for key in socks.keys() {
             let Some(st) = self.sock(&key)? else {
                 continue;
             };
-            if st.unowned != 0 {
-                continue;
-            }
-            // A zombie owner counts as gone: its exit walk has already run.
-            if !procs::alive(st.pid) {
+            let gone = if st.unowned != 0 {
+                // Let go by its owner while another process held it: released where
+                // no hook saw it (a unix-domain socket an untraced process closed)
+                // once no process holds it any more.
+                !held
+                    .get_or_insert_with(procs::held_socket_inodes)
+                    .contains(&st.ino)
+            } else {
+                // A zombie owner counts as gone: its exit walk has already run.
+                !procs::alive(st.pid)
+            };
+            if gone {
                 socks.delete(&key)?;
                 missed += 1;
                 tallies.extend(Tally::of_socket(&st));

@@ -76,7 +76,6 @@ pub fn resolve_pids(pids: &[u32], notes: &mut Vec<String>) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Whether a process is alive: it exists and is not a zombie waiting to be reaped.
 /// The names of the processes a unix-domain socket's peer may be: those sockwatch
 /// saw listen, connect or accept (a peer that has exited by the time its line is
 /// printed), else /proc's.
@@ -115,6 +114,32 @@ pub fn name_of(pid: u32) -> Option<Vec<u8>> {
     Some(name)
 }
 
+/// The inodes of the sockets some process holds a descriptor to.
+pub fn held_socket_inodes() -> std::collections::HashSet<u64> {
+    let mut held = std::collections::HashSet::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return held;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let ino: Option<u64> = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|n| n.parse().ok());
+            held.extend(ino);
+        }
+    }
+    held
+}
+
+/// Whether a process is alive: it exists and is not a zombie waiting to be reaped.
 pub fn alive(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         let state = stat

@@ -564,3 +564,83 @@ fn psql_over_postgresql_local_socket() {
     assert_eq!(sum(backend.pid, "RECV"), sent);
     assert_eq!(sum(backend.pid, "SEND"), received);
 }
+
+/// Receives one descriptor passed over `conn` (SCM_RIGHTS), with its byte.
+fn receive_descriptor(conn: &UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fds: Vec<std::os::fd::RawFd> = msg
+        .cmsgs()
+        .unwrap()
+        .flat_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds,
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(fds.len(), 1);
+    // SAFETY: the kernel just installed this descriptor for this process.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) }
+}
+
+/// A unix-domain socket passed to a process sockwatch does not trace, which lets
+/// it go: the tracepoint mode has no hook there, so its CLOSE is missing, and the
+/// run says so rather than end as if nothing were.
+#[test]
+fn a_unix_socket_let_go_by_an_untraced_process_is_reported_missing() {
+    require_root();
+    let name = unique_name("up");
+    let dir = scratch(&name);
+    let path = dir.join("handoff");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let trace = Trace::start(&["-e", "send,close", &name]);
+    let mut w = Workload::spawn(
+        &named_example("pass_socket", &name),
+        &["pair", path.to_str().unwrap()],
+    );
+    let (conn, _) = listener.accept().unwrap();
+    let passed = receive_descriptor(&conn);
+    assert_eq!(w.next_line(), "passed");
+    // This process, untraced, is the last holder.
+    drop(passed);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(conn);
+    w.finish();
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    let at = shown(&path);
+    assert!(
+        keys.contains(&format!(
+            "{name} SEND unix/stream (unnamed) (unnamed) bytes=3"
+        )) && keys.contains(&format!(
+            "{name} SEND unix/stream (unnamed) {at} bytes=1 fds=1"
+        )),
+        "{keys:#?}"
+    );
+    // The passed end never closes in sight; its peer and the hand-off connection do.
+    assert!(
+        !keys.contains(&format!(
+            "{name} CLOSE unix/stream (unnamed) (unnamed) sent=3 received=0 lifetime=*"
+        )),
+        "{keys:#?}"
+    );
+    assert!(
+        keys.contains(&format!(
+            "{name} CLOSE unix/stream (unnamed) (unnamed) sent=0 received=3 lifetime=*"
+        )),
+        "{keys:#?}"
+    );
+    out.assert_stderr_ends(&format!(
+        "sockwatch: {} events printed, 0 lost, 1 CLOSE line missed",
+        lines.len()
+    ));
+}
