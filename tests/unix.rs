@@ -644,3 +644,89 @@ fn a_unix_socket_let_go_by_an_untraced_process_is_reported_missing() {
         lines.len()
     ));
 }
+
+/// nginx proxying to an upstream on a unix-domain socket (its own second server):
+/// the proxied connection's totals, both ends, are what nginx logs for the
+/// upstream request ($request_length, $bytes_sent).
+#[test]
+fn nginx_proxy_to_a_unix_socket_upstream() {
+    require_root();
+    let nginx = Path::new("/usr/sbin/nginx");
+    assert!(nginx.exists(), "nginx is missing: scripts/test installs it");
+    let dir = scratch(&unique_name("ng"));
+    let port = free_port();
+    let up = dir.join("up.sock");
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  log_format sizes '$request_length $bytes_sent';
+  server {{
+    listen unix:{d}/up.sock;
+    access_log {d}/upstream.log sizes;
+    location / {{ return 200 'from the upstream'; }}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://unix:{d}/up.sock:/; }}
+  }}
+}}
+"
+        ),
+    )
+    .unwrap();
+    let trace = Trace::start(&["-e", "connect,accept,close", "nginx"]);
+    let mut server = Command::new(nginx).arg("-c").arg(&conf).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from the upstream");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(server.id(), nix::sys::signal::Signal::SIGQUIT);
+    assert!(server.wait().unwrap().success());
+    let lines = parse(&trace.stop().stdout);
+    let log = std::fs::read_to_string(dir.join("upstream.log")).unwrap();
+    let logged: Vec<u64> = log.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let [request_length, bytes_sent] = logged[..] else {
+        panic!("one upstream request: {log:?}")
+    };
+    let at = shown(&up);
+    let keys: Vec<String> = lines.iter().map(Line::key).collect();
+    let has = |key: String| {
+        assert!(keys.contains(&key), "{key}\n{keys:#?}");
+    };
+    // The proxy's end, and the upstream's, of the one connection.
+    has(format!(
+        "nginx CLOSE unix/stream (unnamed) {at} sent={request_length} received={bytes_sent} lifetime=*"
+    ));
+    has(format!(
+        "nginx CLOSE unix/stream {at} (unnamed) sent={bytes_sent} received={request_length} lifetime=*"
+    ));
+    let connect = lines
+        .iter()
+        .find(|l| l.event == "CONNECT" && l.remote == at)
+        .unwrap_or_else(|| panic!("{keys:#?}"));
+    assert!(
+        connect.key().starts_with(&format!(
+            "nginx CONNECT unix/stream (unnamed) {at} result=ok latency=* peer_pid="
+        )),
+        "{}",
+        connect.key()
+    );
+}
