@@ -128,6 +128,8 @@ fn main() {
     let mut vm: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     // mode:who -> ns per send+recv pair, by round
     let mut flood: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    // config -> ns per send+recv pair over a unix socketpair, untraced, by round
+    let mut unix: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for line in console.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f[..] {
@@ -139,6 +141,10 @@ fn main() {
                 .entry(config.to_string())
                 .or_default()
                 .push(ns.parse().unwrap()),
+            ["unixflood", _, config, ns] => {
+                let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
+                unix.entry(config).or_default().push(ns.parse().unwrap());
+            }
             _ => {}
         }
     }
@@ -191,5 +197,30 @@ fn main() {
         println!(
             "| {mode} | {o:.0} [{olo:.0}-{ohi:.0}] | {f:.0} [{flo:.0}-{fhi:.0}] | {r:.3} [{rlo:.3}-{rhi:.3}] |"
         );
+    }
+
+    assert!(
+        CONFIGS
+            .iter()
+            .all(|c| unix.get(c).is_some_and(|v| v.len() == ROUNDS)),
+        "the VM unix-socket benchmark did not finish:\n{console}"
+    );
+    // Each mode's time over the no-tracer time of the same round.
+    let none = unix["none"].clone();
+    println!();
+    println!(
+        "An untraced process's send+recv loop over a unix socketpair (64 bytes, one thread) \
+         while sockwatch traces another name; qemu {release}, {ROUNDS} interleaved rounds, \
+         median [min-max]; the ratio to no tracer taken in each round"
+    );
+    println!();
+    println!("| sockwatch mode | ns per pair | spread | ratio per round |");
+    println!("|---|---:|---:|---:|");
+    for config in CONFIGS {
+        let mut times = unix[config].clone();
+        let mut ratio: Vec<f64> = times.iter().zip(&none).map(|(t, n)| t / n).collect();
+        let (m, lo, hi) = median_spread(&mut times);
+        let (r, rlo, rhi) = median_spread(&mut ratio);
+        println!("| {config} | {m:.0} | {lo:.0}-{hi:.0} | {r:.3} [{rlo:.3}-{rhi:.3}] |");
     }
 }

@@ -2,7 +2,9 @@
 # while sockwatch runs in each mode, interleaved over $ROUNDS rounds; then, per
 # mode, a send+recv loop while sockwatch traces another name (`other`) and while
 # it traces the loop with a --port that matches none of its sockets (`filtered`).
-# Prints `bench ROUND CONFIG NS_PER_CALL` and `flood ROUND MODE:WHO NS_PER_PAIR` lines.
+# Last, the same loop over a unix-domain socketpair, alone and while each mode
+# traces another name. Prints `bench ROUND CONFIG NS_PER_CALL`,
+# `flood ROUND MODE:WHO NS_PER_PAIR` and `unixflood ROUND CONFIG NS_PER_PAIR` lines.
 start() { # start ARGS...: sockwatch, until it is tracing
   rm -f /tmp/err
   ./sockwatch "$@" > /dev/null 2> /tmp/err &
@@ -37,6 +39,18 @@ while [ $round -le $ROUNDS ]; do
       kill -TERM $sw
       wait $sw
     done
+  done
+  round=$((round + 1))
+done
+round=1
+while [ $round -le $ROUNDS ]; do
+  for config in none fentry kprobe tracepoint; do
+    [ $config != none ] && start --probe $config no-such-process
+    echo "unixflood $round $config $(./send_recv_loop $PAIRS unix | cut -d' ' -f2)"
+    if [ $config != none ]; then
+      kill -TERM $sw
+      wait $sw
+    fi
   done
   round=$((round + 1))
 done
