@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
@@ -107,27 +106,7 @@ fn a_socket_handed_to_an_untraced_process_closes_when_that_one_lets_go() {
     let (pid, local) = (w.pid(), w.value().to_string());
     let (conn, _) = unix.accept().unwrap();
     // This test process, which sockwatch does not trace, receives the socket.
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let received: Vec<OwnedFd> = msg
-        .cmsgs()
-        .unwrap()
-        .flat_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds,
-            _ => vec![],
-        })
-        // SAFETY: the kernel just installed these descriptors for us.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
-    assert_eq!(received.len(), 1);
+    let received = receive_descriptor(&conn);
     assert_eq!(w.next_line(), "passed");
     std::thread::sleep(Duration::from_millis(300));
     drop(received);

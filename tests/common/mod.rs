@@ -665,3 +665,29 @@ pub fn socket_keys_of(lines: &[Line], pid: u32) -> Vec<String> {
         .map(Line::key)
         .collect()
 }
+
+/// Receives one descriptor passed over `conn` (SCM_RIGHTS), with its byte.
+pub fn receive_descriptor(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fds: Vec<std::os::fd::RawFd> = msg
+        .cmsgs()
+        .unwrap()
+        .flat_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds,
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(fds.len(), 1);
+    // SAFETY: the kernel just installed this descriptor for this process.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) }
+}
