@@ -604,6 +604,9 @@ fn summary_totals_follow_a_socket_from_owner_to_owner() {
             "--no-header",
             "-e",
             "connect,send,recv",
+            // bash asks nscd who it is when SHELL is unset: a unix socket.
+            "--proto",
+            "tcp",
             "--",
             "bash",
             "-c",

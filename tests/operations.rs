@@ -333,6 +333,9 @@ fn a_connect_to_port_zero_keeps_its_peer() {
         .args([
             "-e",
             "connect",
+            // A name lookup may try nscd's unix socket first.
+            "--proto",
+            "tcp",
             "--forbid",
             "connect peer!=127.0.0.1/32",
             "--",
