@@ -10,8 +10,8 @@
 //! --fork (TCP) it daemonizes the classic way: it listens, forks, and the parent
 //! exits; the child prints `ready PORT` once the parent is gone, then serves.
 //! With --fork-each (TCP) it serves each connection in a forked child, as socat
-//! and sshd do: the parent closes its copy at once and goes on accepting; the child
-//! exits holding the connection, without closing it. The parent exits once every
+//! and sshd do: the parent closes its copy at once (the child waits for that) and
+//! goes on accepting; the child exits holding the connection, without closing it. The parent exits once every
 //! child has.
 
 use std::io::{Read, Write};
@@ -107,14 +107,22 @@ fn main() -> ExitCode {
             } else if args.iter().any(|a| a == "--fork-each") {
                 for _ in 0..count {
                     let (mut stream, _) = listener.accept().expect("accept");
+                    // The child serves once the parent has let its copy go (EOF here),
+                    // so that it is the last holder however the two are scheduled.
+                    let (mut parent_done, done) = std::io::pipe().expect("pipe");
                     // SAFETY: single-threaded; the child only serves and exits.
                     match unsafe { nix::unistd::fork() }.expect("fork") {
                         nix::unistd::ForkResult::Child => {
+                            drop(done);
+                            parent_done.read_to_end(&mut Vec::new()).expect("pipe");
                             serve(&mut stream);
                             // Exit still holding `stream`: the kernel releases it.
                             std::process::exit(0);
                         }
-                        nix::unistd::ForkResult::Parent { .. } => drop(stream),
+                        nix::unistd::ForkResult::Parent { .. } => {
+                            drop(stream);
+                            drop(done);
+                        }
                     }
                 }
                 for _ in 0..count {
