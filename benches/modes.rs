@@ -26,6 +26,15 @@ const HOST_CALLS: &str = "5000000";
 const VM_CALLS: &str = "300000";
 const VM_PAIRS: &str = "30000";
 const CONFIGS: [&str; 4] = ["none", "fentry", "kprobe", "tracepoint"];
+/// The unix socketpair loop's: also fentry and kprobe with `--proto tcp --proto udp`.
+const UNIX_CONFIGS: [&str; 6] = [
+    "none",
+    "fentry",
+    "kprobe",
+    "tracepoint",
+    "fentry-ip",
+    "kprobe-ip",
+];
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -142,7 +151,7 @@ fn main() {
                 .or_default()
                 .push(ns.parse().unwrap()),
             ["unixflood", _, config, ns] => {
-                let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
+                let config = UNIX_CONFIGS.into_iter().find(|c| *c == config).unwrap();
                 unix.entry(config).or_default().push(ns.parse().unwrap());
             }
             _ => {}
@@ -200,7 +209,7 @@ fn main() {
     }
 
     assert!(
-        CONFIGS
+        UNIX_CONFIGS
             .iter()
             .all(|c| unix.get(c).is_some_and(|v| v.len() == ROUNDS)),
         "the VM unix-socket benchmark did not finish:\n{console}"
@@ -211,12 +220,13 @@ fn main() {
     println!(
         "An untraced process's send+recv loop over a unix socketpair (64 bytes, one thread) \
          while sockwatch traces another name; qemu {release}, {ROUNDS} interleaved rounds, \
-         median [min-max]; the ratio to no tracer taken in each round"
+         median [min-max]; the ratio to no tracer taken in each round; -ip: with \
+         --proto tcp --proto udp"
     );
     println!();
     println!("| sockwatch mode | ns per pair | spread | ratio per round |");
     println!("|---|---:|---:|---:|");
-    for config in CONFIGS {
+    for config in UNIX_CONFIGS {
         let mut times = unix[config].clone();
         let mut ratio: Vec<f64> = times.iter().zip(&none).map(|(t, n)| t / n).collect();
         let (m, lo, hi) = median_spread(&mut times);

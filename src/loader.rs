@@ -13,7 +13,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
 use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
-use crate::event::Tally;
+use crate::event::{ProtoFamily, Tally};
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
@@ -408,8 +408,15 @@ const MAX_FOLLOWED: u32 = 16384;
 
 /// The programs one mode loads, after checking that the kernel has their hooks.
 fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Probe>> {
-    let wanted: Vec<&Probe> =
-        probes::needed(mode, cfg.events, kernel.recv_has_nonblock(), follows(cfg)).collect();
+    let unix = cfg.proto.is_empty() || cfg.proto.contains(&ProtoFamily::Unix);
+    let wanted: Vec<&Probe> = probes::needed(
+        mode,
+        cfg.events,
+        kernel.recv_has_nonblock(),
+        follows(cfg),
+        unix,
+    )
+    .collect();
     // --deny's hooks are the cgroup's, the same in every mode.
     let deciding = probes::deciding().filter(|_| cfg.deciding());
     if mode == Mode::Tracepoint {
@@ -651,7 +658,7 @@ mod tests {
             return true;
         }
         let kind = crate::event::Protocol::from_raw(e.family, e.protocol).unwrap();
-        if !cfg.proto.is_empty() && !cfg.proto.contains(&crate::event::ProtoFamily::of(kind)) {
+        if !cfg.proto.is_empty() && !cfg.proto.contains(&ProtoFamily::of(kind)) {
             return false;
         }
         if kind.unix_type().is_some() {

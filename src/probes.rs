@@ -146,6 +146,8 @@ pub struct Probe {
     pub serves: &'static [Kind],
     /// Which kernels load it.
     pub only: Only,
+    /// It hooks unix-domain sockets alone: not loaded when --proto leaves them out.
+    pub unix: bool,
 }
 
 /// Kernels a program is for.
@@ -186,7 +188,12 @@ const fn probe(
         modes,
         serves,
         only: Only::All,
+        unix: false,
     }
+}
+
+const fn unix(p: Probe) -> Probe {
+    Probe { unix: true, ..p }
 }
 
 const fn only(only: Only, p: Probe) -> Probe {
@@ -218,7 +225,7 @@ pub const PROBES: &[Probe] = &[
     probe("tp_socket", Tracepoint, "syscalls/sys_exit_socket", Step::Born, TP, &[Kind::Close]),
     probe("fx_socket", Fentry, "security_socket_post_create", Step::Born, FX, &[Kind::Close]),
     probe("kp_socket", Kprobe, "security_socket_post_create", Step::Born, KP, &[Kind::Close]),
-    probe("tp_socketpair", Tracepoint, "syscalls/sys_exit_socketpair", Step::Born, TP, &[Kind::Close]),
+    unix(probe("tp_socketpair", Tracepoint, "syscalls/sys_exit_socketpair", Step::Born, TP, &[Kind::Close])),
     // Connect: started and returned in the process; the handshake settles it.
     probe("tp_connect", Tracepoint, "syscalls/sys_enter_connect", Step::Connect, TP, &[Kind::Connect]),
     probe("tp_connect_r", Tracepoint, "syscalls/sys_exit_connect", Step::Connect, TP, &[Kind::Connect]),
@@ -230,14 +237,14 @@ pub const PROBES: &[Probe] = &[
     probe("kp_connect_r", Kretprobe, "inet_stream_connect", Step::Connect, KP, &[Kind::Connect]),
     probe("kp_dconnect", Kprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
     probe("kp_dconnect_r", Kretprobe, "inet_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
-    probe("fx_uconn", Fentry, "unix_stream_connect", Step::Connect, FX, &[Kind::Connect]),
-    probe("fx_uconn_r", Fexit, "unix_stream_connect", Step::Connect, FX, &[Kind::Connect]),
-    probe("fx_udconn", Fentry, "unix_dgram_connect", Step::Connect, FX, &[Kind::Connect]),
-    probe("fx_udconn_r", Fexit, "unix_dgram_connect", Step::Connect, FX, &[Kind::Connect]),
-    probe("kp_uconn", Kprobe, "unix_stream_connect", Step::Connect, KP, &[Kind::Connect]),
-    probe("kp_uconn_r", Kretprobe, "unix_stream_connect", Step::Connect, KP, &[Kind::Connect]),
-    probe("kp_udconn", Kprobe, "unix_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
-    probe("kp_udconn_r", Kretprobe, "unix_dgram_connect", Step::Connect, KP, &[Kind::Connect]),
+    unix(probe("fx_uconn", Fentry, "unix_stream_connect", Step::Connect, FX, &[Kind::Connect])),
+    unix(probe("fx_uconn_r", Fexit, "unix_stream_connect", Step::Connect, FX, &[Kind::Connect])),
+    unix(probe("fx_udconn", Fentry, "unix_dgram_connect", Step::Connect, FX, &[Kind::Connect])),
+    unix(probe("fx_udconn_r", Fexit, "unix_dgram_connect", Step::Connect, FX, &[Kind::Connect])),
+    unix(probe("kp_uconn", Kprobe, "unix_stream_connect", Step::Connect, KP, &[Kind::Connect])),
+    unix(probe("kp_uconn_r", Kretprobe, "unix_stream_connect", Step::Connect, KP, &[Kind::Connect])),
+    unix(probe("kp_udconn", Kprobe, "unix_dgram_connect", Step::Connect, KP, &[Kind::Connect])),
+    unix(probe("kp_udconn_r", Kretprobe, "unix_dgram_connect", Step::Connect, KP, &[Kind::Connect])),
     // Also TCP's release in the tracepoint mode.
     probe("tp_set_state", TpBtf, "sock/inet_sock_set_state", Step::Outcome, ALL_MODES, RELEASE),
     // Listen, and a UDP server's bind.
@@ -245,9 +252,9 @@ pub const PROBES: &[Probe] = &[
     probe("fx_listen", Fexit, "inet_listen", Step::Listen, FX, &[Kind::Listen]),
     probe("kp_listen", Kprobe, "inet_listen", Step::Listen, KP, &[Kind::Listen]),
     probe("kp_listen_r", Kretprobe, "inet_listen", Step::Listen, KP, &[Kind::Listen]),
-    probe("fx_ulisten", Fexit, "unix_listen", Step::Listen, FX, &[Kind::Listen]),
-    probe("kp_ulisten", Kprobe, "unix_listen", Step::Listen, KP, &[Kind::Listen]),
-    probe("kp_ulisten_r", Kretprobe, "unix_listen", Step::Listen, KP, &[Kind::Listen]),
+    unix(probe("fx_ulisten", Fexit, "unix_listen", Step::Listen, FX, &[Kind::Listen])),
+    unix(probe("kp_ulisten", Kprobe, "unix_listen", Step::Listen, KP, &[Kind::Listen])),
+    unix(probe("kp_ulisten_r", Kretprobe, "unix_listen", Step::Listen, KP, &[Kind::Listen])),
     probe("tp_bind", Tracepoint, "syscalls/sys_exit_bind", Step::Bind, TP, &[Kind::Listen]),
     probe("fx_bind", Fexit, "inet_bind", Step::Bind, FX, &[Kind::Listen]),
     probe("fx_bind6", Fexit, "inet6_bind", Step::Bind, FX, &[Kind::Listen]),
@@ -255,9 +262,9 @@ pub const PROBES: &[Probe] = &[
     probe("kp_bind_r", Kretprobe, "inet_bind", Step::Bind, KP, &[Kind::Listen]),
     probe("kp_bind6", Kprobe, "inet6_bind", Step::Bind, KP, &[Kind::Listen]),
     probe("kp_bind6_r", Kretprobe, "inet6_bind", Step::Bind, KP, &[Kind::Listen]),
-    probe("fx_unix_bind", Fexit, "unix_bind", Step::Bind, FX, &[Kind::Listen]),
-    probe("kp_unix_bind", Kprobe, "unix_bind", Step::Bind, KP, &[Kind::Listen]),
-    probe("kp_unix_bind_r", Kretprobe, "unix_bind", Step::Bind, KP, &[Kind::Listen]),
+    unix(probe("fx_unix_bind", Fexit, "unix_bind", Step::Bind, FX, &[Kind::Listen])),
+    unix(probe("kp_unix_bind", Kprobe, "unix_bind", Step::Bind, KP, &[Kind::Listen])),
+    unix(probe("kp_unix_bind_r", Kretprobe, "unix_bind", Step::Bind, KP, &[Kind::Listen])),
     // Accept.
     probe("tp_accept4", Tracepoint, "syscalls/sys_exit_accept4", Step::Accept, TP, ACCEPT),
     probe("tp_accept", Tracepoint, "syscalls/sys_exit_accept", Step::Accept, TP, ACCEPT),
@@ -280,18 +287,18 @@ pub const PROBES: &[Probe] = &[
     optional(probe("kp_tcp_page_r", Kretprobe, "tcp_sendpage", Step::Send, KP, SEND)),
     optional(probe("kp_udp_page", Kprobe, "udp_sendpage", Step::Send, KP, SEND)),
     optional(probe("kp_udp_page_r", Kretprobe, "udp_sendpage", Step::Send, KP, SEND)),
-    probe("fx_unix_send", Fexit, "unix_stream_sendmsg", Step::Send, FX, SEND),
-    probe("fx_unix_dsend", Fexit, "unix_dgram_sendmsg", Step::Send, FX, SEND),
-    probe("fx_unix_psend", Fexit, "unix_seqpacket_sendmsg", Step::Send, FX, SEND),
-    optional(probe("fx_unix_page", Fexit, "unix_stream_sendpage", Step::Send, FX, SEND)),
-    probe("kp_unix_send", Kprobe, "unix_stream_sendmsg", Step::Send, KP, SEND),
-    probe("kp_unix_send_r", Kretprobe, "unix_stream_sendmsg", Step::Send, KP, SEND),
-    probe("kp_unix_dsend", Kprobe, "unix_dgram_sendmsg", Step::Send, KP, SEND),
-    probe("kp_unix_dsend_r", Kretprobe, "unix_dgram_sendmsg", Step::Send, KP, SEND),
-    probe("kp_unix_psend", Kprobe, "unix_seqpacket_sendmsg", Step::Send, KP, SEND),
-    probe("kp_unix_psend_r", Kretprobe, "unix_seqpacket_sendmsg", Step::Send, KP, SEND),
-    optional(probe("kp_unix_page", Kprobe, "unix_stream_sendpage", Step::Send, KP, SEND)),
-    optional(probe("kp_unix_page_r", Kretprobe, "unix_stream_sendpage", Step::Send, KP, SEND)),
+    unix(probe("fx_unix_send", Fexit, "unix_stream_sendmsg", Step::Send, FX, SEND)),
+    unix(probe("fx_unix_dsend", Fexit, "unix_dgram_sendmsg", Step::Send, FX, SEND)),
+    unix(probe("fx_unix_psend", Fexit, "unix_seqpacket_sendmsg", Step::Send, FX, SEND)),
+    unix(optional(probe("fx_unix_page", Fexit, "unix_stream_sendpage", Step::Send, FX, SEND))),
+    unix(probe("kp_unix_send", Kprobe, "unix_stream_sendmsg", Step::Send, KP, SEND)),
+    unix(probe("kp_unix_send_r", Kretprobe, "unix_stream_sendmsg", Step::Send, KP, SEND)),
+    unix(probe("kp_unix_dsend", Kprobe, "unix_dgram_sendmsg", Step::Send, KP, SEND)),
+    unix(probe("kp_unix_dsend_r", Kretprobe, "unix_dgram_sendmsg", Step::Send, KP, SEND)),
+    unix(probe("kp_unix_psend", Kprobe, "unix_seqpacket_sendmsg", Step::Send, KP, SEND)),
+    unix(probe("kp_unix_psend_r", Kretprobe, "unix_seqpacket_sendmsg", Step::Send, KP, SEND)),
+    unix(optional(probe("kp_unix_page", Kprobe, "unix_stream_sendpage", Step::Send, KP, SEND))),
+    unix(optional(probe("kp_unix_page_r", Kretprobe, "unix_stream_sendpage", Step::Send, KP, SEND))),
     // Receive.
     probe("tp_recv", TpBtf, "sock/sock_recv_length", Step::Recv, TP, RECV),
     only(NO_NONBLOCK, probe("fx_tcp_recv", Fexit, "tcp_recvmsg", Step::Recv, FX, RECV)),
@@ -309,20 +316,20 @@ pub const PROBES: &[Probe] = &[
     probe("kp_udp6_recv_r", Kretprobe, "udpv6_recvmsg", Step::Recv, KP, RECV),
     probe("kp_tcp_splice", Kprobe, "tcp_splice_read", Step::Recv, KP, RECV),
     probe("kp_tcp_splice_r", Kretprobe, "tcp_splice_read", Step::Recv, KP, RECV),
-    probe("fx_unix_recv", Fexit, "unix_stream_recvmsg", Step::Recv, FX, RECV),
-    probe("fx_unix_drecv", Fexit, "unix_dgram_recvmsg", Step::Recv, FX, RECV),
-    probe("fx_unix_precv", Fexit, "unix_seqpacket_recvmsg", Step::Recv, FX, RECV),
-    probe("fx_usplice", Fexit, "unix_stream_splice_read", Step::Recv, FX, RECV),
-    probe("kp_unix_recv", Kprobe, "unix_stream_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_unix_recv_r", Kretprobe, "unix_stream_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_unix_drecv", Kprobe, "unix_dgram_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_unix_drecv_r", Kretprobe, "unix_dgram_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_unix_precv", Kprobe, "unix_seqpacket_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_unix_precv_r", Kretprobe, "unix_seqpacket_recvmsg", Step::Recv, KP, RECV),
-    probe("kp_usplice", Kprobe, "unix_stream_splice_read", Step::Recv, KP, RECV),
-    probe("kp_usplice_r", Kretprobe, "unix_stream_splice_read", Step::Recv, KP, RECV),
-    probe("fx_rights", Fentry, "scm_detach_fds", Step::Recv, FX, &[Kind::Recv]),
-    probe("kp_rights", Kprobe, "scm_detach_fds", Step::Recv, KP, &[Kind::Recv]),
+    unix(probe("fx_unix_recv", Fexit, "unix_stream_recvmsg", Step::Recv, FX, RECV)),
+    unix(probe("fx_unix_drecv", Fexit, "unix_dgram_recvmsg", Step::Recv, FX, RECV)),
+    unix(probe("fx_unix_precv", Fexit, "unix_seqpacket_recvmsg", Step::Recv, FX, RECV)),
+    unix(probe("fx_usplice", Fexit, "unix_stream_splice_read", Step::Recv, FX, RECV)),
+    unix(probe("kp_unix_recv", Kprobe, "unix_stream_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_unix_recv_r", Kretprobe, "unix_stream_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_unix_drecv", Kprobe, "unix_dgram_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_unix_drecv_r", Kretprobe, "unix_dgram_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_unix_precv", Kprobe, "unix_seqpacket_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_unix_precv_r", Kretprobe, "unix_seqpacket_recvmsg", Step::Recv, KP, RECV)),
+    unix(probe("kp_usplice", Kprobe, "unix_stream_splice_read", Step::Recv, KP, RECV)),
+    unix(probe("kp_usplice_r", Kretprobe, "unix_stream_splice_read", Step::Recv, KP, RECV)),
+    unix(probe("fx_rights", Fentry, "scm_detach_fds", Step::Recv, FX, &[Kind::Recv])),
+    unix(probe("kp_rights", Kprobe, "scm_detach_fds", Step::Recv, KP, &[Kind::Recv])),
     probe("tp_recvfrom_r", Tracepoint, "syscalls/sys_exit_recvfrom", Step::Peer, TP, &[Kind::Recv]),
     probe("tp_recvmsg_r", Tracepoint, "syscalls/sys_exit_recvmsg", Step::Peer, TP, &[Kind::Recv]),
     probe("tp_splice_r", Tracepoint, "syscalls/sys_exit_splice", Step::Recv, TP, RECV),
@@ -334,8 +341,8 @@ pub const PROBES: &[Probe] = &[
     probe("tp_destroy", TpBtf, "tcp/tcp_destroy_sock", Step::Release, TP, RELEASE),
     probe("fx_release", Fentry, "inet_release", Step::Release, FX, RELEASE),
     probe("kp_release", Kprobe, "inet_release", Step::Release, KP, RELEASE),
-    probe("fx_unix_release", Fentry, "unix_release", Step::Release, FX, RELEASE),
-    probe("kp_unix_release", Kprobe, "unix_release", Step::Release, KP, RELEASE),
+    unix(probe("fx_unix_release", Fentry, "unix_release", Step::Release, FX, RELEASE)),
+    unix(probe("kp_unix_release", Kprobe, "unix_release", Step::Release, KP, RELEASE)),
     // Deny: loaded with --deny, --allow or --audit only.
     probe("cg_connect4", Cgroup, "connect4", Step::Deny, ALL_MODES, &[]),
     probe("cg_connect6", Cgroup, "connect6", Step::Deny, ALL_MODES, &[]),
@@ -356,9 +363,11 @@ pub fn needed(
     events: EventSet,
     nonblock: bool,
     follow: bool,
+    unix: bool,
 ) -> impl Iterator<Item = &'static Probe> {
     PROBES.iter().filter(move |p| {
         p.modes.contains(&mode)
+            && (unix || !p.unix)
             && (p.serves.iter().any(|k| events.contains(*k))
                 || (follow && matches!(p.step, Step::Fork | Step::Exit)))
             && p.only != Only::RecvNonblock(!nonblock)
@@ -385,7 +394,7 @@ mod tests {
     use super::*;
 
     fn programs(mode: Mode, events: EventSet) -> Vec<&'static str> {
-        needed(mode, events, false, false)
+        needed(mode, events, false, false, true)
             .map(|p| p.program)
             .collect()
     }
@@ -393,7 +402,7 @@ mod tests {
     #[test]
     fn each_mode_loads_one_variant_of_each_step() {
         for mode in Mode::PREFERENCE {
-            let chosen: Vec<&Probe> = needed(mode, EventSet::ALL, false, false).collect();
+            let chosen: Vec<&Probe> = needed(mode, EventSet::ALL, false, false, true).collect();
             for step in Step::ALL {
                 let mut families: Vec<&str> = chosen
                     .iter()
@@ -466,11 +475,30 @@ mod tests {
     }
 
     #[test]
+    fn leaving_unix_sockets_out_loads_none_of_their_hooks() {
+        for mode in Mode::PREFERENCE {
+            let names = |unix| -> Vec<&str> {
+                needed(mode, EventSet::ALL, false, false, unix)
+                    .map(|p| p.target)
+                    .collect()
+            };
+            let (with, without) = (names(true), names(false));
+            assert!(without.len() < with.len(), "{mode}");
+            for target in without {
+                assert!(!target.starts_with("unix_"), "{mode}: {target}");
+                assert!(!target.contains("socketpair"), "{mode}: {target}");
+            }
+        }
+    }
+
+    #[test]
     fn following_loads_fork_and_exit_whatever_is_printed() {
         for mode in Mode::PREFERENCE {
             let send = EventSet(Kind::Send.bit());
             let steps = |follow| -> Vec<Step> {
-                needed(mode, send, false, follow).map(|p| p.step).collect()
+                needed(mode, send, false, follow, true)
+                    .map(|p| p.step)
+                    .collect()
             };
             assert!(!steps(false).contains(&Step::Fork), "{mode}");
             assert!(steps(true).contains(&Step::Fork), "{mode}");
@@ -481,10 +509,16 @@ mod tests {
     #[test]
     fn each_kernel_gets_one_receive_signature() {
         for nonblock in [false, true] {
-            let recv: Vec<&str> = needed(Mode::Fentry, EventSet(Kind::Recv.bit()), nonblock, false)
-                .filter(|p| p.target == "tcp_recvmsg")
-                .map(|p| p.program)
-                .collect();
+            let recv: Vec<&str> = needed(
+                Mode::Fentry,
+                EventSet(Kind::Recv.bit()),
+                nonblock,
+                false,
+                true,
+            )
+            .filter(|p| p.target == "tcp_recvmsg")
+            .map(|p| p.program)
+            .collect();
             let expected = if nonblock {
                 "fx_tcp_recv_nb"
             } else {

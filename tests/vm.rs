@@ -204,6 +204,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     check_command(&mut c, out);
     check_tally(&mut c, out);
     check_unix(&mut c, out);
+    check_unix_left_out(&mut c, out);
     check_releases(&mut c, out);
     check_overload(&mut c, spec, out);
     if !spec.contains(":nobody") {
@@ -642,6 +643,31 @@ fn check_unix(c: &mut Check, out: &str) {
     c.that(
         stderr.contains(" events printed, 0 lost; COMMAND exited with status 0"),
         || format!("the unix run's closing line: {stderr}"),
+    );
+}
+
+/// examples/unix_sockets with --proto tcp --proto udp: the processes only, and
+/// nothing reported missing (no unix-domain socket is tracked without its hooks).
+fn check_unix_left_out(c: &mut Check, out: &str) {
+    c.eq(
+        values(out, "ipunix_rc"),
+        vec!["0"],
+        "the IP-only unix run's status",
+    );
+    let kinds: Vec<String> = parse(section(out, "ipunix"))
+        .iter()
+        .filter(|l| l.proto != "-")
+        .map(Line::key)
+        .collect();
+    c.eq(
+        kinds,
+        Vec::<String>::new(),
+        "the IP-only unix run's socket lines",
+    );
+    let stderr = section(out, "ipunix stderr");
+    c.that(
+        stderr.ends_with(" events printed, 0 lost; COMMAND exited with status 0\n"),
+        || format!("the IP-only unix run's closing line: {stderr}"),
     );
 }
 

@@ -36,9 +36,11 @@ static __always_inline bool traced_sock_of(const struct sock *sk, struct sock_ki
 	if (!sk)
 		return false;
 	read_kind(sk, k, trusted);
+	/* Not tracked when --proto leaves them out: their hooks are not loaded then. */
 	if (k->family == AF_UNIX)
-		return k->protocol == SOCK_STREAM || k->protocol == SOCK_DGRAM ||
-		       k->protocol == SOCK_SEQPACKET;
+		return (!protocols || (protocols & PROTO_UNIX)) &&
+		       (k->protocol == SOCK_STREAM || k->protocol == SOCK_DGRAM ||
+			k->protocol == SOCK_SEQPACKET);
 	return (k->family == AF_INET || k->family == AF_INET6) &&
 	       (k->protocol == IPPROTO_TCP || k->protocol == IPPROTO_UDP);
 }

@@ -3,7 +3,7 @@
 # mode, a send+recv loop while sockwatch traces another name (`other`) and while
 # it traces the loop with a --port that matches none of its sockets (`filtered`).
 # Last, the same loop over a unix-domain socketpair, alone and while each mode
-# traces another name. Prints `bench ROUND CONFIG NS_PER_CALL`,
+# traces another name (`-ip`: with --proto tcp --proto udp, no unix-domain hook). Prints `bench ROUND CONFIG NS_PER_CALL`,
 # `flood ROUND MODE:WHO NS_PER_PAIR` and `unixflood ROUND CONFIG NS_PER_PAIR` lines.
 start() { # start ARGS...: sockwatch, until it is tracing
   rm -f /tmp/err
@@ -44,8 +44,12 @@ while [ $round -le $ROUNDS ]; do
 done
 round=1
 while [ $round -le $ROUNDS ]; do
-  for config in none fentry kprobe tracepoint; do
-    [ $config != none ] && start --probe $config no-such-process
+  for config in none fentry kprobe tracepoint fentry-ip kprobe-ip; do
+    case $config in
+      none) ;;
+      *-ip) start --probe ${config%-ip} --proto tcp --proto udp no-such-process ;;
+      *) start --probe $config no-such-process ;;
+    esac
     echo "unixflood $round $config $(./send_recv_loop $PAIRS unix | cut -d' ' -f2)"
     if [ $config != none ]; then
       kill -TERM $sw

@@ -171,6 +171,17 @@ for spec in $MODES; do
   cat /tmp/out
   echo "--- unix stderr"
   cat /tmp/err
+  # The same with unix-domain sockets left out: none of their hooks is loaded.
+  rm -rf /tmp/ux
+  mkdir -p /tmp/ux
+  chmod 777 /tmp/ux
+  $as ./sockwatch $probe --buffer $buffer --proto tcp --proto udp -- \
+    sh -c "./unix_sockets /tmp/ux > /dev/null" > /tmp/out 2> /tmp/err
+  echo "ipunix_rc $?"
+  echo "--- ipunix"
+  cat /tmp/out
+  echo "--- ipunix stderr"
+  cat /tmp/err
 
   # Releases: a close while another thread reads (let go when the read gives up),
   # and bytes received with splice(), as COMMAND's tree.
