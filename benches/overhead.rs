@@ -81,6 +81,8 @@ enum Config {
     Traced,
     /// sockwatch traces the workload with a --port filter that matches none of it.
     FilteredOut,
+    /// sockwatch traces every process with a --port that matches none of them.
+    EveryFilteredOut,
     /// sockwatch traces the workload under the README's egress assertions, which
     /// the kernel matches on every event.
     Asserted,
@@ -97,6 +99,7 @@ impl Config {
             Config::Untraced => "sockwatch, other process",
             Config::Traced => "sockwatch, this process",
             Config::FilteredOut => "sockwatch, this process, --port matching nothing",
+            Config::EveryFilteredOut => "sockwatch, every process, --port matching nothing",
             Config::Asserted => "sockwatch, this process, two --forbid (the egress recipe)",
             Config::Summarised => "sockwatch -c, this process",
             Config::Strace => "strace -f (network,read,write)",
@@ -116,6 +119,7 @@ impl Config {
                 &["--pid", &pid, "--port", "1"],
                 Stdio::null(),
             )),
+            Config::EveryFilteredOut => Some(Trace::start_with(&["--port", "1"], Stdio::null())),
             Config::Asserted => Some(Trace::start_with(
                 &[
                     "--pid",
@@ -290,6 +294,7 @@ fn main() {
         Config::Untraced,
         Config::Traced,
         Config::FilteredOut,
+        Config::EveryFilteredOut,
         Config::Asserted,
     ];
     let flood_configs = [
@@ -303,6 +308,7 @@ fn main() {
         Config::Untraced,
         Config::Traced,
         Config::Summarised,
+        Config::EveryFilteredOut,
         Config::Strace,
     ];
     let redis_configs = [
@@ -374,6 +380,8 @@ fn main() {
     }
     // Each round's filtered-out time over its other-process time, before sorting.
     let mut filter_ratio: Vec<f64> = pairs[3].iter().zip(&pairs[1]).map(|(f, u)| f / u).collect();
+    // Every process traced, this one's sockets filtered out, over the same.
+    let mut every_ratio: Vec<f64> = pairs[4].iter().zip(&pairs[1]).map(|(f, u)| f / u).collect();
     // Likewise -c's 1-byte flood over tracing another name.
     let mut summary_ratio: Vec<f64> = flood[3].iter().zip(&flood[1]).map(|(c, u)| c / u).collect();
     // The unix-domain flood, traced and not, over no tracer.
@@ -430,6 +438,10 @@ fn main() {
     println!();
     println!(
         "--port matching nothing vs another process traced, send+recv, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
+    );
+    let (m, lo, hi) = median_spread(&mut every_ratio);
+    println!(
+        "every process traced, --port matching nothing, vs another process traced, send+recv, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
     );
     let (m, lo, hi) = median_spread(&mut summary_ratio);
     println!(

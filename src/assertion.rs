@@ -577,6 +577,7 @@ mod tests {
     fn ev(detail: Detail, local: &str, remote: Option<&str>) -> Event {
         Event {
             time_ns: 0,
+            boot_ns: 0,
             pid: 1,
             tid: 1,
             process: b"curl".to_vec(),

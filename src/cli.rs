@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(short, long)]
     pub follow: bool,
 
+    /// Trace every process. Without NAME, PID or COMMAND, --port, --peer, --path and
+    /// --cgroup trace every process too, narrowed to what they match
+    #[arg(short = 'a', long, conflicts_with_all = ["names", "pids", "command", "follow"])]
+    pub all: bool,
+
     /// Only sockets with this local or remote port (repeatable)
     #[arg(long = "port", value_name = "PORT",
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -134,6 +139,11 @@ pub struct Args {
     /// Do not print the column header (text output)
     #[arg(long)]
     pub no_header: bool,
+
+    /// Also print each event's time since tracing started, in seconds, after the
+    /// wall clock (JSON: elapsed_ns)
+    #[arg(short = 'r', long)]
+    pub relative: bool,
 
     /// Exit successfully after printing N events
     #[arg(short = 'n', long, value_name = "N",
@@ -347,6 +357,8 @@ pub struct Config {
     pub proto: Vec<ProtoFamily>,
     pub paths: Vec<PathPattern>,
     pub cgroup: Option<PathBuf>,
+    /// No NAME, PID or COMMAND: every process (--all, or narrowed by filters).
+    pub every_process: bool,
     pub expect: Vec<Expr>,
     pub forbid: Vec<Expr>,
     pub deny: Vec<Expr>,
@@ -359,6 +371,8 @@ pub struct Config {
     pub append: bool,
     pub format: Format,
     pub header: bool,
+    /// -r: each event's time since tracing started, beside the wall clock.
+    pub relative: bool,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -416,13 +430,17 @@ pub enum SummaryMode {
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
-        if args.names.is_empty()
-            && args.pids.is_empty()
-            && args.command.is_empty()
-            && args.cgroup.is_none()
-        {
-            bail!("nothing to trace: give a process NAME, --pid PID, --cgroup PATH or -- COMMAND");
+        let unnamed = args.names.is_empty() && args.pids.is_empty() && args.command.is_empty();
+        let narrowed = !args.ports.is_empty() || !args.peers.is_empty() || !args.paths.is_empty();
+        if unnamed && !args.all && !narrowed && args.cgroup.is_none() {
+            bail!(
+                "nothing to trace: give a process NAME, --pid PID or -- COMMAND; --port, \
+                 --peer, --path or --cgroup for every process they match; or --all"
+            );
         }
+        // Narrowed by a socket filter alone, every exec and exit on the machine
+        // would be lines: processes' own events only when asked for (-e).
+        let socket_only = unnamed && !args.all && args.cgroup.is_none() && args.events.is_empty();
         let mut ports = args.ports;
         ports.sort_unstable();
         ports.dedup();
@@ -488,7 +506,11 @@ impl Config {
         if probe == Some(Mode::Tracepoint) && buffer == Some(Buffer::Perf) {
             bail!("--probe tracepoint needs the ring buffer: its tracepoints came after it (6.3, 5.8)");
         }
-        let print = EventSet::union(&args.events);
+        let print = if socket_only {
+            EventSet(EventSet::ALL.0 & !(Kind::Fork.bit() | Kind::Exec.bit() | Kind::Exit.bit()))
+        } else {
+            EventSet::union(&args.events)
+        };
         let summary = match (args.summary_only, args.summary) {
             (true, _) => Some(SummaryMode::Only),
             (false, true) => Some(SummaryMode::After),
@@ -536,6 +558,7 @@ impl Config {
             proto: args.proto,
             paths: args.paths,
             cgroup,
+            every_process: unnamed,
             expect: args.expect,
             forbid: args.forbid,
             deny: args.deny,
@@ -551,6 +574,7 @@ impl Config {
             },
             header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
             table_header: !args.no_header,
+            relative: args.relative,
             count: args.count,
             duration: args.duration,
             timeout: args.timeout,
@@ -646,6 +670,25 @@ mod tests {
     fn needs_a_target() {
         let err = config(&[]).unwrap_err();
         assert!(err.to_string().contains("nothing to trace"));
+    }
+
+    #[test]
+    fn every_process_by_filter_or_all() {
+        let process_events = Kind::Fork.bit() | Kind::Exec.bit() | Kind::Exit.bit();
+        // A socket filter alone: every process, its socket events only unless -e.
+        let c = config(&["--port", "5432"]).unwrap();
+        assert!(c.every_process);
+        assert_eq!(c.print.0 & process_events, 0);
+        assert_ne!(c.print.0 & Kind::Close.bit(), 0);
+        let c = config(&["--peer", "10.0.0.0/8", "-e", "connect,exit"]).unwrap();
+        assert_eq!(c.print.names(), vec!["exit", "connect"]);
+        // --all and --cgroup keep every event; a NAME is not every process.
+        let c = config(&["--all"]).unwrap();
+        assert!(c.every_process);
+        assert_eq!(c.print, EventSet::ALL);
+        assert!(!config(&["--port", "5432", "x"]).unwrap().every_process);
+        assert!(config(&["--all", "x"]).is_err());
+        assert!(config(&["--proto", "tcp"]).is_err());
     }
 
     #[test]

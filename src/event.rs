@@ -482,6 +482,8 @@ pub enum Detail {
 pub struct Event {
     /// Wall-clock time, nanoseconds since the Unix epoch.
     pub time_ns: i64,
+    /// The kernel's stamp (CLOCK_BOOTTIME): steady where the wall clock may step.
+    pub boot_ns: u64,
     pub pid: u32,
     pub tid: u32,
     /// The process name as the kernel has it: raw bytes, untrusted.
@@ -757,6 +759,7 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
     Ok(Event {
         // Saturating: a corrupt stamp must not overflow.
         time_ns: (e.ts_ns as i64).saturating_add(clock.offset_ns),
+        boot_ns: e.ts_ns,
         pid: e.pid,
         tid: e.tid,
         process: until_nul(&e.comm),

@@ -503,10 +503,7 @@ fn start_in(
     rodata.use_followed = follows(cfg);
     rodata.follow_children = cfg.follow;
     rodata.in_cgroup = cfg.cgroup.is_some();
-    rodata.every_process = cfg.cgroup.is_some()
-        && cfg.names.is_empty()
-        && cfg.pids.is_empty()
-        && cfg.command.is_empty();
+    rodata.every_process = cfg.every_process;
     set_filters_and_rules(rodata, cfg);
 
     // Sizes the operator chose; the kernel allocates them at load.

@@ -180,9 +180,11 @@ fn run() -> Result<ExitCode> {
     system::preflight()?;
     tracer::handle_signals()?;
     let clock = Clock::now()?;
+    let start = event::boot_now_ns()?;
     let style = Style {
         format: cfg.format,
         offset: *Local::now().offset(),
+        since: cfg.relative.then_some(start),
     };
     // What COMMAND starts stays in its tree when its parent exits (a daemon).
     if command.is_some() {
@@ -190,7 +192,7 @@ fn run() -> Result<ExitCode> {
     }
     // COMMAND waits, forked, until tracing is ready; its pid must be known at load.
     let mut child = command.as_ref().map(command::Command::spawn).transpose()?;
-    let mut tracer = loader::start(&cfg, event::boot_now_ns()?)?;
+    let mut tracer = loader::start(&cfg, start)?;
     if let Some(child) = &child {
         tracer.follow(child.pid())?;
     }
@@ -350,6 +352,9 @@ fn describe(cfg: &Config, tracer: &loader::Tracer) -> String {
         who.push("their children".into());
     }
     let mut who = who.join(" and ");
+    if cfg.every_process && cfg.cgroup.is_none() {
+        who = "every process".into();
+    }
     if let Some(dir) = &cfg.cgroup {
         if who.is_empty() {
             who = format!("every process in cgroup {}", dir.display());

@@ -116,6 +116,7 @@ fn check_text(ev: &Event, offset: FixedOffset) {
         Style {
             format: Format::Text,
             offset,
+            since: None,
         },
     )
     .unwrap();
@@ -137,6 +138,7 @@ fn check_json(ev: &Event, offset: FixedOffset) {
         Style {
             format: Format::Json,
             offset,
+            since: None,
         },
     )
     .unwrap();

@@ -151,6 +151,7 @@ mod tests {
         Style {
             format,
             offset: chrono::FixedOffset::east_opt(0).unwrap(),
+            since: None,
         }
     }
 
@@ -165,6 +166,7 @@ mod tests {
     fn ev(process: &str, pid: u32, local: &str, remote: Option<&str>, detail: Detail) -> Event {
         Event {
             time_ns: 0,
+            boot_ns: 0,
             pid,
             tid: pid,
             process: process.as_bytes().to_vec(),

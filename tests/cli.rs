@@ -59,6 +59,8 @@ fn version() {
 #[test]
 fn bad_arguments_are_one_line_errors_with_status_2() {
     assert_usage_error(&[], "nothing to trace");
+    assert_usage_error(&["--proto", "udp"], "or --all");
+    assert_usage_error(&["--all", "x"], "cannot be used with");
     assert_usage_error(&["--events", "nope", "x"], "invalid value 'nope'");
     assert_usage_error(&["--pid", "abc"], "invalid value 'abc'");
     assert_usage_error(&["--pid", "0"], "invalid value '0'");

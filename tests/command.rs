@@ -841,3 +841,44 @@ fn summary_rows_follow_accepted_sockets_into_forked_children() {
         ]
     );
 }
+
+/// -r: ELAPSED after TIME, from the start of the trace by the kernel's clock: the
+/// exit comes the sleep's length after the exec, and JSON has the same in ns.
+#[test]
+fn relative_times_count_from_the_start_of_the_trace() {
+    let started = std::time::Instant::now();
+    let out = run(&["-r", "-e", "exec,exit", "--", "sh", "-c", "sleep 0.4"]);
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["TIME", "ELAPSED", "PID"], "{}", out.stdout);
+    let events: Vec<(&str, f64)> = rows[1..]
+        .iter()
+        .map(|r| (r[4], r[1].parse().unwrap()))
+        .collect();
+    let at =
+        |kind: &str| -> Vec<f64> { events.iter().filter(|e| e.0 == kind).map(|e| e.1).collect() };
+    let exec = at("EXEC").into_iter().fold(f64::MAX, f64::min);
+    let exit = at("EXIT").into_iter().fold(0.0, f64::max);
+    assert!(
+        exec >= 0.0 && exit - exec >= 0.4 && exit < took,
+        "{}",
+        out.stdout
+    );
+
+    let out = run(&["-r", "--json", "-e", "exit", "--", "sh", "-c", "sleep 0.2"]);
+    let exits: Vec<u64> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["elapsed_ns"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(exits.iter().all(|ns| *ns >= 200_000_000), "{}", out.stdout);
+}

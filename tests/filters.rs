@@ -201,3 +201,84 @@ fn cgroup_alone_and_narrowing_a_name() {
     }
     server.finish();
 }
+
+/// With no NAME, a --port traces every process behind it: the server and its
+/// client whatever their names, nothing of another port, no process events.
+#[test]
+fn a_port_alone_traces_every_process_behind_it() {
+    require_root();
+    let (server, other) = (unique_name("s"), unique_name("s"));
+    let (a, port) = echo_server(&server, &["tcp", "127.0.0.1:0", "1"]);
+    let (b, other_port) = echo_server(&other, &["tcp", "127.0.0.1:0", "1"]);
+    let trace = Trace::start(&["--port", &port.to_string()]);
+    let ready = trace.early_stderr().join("\n");
+    assert!(
+        ready.contains(&format!(
+            "tracing every process (events: listen,connect,accept,send,recv,close; only port {port};"
+        )),
+        "{ready}"
+    );
+    let (client, other_client) = (unique_name("c"), unique_name("c"));
+    let remote = format!("127.0.0.1:{port}");
+    let local = run_client("echo_client", &client, &["tcp", &remote, "7"]);
+    let other_remote = format!("127.0.0.1:{other_port}");
+    run_client("echo_client", &other_client, &["tcp", &other_remote, "9"]);
+    a.finish();
+    b.finish();
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    let of = |name: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.process == name)
+            .map(Line::key)
+            .collect()
+    };
+    assert_eq!(of(&client), echo(&client, "tcp", &local, &remote, 7));
+    assert_eq!(
+        of(&server),
+        [
+            format!("{server} ACCEPT tcp {remote} {local}"),
+            format!("{server} RECV tcp {remote} {local} bytes=7"),
+            format!("{server} SEND tcp {remote} {local} bytes=7"),
+            format!("{server} RECV tcp {remote} {local} bytes=0 eof"),
+            format!("{server} CLOSE tcp {remote} {local} sent=7 received=7 lifetime=*"),
+            // Listening before the trace began: its lifetime counts from then.
+            format!("{server} CLOSE tcp {remote} * sent=0 received=0 lifetime=* partial"),
+        ]
+    );
+    // Other tests run beside this one: every line is about the port, whoever made it.
+    let ours = format!(":{port}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.local.ends_with(&ours) || l.remote.ends_with(&ours)),
+        "{lines:#?}"
+    );
+    assert!(of(&other).is_empty() && of(&other_client).is_empty());
+    out.assert_stderr_ends(&format!(
+        "sockwatch: {} events printed, 0 lost",
+        lines.len()
+    ));
+}
+
+/// --all: every process, with every event; here a listener of any name.
+#[test]
+fn all_traces_every_process() {
+    require_root();
+    let trace = Trace::start(&["--all", "-e", "listen"]);
+    let server = unique_name("s");
+    let (w, port) = echo_server(&server, &["tcp", "127.0.0.1:0", "0"]);
+    w.finish();
+    let out = trace.stop();
+    let lines = parse(&out.stdout);
+    let keys: Vec<String> = lines
+        .iter()
+        .filter(|l| l.process == server)
+        .map(Line::key)
+        .collect();
+    assert_eq!(
+        keys,
+        [format!("{server} LISTEN tcp 127.0.0.1:{port} * backlog=64")]
+    );
+}

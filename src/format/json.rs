@@ -12,6 +12,8 @@ use crate::summary::Summary;
 /// The JSON format, with timestamps in `offset`'s time zone.
 pub struct Json {
     pub offset: FixedOffset,
+    /// -r: the kernel's stamp at the start, for `elapsed_ns`.
+    pub since: Option<u64>,
 }
 
 impl Sink for Json {
@@ -21,7 +23,9 @@ impl Sink for Json {
     }
 
     fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, &JsonEvent::new(ev, self.offset))?;
+        let mut j = JsonEvent::new(ev, self.offset);
+        j.elapsed_ns = self.since.map(|start| ev.boot_ns.saturating_sub(start));
+        serde_json::to_writer(&mut *out, &j)?;
         out.write_all(b"\n")
     }
 
@@ -52,6 +56,8 @@ impl Sink for Json {
 #[derive(Serialize, Default)]
 struct JsonEvent {
     time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elapsed_ns: Option<u64>,
     pid: u32,
     tid: u32,
     process: String,

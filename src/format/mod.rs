@@ -29,6 +29,8 @@ pub struct Style {
     pub format: Format,
     /// The local time zone's offset, for timestamps.
     pub offset: FixedOffset,
+    /// -r: the kernel's stamp when tracing started, to print times since then.
+    pub since: Option<u64>,
 }
 
 /// Where an output format writes: the header before the first event, each event,
@@ -48,9 +50,11 @@ impl Style {
         match self.format {
             Format::Text => Box::new(text::Text {
                 offset: self.offset,
+                since: self.since,
             }),
             Format::Json => Box::new(json::Json {
                 offset: self.offset,
+                since: self.since,
             }),
         }
     }
@@ -195,6 +199,7 @@ mod tests {
             Some(o) => o,
             None => unreachable!(),
         },
+        since: None,
     };
     const JSON: Style = Style {
         format: Format::Json,
@@ -206,6 +211,7 @@ mod tests {
     fn ev(process: &[u8], socket: Option<Socket>, detail: Detail) -> Event {
         Event {
             time_ns: T,
+            boot_ns: 0,
             pid: 4242,
             tid: 4243,
             process: process.to_vec(),
@@ -262,6 +268,49 @@ mod tests {
         assert_eq!(h[0], l[0]);
         assert_eq!(h[1] + "PID".len(), l[1] + "4242".len(), "{line}");
         assert_eq!(h[2..], l[2..], "{line}");
+    }
+
+    #[test]
+    fn relative_times_follow_the_wall_clock() {
+        let relative = Style {
+            since: Some(1_000),
+            ..UTC
+        };
+        let mut header = Vec::new();
+        relative.sink().header(&mut header).unwrap();
+        assert_eq!(
+            String::from_utf8(header).unwrap(),
+            "TIME               ELAPSED     PID PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS\n"
+        );
+        let send = Event {
+            boot_ns: 12_345_678_901_999 + 1_000,
+            ..ev(
+                b"srv",
+                tcp("127.0.0.1:7000", Some("127.0.0.1:1")),
+                Detail::Send { bytes: 5 },
+            )
+        };
+        let line = |style: Style, e: &Event| {
+            let mut v = Vec::new();
+            write_event(&mut v, e, style).unwrap();
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(
+            line(relative, &send),
+            "09:30:05.123456 12345.678901    4242 srv             SEND    tcp   127.0.0.1:7000        127.0.0.1:1           bytes=5\n"
+        );
+        // An event stamped before the start (found in use at load) is at 0.
+        let early = Event {
+            boot_ns: 10,
+            ..send.clone()
+        };
+        assert!(line(relative, &early).starts_with("09:30:05.123456   0.000000    4242 srv "));
+        let json = Style {
+            format: Format::Json,
+            ..relative
+        };
+        assert!(line(json, &send).contains(r#""elapsed_ns":12345678901999,"#));
+        assert!(!line(JSON, &send).contains("elapsed_ns"));
     }
 
     #[test]

@@ -15,20 +15,27 @@ use crate::summary::Summary;
 /// The text format, with timestamps in `offset`'s time zone.
 pub struct Text {
     pub offset: FixedOffset,
+    /// -r: the kernel's stamp at the start, for the ELAPSED column.
+    pub since: Option<u64>,
 }
 
 impl Sink for Text {
     fn header(&self, out: &mut dyn Write) -> io::Result<()> {
-        out.write_all(
-            columns(
-                "TIME", "PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE", "DETAILS",
-            )
-            .as_bytes(),
-        )
+        let mut line = columns(
+            "TIME", "PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE", "DETAILS",
+        );
+        if self.since.is_some() {
+            line.insert_str(TIME_WIDTH, &format!(" {:>ELAPSED_WIDTH$}", "ELAPSED"));
+        }
+        out.write_all(line.as_bytes())
     }
 
     fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()> {
-        out.write_all(text_line(ev, self.offset).as_bytes())
+        let mut line = text_line(ev, self.offset);
+        if let Some(start) = self.since {
+            insert_elapsed(&mut line, ev.boot_ns.saturating_sub(start));
+        }
+        out.write_all(line.as_bytes())
     }
 
     /// Titles (unless left out), then one aligned row per process and remote end.
@@ -231,6 +238,25 @@ fn push_endpoint(line: &mut String, end: &Endpoint) {
             let _ = write!(line, "{other}");
         }
     }
+}
+
+/// TIME's width: `HH:MM:SS.ffffff`.
+const TIME_WIDTH: usize = 15;
+/// ELAPSED's least width: seconds up to 999 line up.
+const ELAPSED_WIDTH: usize = 10;
+
+/// -r: the ELAPSED column, `S.ffffff` seconds (microseconds truncated, as TIME's),
+/// right after TIME.
+fn insert_elapsed(line: &mut String, elapsed_ns: u64) {
+    let text = format!(
+        " {:>ELAPSED_WIDTH$}",
+        format!(
+            "{}.{:06}",
+            elapsed_ns / 1_000_000_000,
+            elapsed_ns % 1_000_000_000 / 1_000
+        )
+    );
+    line.insert_str(TIME_WIDTH, &text);
 }
 
 /// EVENT column names, by `Kind` (in its declaration order).
