@@ -707,3 +707,55 @@ http {{
         connect.key()
     );
 }
+
+/// CONNECT's real result where the kernel refuses: EAGAIN from a listener whose
+/// backlog is full (non-blocking), EACCES for a process that may not write the
+/// socket file (root's, mode 755, after setuid to nobody).
+#[test]
+fn a_full_backlog_and_a_forbidden_path_are_connect_results() {
+    require_root();
+    let dir = scratch(&unique_name("ux"));
+    let path = dir.join("full.sock");
+    let script = "import os, socket, sys\n\
+        p = sys.argv[1]\n\
+        srv = socket.socket(socket.AF_UNIX)\n\
+        srv.bind(p)\n\
+        srv.listen(0)\n\
+        os.chmod(p, 0o755)\n\
+        a = socket.socket(socket.AF_UNIX)\n\
+        a.setblocking(False)\n\
+        a.connect(p)\n\
+        b = socket.socket(socket.AF_UNIX)\n\
+        b.setblocking(False)\n\
+        try:\n    b.connect(p)\nexcept BlockingIOError:\n    pass\nelse:\n    sys.exit(1)\n\
+        os.setuid(65534)\n\
+        c = socket.socket(socket.AF_UNIX)\n\
+        try:\n    c.connect(p)\nexcept PermissionError:\n    pass\nelse:\n    sys.exit(1)\n";
+    let p = path.to_str().unwrap();
+    let out = Trace::start(&[
+        "-e",
+        "connect",
+        "--expect",
+        &format!("connect path={p} result=EAGAIN"),
+        "--expect",
+        &format!("connect path={p} result=EACCES"),
+        "--",
+        "python3",
+        "-c",
+        script,
+        p,
+    ])
+    .wait(Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    let lines = parse(&out.stdout);
+    let pid = lines[0].pid;
+    let p = shown(&path);
+    assert_eq!(
+        socket_keys_of(&lines, pid),
+        [
+            format!("python3 CONNECT unix/stream (unnamed) {p} result=ok latency=* peer_pid={pid} peer=python3"),
+            format!("python3 CONNECT unix/stream (unnamed) {p} result=EAGAIN latency=*"),
+            format!("python3 CONNECT unix/stream (unnamed) {p} result=EACCES latency=*"),
+        ]
+    );
+}

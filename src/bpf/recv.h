@@ -12,6 +12,8 @@
 static __always_inline int recv_done(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
 				     int flags, bool ipv4_only, bool trusted)
 {
+	if (!may_count(ret))
+		return 0;
 	if (ipv4_only && SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
 	return on_transfer(ctx, sk, ret, flags, EV_RECV, msg ? msg_peer(msg) : no_addr,
@@ -165,13 +167,15 @@ int BPF_KRETPROBE(kp_tcp_splice_r, long ret)
 SEC("fexit/unix_stream_recvmsg")
 int BPF_PROG(fx_unix_recv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, flags, false, false);
 }
 
 SEC("fexit/unix_dgram_recvmsg")
 int BPF_PROG(fx_unix_drecv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
 {
-	if (seqpacket(sock))
+	if (!may_count(ret) || seqpacket(sock))
 		return 0;
 	return recv_done(ctx, BPF_CORE_READ(sock, sk), msg, ret, flags, false, false);
 }
@@ -179,6 +183,8 @@ int BPF_PROG(fx_unix_drecv, struct socket *sock, struct msghdr *msg, size_t size
 SEC("fexit/unix_seqpacket_recvmsg")
 int BPF_PROG(fx_unix_precv, struct socket *sock, struct msghdr *msg, size_t size, int flags, int ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, flags, false, false);
 }
 
@@ -186,12 +192,15 @@ SEC("fexit/unix_stream_splice_read")
 int BPF_PROG(fx_usplice, struct socket *sock, loff_t *ppos, struct pipe_inode_info *pipe,
 	     size_t len, unsigned int flags, long ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return recv_done(ctx, BPF_CORE_READ(sock, sk), NULL, ret, 0, false, false);
 }
 
 static __always_inline int kp_unix_recv_begin(struct socket *sock, struct msghdr *msg, int flags)
 {
-	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, flags);
+	if (may_count(0))
+		stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, flags);
 	return 0;
 }
 

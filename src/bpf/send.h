@@ -13,7 +13,7 @@
 static __always_inline int send_ipv4_only(void *ctx, struct sock *sk, struct msghdr *msg, long ret,
 					  bool trusted)
 {
-	if (SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
+	if (!may_count(ret) || SK_FIELD(trusted, sk, __sk_common.skc_family) != AF_INET)
 		return 0;
 	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), trusted ? VIA_TRUSTED : 0);
 }
@@ -33,6 +33,8 @@ int BPF_PROG(fx_udp_send, struct sock *sk, struct msghdr *msg, size_t len, int r
 SEC("fexit/udpv6_sendmsg")
 int BPF_PROG(fx_udp6_send, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return on_transfer(ctx, sk, ret, 0, EV_SEND, msg_peer(msg), VIA_TRUSTED);
 }
 
@@ -148,13 +150,15 @@ static __always_inline bool seqpacket(struct socket *sock)
 SEC("fexit/unix_stream_sendmsg")
 int BPF_PROG(fx_unix_send, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
 }
 
 SEC("fexit/unix_dgram_sendmsg")
 int BPF_PROG(fx_unix_dsend, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
-	if (seqpacket(sock))
+	if (!may_count(ret) || seqpacket(sock))
 		return 0;
 	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
 }
@@ -162,6 +166,8 @@ int BPF_PROG(fx_unix_dsend, struct socket *sock, struct msghdr *msg, size_t len,
 SEC("fexit/unix_seqpacket_sendmsg")
 int BPF_PROG(fx_unix_psend, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, msg_sent(msg), 0);
 }
 
@@ -169,6 +175,8 @@ SEC("fexit/unix_stream_sendpage")
 int BPF_PROG(fx_unix_page, struct socket *sock, struct page *page, int offset, size_t size,
 	     int flags, long ret)
 {
+	if (!may_count(ret))
+		return 0;
 	return on_transfer(ctx, BPF_CORE_READ(sock, sk), ret, 0, EV_SEND, no_addr, 0);
 }
 
@@ -186,7 +194,8 @@ static __always_inline int kp_unix_send_done(void *ctx, int ret)
 SEC("kprobe/unix_stream_sendmsg")
 int BPF_KPROBE(kp_unix_send, struct socket *sock, struct msghdr *msg)
 {
-	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
+	if (may_count(0))
+		stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
 	return 0;
 }
 
@@ -199,7 +208,7 @@ int BPF_KRETPROBE(kp_unix_send_r, int ret)
 SEC("kprobe/unix_dgram_sendmsg")
 int BPF_KPROBE(kp_unix_dsend, struct socket *sock, struct msghdr *msg)
 {
-	if (!seqpacket(sock))
+	if (may_count(0) && !seqpacket(sock))
 		stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
 	return 0;
 }
@@ -213,7 +222,8 @@ int BPF_KRETPROBE(kp_unix_dsend_r, int ret)
 SEC("kprobe/unix_seqpacket_sendmsg")
 int BPF_KPROBE(kp_unix_psend, struct socket *sock, struct msghdr *msg)
 {
-	stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
+	if (may_count(0))
+		stash_transfer(BPF_CORE_READ(sock, sk), (__u64)msg, 0);
 	return 0;
 }
 
@@ -226,7 +236,8 @@ int BPF_KRETPROBE(kp_unix_psend_r, int ret)
 SEC("kprobe/unix_stream_sendpage")
 int BPF_KPROBE(kp_unix_page, struct socket *sock)
 {
-	stash_transfer(BPF_CORE_READ(sock, sk), 0, 0);
+	if (may_count(0))
+		stash_transfer(BPF_CORE_READ(sock, sk), 0, 0);
 	return 0;
 }
 

@@ -252,6 +252,18 @@ static __always_inline void transfer_unix(void *ctx, const struct sock *sk,
 }
 
 /*
+ * The first check of a send or receive hook that reads its arguments (the socket
+ * behind a struct socket, a msghdr's fields): made before those reads, so that a
+ * process sockwatch does not trace pays for nothing more.
+ */
+static __always_inline bool may_count(long ret)
+{
+	struct proc p;
+
+	return ret >= 0 && current_proc(&p);
+}
+
+/*
  * Bytes moved on a socket. An unconnected datagram socket's peer is the datagram's
  * address: in the kernel's msghdr (`peer`), or, on the tracepoints, in the
  * syscall's arguments, where a receive's sender is written only after the
