@@ -242,6 +242,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "sockwatch -c -- curl -s http://127.0.0.1:8080/",
         "curl's connects and bytes per remote end, as a table",
     ),
+    (
+        "sockwatch --port 5432",
+        "every process that talks on port 5432, server and clients, whatever their names",
+    ),
 ];
 
 /// The EXPR grammar of --expect and --forbid.

@@ -203,6 +203,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     }
     check_command(&mut c, out);
     check_tally(&mut c, out);
+    check_every_process(&mut c, out);
     check_unix(&mut c, out);
     check_unix_left_out(&mut c, out);
     check_releases(&mut c, out);
@@ -610,6 +611,38 @@ fn check_tally(c: &mut Check, out: &str) {
     c.that(
         stderr.contains(" events counted, 0 lost; COMMAND exited with status 0"),
         || format!("the -c run's closing line: {stderr}"),
+    );
+}
+
+/// `--port` with no NAME: the client and the server of that port, whatever their
+/// names, and nothing of the other port.
+fn check_every_process(c: &mut Check, out: &str) {
+    c.eq(
+        values(out, "every_rc"),
+        vec!["0"],
+        "the every-process run's status",
+    );
+    let ports = values(out, "every_ports").concat();
+    let port = ports.split(' ').next().unwrap_or("?");
+    let local = values(out, "every_local").concat();
+    let remote = format!("127.0.0.1:{port}");
+    let mut got: Vec<String> = parse(section(out, "every")).iter().map(Line::key).collect();
+    got.sort();
+    let mut expected = vec![
+        format!("echo_client CONNECT tcp {local} {remote} result=ok latency=*"),
+        format!("echo_client CLOSE tcp {local} {remote} sent=3 received=3 lifetime=*"),
+        format!("echo_server ACCEPT tcp {remote} {local}"),
+        format!("echo_server CLOSE tcp {remote} {local} sent=3 received=3 lifetime=*"),
+        // Listening before the trace began.
+        format!("echo_server CLOSE tcp {remote} * sent=0 received=0 lifetime=* partial"),
+    ];
+    expected.sort();
+    c.eq(got, expected, "the every-process run's lines");
+    let stderr = section(out, "every stderr");
+    c.that(
+        stderr.contains("tracing every process (events: connect,accept,close; only port ")
+            && stderr.contains(" events printed, 0 lost"),
+        || format!("the every-process run's stderr: {stderr}"),
     );
 }
 

@@ -144,6 +144,22 @@ for spec in $MODES; do
   echo "--- command stderr"
   cat /tmp/err
 
+  # No NAME: --port traces every process behind that port, and no other.
+  echo "--- every run"
+  serve_two
+  start_sockwatch $probe --buffer $buffer -e connect,accept,close --port $p1
+  ./echo_client tcp 127.0.0.1:$p1 3 | sed 's/^local /every_local /'
+  ./echo_client tcp 127.0.0.1:$port 4 > /dev/null
+  wait $s1 $srv
+  echo "every_ports $p1 $port"
+  kill -INT $sw
+  wait $sw
+  echo "every_rc $?"
+  echo "--- every"
+  cat /tmp/out
+  echo "--- every stderr"
+  cat /tmp/err
+
   # -c: the kernel adds sends and receives up per row; none crosses one by one.
   echo "--- tally run"
   serve tcp 127.0.0.1:0 1
