@@ -732,9 +732,13 @@ fn a_full_backlog_and_a_forbidden_path_are_connect_results() {
         c = socket.socket(socket.AF_UNIX)\n\
         try:\n    c.connect(p)\nexcept PermissionError:\n    pass\nelse:\n    sys.exit(1)\n";
     let p = path.to_str().unwrap();
+    // The directory only: python may first ask nscd's socket who it is.
+    let under = format!("{}/", dir.display());
     let out = Trace::start(&[
         "-e",
         "connect",
+        "--path",
+        &under,
         "--expect",
         &format!("connect path={p} result=EAGAIN"),
         "--expect",
