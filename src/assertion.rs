@@ -139,7 +139,7 @@ impl Expr {
 
     /// The event kinds it can match, which the kernel must report.
     pub fn kinds(&self) -> EventSet {
-        self.kind.map_or(EventSet::ALL, |k| EventSet(k.bit()))
+        self.kind.map_or(EventSet::DEFAULT, |k| EventSet(k.bit()))
     }
 
     /// The kernel's form: the kinds, and each term as masked compares of the event's
@@ -592,6 +592,7 @@ mod tests {
             }),
             detail,
             matched: 0,
+            who: None,
         }
     }
 

@@ -128,7 +128,7 @@ pub struct Args {
     #[arg(short = 'A', long, requires = "output")]
     pub append: bool,
 
-    /// Comma-separated events to show [default: all]
+    /// Comma-separated events to show [default: all but retrans and reset]
     #[arg(short, long, value_name = "LIST", value_delimiter = ',', value_parser = parse_event)]
     pub events: Vec<EventSet>,
 
@@ -144,6 +144,11 @@ pub struct Args {
     /// wall clock (JSON: elapsed_ns)
     #[arg(short = 'r', long)]
     pub relative: bool,
+
+    /// Also print each process's parent pid, uid and cgroup (a container or
+    /// systemd unit where the cgroup names one) after PID (JSON has them always)
+    #[arg(short = 'W', long)]
+    pub wide: bool,
 
     /// Exit successfully after printing N events
     #[arg(short = 'n', long, value_name = "N",
@@ -272,9 +277,11 @@ also CAP_DAC_READ_SEARCH). Once it is reading events, sockwatch prints \
 \"sockwatch: tracing ...\" on stderr: scripts can wait for that line.";
 
 fn after_help() -> String {
+    let opt_in = EventSet(EventSet::ALL.0 & !EventSet::DEFAULT.0);
     let mut s = format!(
-        "Events: {} (or all).\n\nExamples:\n",
-        EventSet::ALL.names().join(", ")
+        "Events: {} (the default); {} (only when named, or with all).\n\nExamples:\n",
+        EventSet::DEFAULT.names().join(", "),
+        opt_in.names().join(", ")
     );
     for (cmd, what) in EXAMPLES {
         s += &format!("  {cmd}\n      {what}\n");
@@ -377,6 +384,8 @@ pub struct Config {
     pub header: bool,
     /// -r: each event's time since tracing started, beside the wall clock.
     pub relative: bool,
+    /// -W: PPID, UID and CGROUP columns.
+    pub wide: bool,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -511,7 +520,9 @@ impl Config {
             bail!("--probe tracepoint needs the ring buffer: its tracepoints came after it (6.3, 5.8)");
         }
         let print = if socket_only {
-            EventSet(EventSet::ALL.0 & !(Kind::Fork.bit() | Kind::Exec.bit() | Kind::Exit.bit()))
+            EventSet(
+                EventSet::DEFAULT.0 & !(Kind::Fork.bit() | Kind::Exec.bit() | Kind::Exit.bit()),
+            )
         } else {
             EventSet::union(&args.events)
         };
@@ -547,6 +558,10 @@ impl Config {
         if summary.is_some() {
             events |= Kind::Close.bit();
         }
+        // Retransmits and resets are told of tracked sockets: those CLOSE tracks.
+        if events & (Kind::Retrans.bit() | Kind::Reset.bit()) != 0 {
+            events |= Kind::Close.bit();
+        }
         Ok(Config {
             names,
             names_given,
@@ -579,6 +594,7 @@ impl Config {
             header: !args.no_header && !args.json && summary != Some(SummaryMode::Only),
             table_header: !args.no_header,
             relative: args.relative,
+            wide: args.wide,
             count: args.count,
             duration: args.duration,
             timeout: args.timeout,
@@ -644,9 +660,10 @@ mod tests {
     }
 
     #[test]
-    fn all_events_by_default() {
+    fn all_but_the_opt_in_events_by_default() {
         let c = config(&["nginx"]).unwrap();
-        assert_eq!(c.events, EventSet::ALL);
+        assert_eq!(c.events, EventSet::DEFAULT);
+        assert!(!c.events.contains(Kind::Retrans) && !c.events.contains(Kind::Reset));
         assert_eq!(c.names, vec![b"nginx".to_vec()]);
         assert!(c.header);
     }
@@ -658,6 +675,10 @@ mod tests {
         assert!(!c.events.contains(Kind::Send));
         let c = config(&["-e", "send", "-e", "all", "x"]).unwrap();
         assert_eq!(c.events, EventSet::ALL);
+        // Retransmits and resets are of the sockets CLOSE tracks.
+        let c = config(&["-e", "retrans", "x"]).unwrap();
+        assert_eq!(c.print.names(), vec!["retrans"]);
+        assert_eq!(c.events.names(), vec!["close", "retrans"]);
         let c = config(&["-e", "CONNECT, Send,close ", "x"]).unwrap();
         assert_eq!(c.events.names(), vec!["connect", "send", "close"]);
     }
@@ -689,7 +710,7 @@ mod tests {
         // --all and --cgroup keep every event; a NAME is not every process.
         let c = config(&["--all"]).unwrap();
         assert!(c.every_process);
-        assert_eq!(c.print, EventSet::ALL);
+        assert_eq!(c.print, EventSet::DEFAULT);
         assert!(!config(&["--port", "5432", "x"]).unwrap().every_process);
         assert!(config(&["--all", "x"]).is_err());
         assert!(config(&["--proto", "tcp"]).is_err());
@@ -782,15 +803,15 @@ mod tests {
         // -c alone: sends and receives are added up in the kernel.
         assert_eq!(
             sets(&["-c", "x"]),
-            (EventSet(EventSet::ALL.0 & !bytes.0), bytes)
+            (EventSet(EventSet::DEFAULT.0 & !bytes.0), bytes)
         );
         let send = EventSet(Kind::Send.bit());
         assert_eq!(sets(&["-c", "-e", "send", "x"]), (EventSet(0), send));
         // Lines, or --count, need every event.
-        assert_eq!(sets(&["-C", "x"]), (EventSet::ALL, EventSet(0)));
+        assert_eq!(sets(&["-C", "x"]), (EventSet::DEFAULT, EventSet(0)));
         assert_eq!(
             sets(&["-c", "--count", "5", "x"]),
-            (EventSet::ALL, EventSet(0))
+            (EventSet::DEFAULT, EventSet(0))
         );
         // Kinds only a rule is about cross only when it matched.
         let c = config(&["-e", "connect", "--expect", "send", "x"]).unwrap();

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use anyhow::{bail, Result};
 
 use crate::skel::types::{
-    endpoint, event, event_flag, event_kind, exec_event, proto_bit, sock_state, tally, tally_key,
-    unix_event, unix_name,
+    endpoint, event, event_flag, event_kind, exec_event, proto_bit, reset_way, sock_state, tally,
+    tally_key, tcp_end, unix_event, unix_name,
 };
 
 const AF_UNIX: u8 = 1;
@@ -33,10 +33,14 @@ pub enum Kind {
     Close,
     /// A connect or datagram send that --deny or --allow refused.
     Deny,
+    /// A TCP socket sent segments again (opt-in).
+    Retrans,
+    /// A TCP reset sent or received (opt-in).
+    Reset,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Fork,
         Kind::Exec,
         Kind::Exit,
@@ -47,6 +51,8 @@ impl Kind {
         Kind::Recv,
         Kind::Close,
         Kind::Deny,
+        Kind::Retrans,
+        Kind::Reset,
     ];
 
     /// The kernel's number for this kind (`enum event_kind`).
@@ -62,6 +68,8 @@ impl Kind {
             Kind::Recv => event_kind::EV_RECV.0,
             Kind::Close => event_kind::EV_CLOSE.0,
             Kind::Deny => event_kind::EV_DENY.0,
+            Kind::Retrans => event_kind::EV_RETRANS.0,
+            Kind::Reset => event_kind::EV_RESET.0,
         }
     }
 
@@ -86,6 +94,8 @@ impl Kind {
             Kind::Recv => "recv",
             Kind::Close => "close",
             Kind::Deny => "deny",
+            Kind::Retrans => "retrans",
+            Kind::Reset => "reset",
         }
     }
 }
@@ -105,6 +115,10 @@ impl EventSet {
         EventSet(bits)
     };
 
+    /// What is printed when `--events` does not say: all but the opt-in kinds.
+    pub const DEFAULT: EventSet =
+        EventSet(EventSet::ALL.0 & !(Kind::Retrans.bit() | Kind::Reset.bit()));
+
     pub fn contains(self, kind: Kind) -> bool {
         self.0 & kind.bit() != 0
     }
@@ -117,10 +131,10 @@ impl EventSet {
             .collect()
     }
 
-    /// The union of the `--events` items; all when there are none.
+    /// The union of the `--events` items; the default set when there are none.
     pub fn union(items: &[EventSet]) -> EventSet {
         if items.is_empty() {
-            return EventSet::ALL;
+            return EventSet::DEFAULT;
         }
         EventSet(items.iter().fold(0, |m, e| m | e.0))
     }
@@ -468,13 +482,69 @@ pub enum Detail {
         sendmsg: bool,
         rule: Option<usize>,
     },
+    /// Segments a TCP socket sent again.
+    Retrans {
+        segs: u64,
+    },
+    /// A TCP reset: received from the peer, or sent.
+    Reset {
+        received: bool,
+    },
     Close {
         sent: u64,
         received: u64,
         lifetime_ns: u64,
         /// Open before tracing began: totals and lifetime count from then.
         partial: bool,
+        /// A TCP connection's: how it ended, its RTT and retransmits.
+        health: Option<Health>,
     },
+}
+
+/// How a TCP connection ended: whichever of these came first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpEnd {
+    /// This side closed first, with a FIN.
+    LocalFin,
+    PeerFin,
+    /// This side reset it: data left unread at close, SO_LINGER 0, an abort.
+    LocalRst,
+    PeerRst,
+    /// The kernel gave up on a peer that stopped answering.
+    Timeout,
+}
+
+impl TcpEnd {
+    fn from_raw(end: u8) -> Option<TcpEnd> {
+        Some(match u32::from(end) {
+            e if e == tcp_end::END_LOCAL_FIN.0 => TcpEnd::LocalFin,
+            e if e == tcp_end::END_PEER_FIN.0 => TcpEnd::PeerFin,
+            e if e == tcp_end::END_LOCAL_RST.0 => TcpEnd::LocalRst,
+            e if e == tcp_end::END_PEER_RST.0 => TcpEnd::PeerRst,
+            e if e == tcp_end::END_TIMEOUT.0 => TcpEnd::Timeout,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpEnd::LocalFin => "local-fin",
+            TcpEnd::PeerFin => "peer-fin",
+            TcpEnd::LocalRst => "local-rst",
+            TcpEnd::PeerRst => "peer-rst",
+            TcpEnd::Timeout => "timeout",
+        }
+    }
+}
+
+/// A TCP connection at its CLOSE, from the socket's own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub end: TcpEnd,
+    /// The smoothed round-trip time.
+    pub rtt_us: u32,
+    /// Segments retransmitted over the connection's life.
+    pub retrans: u32,
 }
 
 /// One decoded event.
@@ -492,6 +562,19 @@ pub struct Event {
     pub detail: Detail,
     /// Bit i: the kernel matched it to rule i (the --expect options, then --forbid).
     pub matched: u16,
+    /// Who the process is, where the kernel could say (not on lines of a socket's
+    /// owner made where another task ran before the owner was known).
+    pub who: Option<Who>,
+}
+
+/// A process's identity as the kernel gave it, and its cgroup's path once looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub uid: u32,
+    pub ppid: u32,
+    pub cgroup_id: u64,
+    /// The path under the cgroup2 mount (`/system.slice/nginx.service`).
+    pub cgroup: Option<String>,
 }
 
 impl Event {
@@ -507,6 +590,8 @@ impl Event {
             Detail::Recv { .. } => Kind::Recv,
             Detail::Close { .. } => Kind::Close,
             Detail::Deny { .. } => Kind::Deny,
+            Detail::Retrans { .. } => Kind::Retrans,
+            Detail::Reset { .. } => Kind::Reset,
         }
     }
 
@@ -749,11 +834,22 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
             sendmsg: flag(event_flag::EF_SENDMSG),
             rule: usize::try_from(e.value).ok(),
         },
+        Kind::Retrans => Detail::Retrans {
+            segs: e.value as u64,
+        },
+        Kind::Reset => Detail::Reset {
+            received: e.value == i64::from(reset_way::RESET_RECEIVED.0),
+        },
         Kind::Close => Detail::Close {
             sent: e.sent,
             received: e.received,
             lifetime_ns: e.duration_ns,
             partial: flag(event_flag::EF_PARTIAL),
+            health: TcpEnd::from_raw(e.end).map(|end| Health {
+                end,
+                rtt_us: e.rtt_us,
+                retrans: e.retrans,
+            }),
         },
     };
     Ok(Event {
@@ -766,6 +862,12 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
         socket: socket(&e, data)?,
         detail,
         matched: e.matched,
+        who: (e.who.cgroup != 0).then_some(Who {
+            uid: e.who.uid,
+            ppid: e.who.ppid,
+            cgroup_id: e.who.cgroup,
+            cgroup: None,
+        }),
     })
 }
 

@@ -15,6 +15,7 @@ mod command;
 mod event;
 mod format;
 mod generate;
+mod identity;
 mod loader;
 mod losses;
 mod prefix;
@@ -185,6 +186,7 @@ fn run() -> Result<ExitCode> {
         format: cfg.format,
         offset: *Local::now().offset(),
         since: cfg.relative.then_some(start),
+        wide: cfg.wide,
     };
     // What COMMAND starts stays in its tree when its parent exits (a daemon).
     if command.is_some() {

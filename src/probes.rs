@@ -108,13 +108,15 @@ pub enum Step {
     Peer,
     /// The socket goes away.
     Release,
+    /// A TCP socket retransmits, or a reset comes or goes (opt-in).
+    Incident,
     /// --deny and --allow decide a connect or datagram send (every mode's own).
     Deny,
 }
 
 #[cfg(test)]
 impl Step {
-    const ALL: [Step; 13] = [
+    const ALL: [Step; 14] = [
         Step::Fork,
         Step::Exec,
         Step::Exit,
@@ -128,6 +130,7 @@ impl Step {
         Step::Recv,
         Step::Peer,
         Step::Release,
+        Step::Incident,
     ];
 }
 
@@ -343,6 +346,10 @@ pub const PROBES: &[Probe] = &[
     probe("kp_release", Kprobe, "inet_release", Step::Release, KP, RELEASE),
     unix(probe("fx_unix_release", Fentry, "unix_release", Step::Release, FX, RELEASE)),
     unix(probe("kp_unix_release", Kprobe, "unix_release", Step::Release, KP, RELEASE)),
+    // Incident: what -e retrans,reset asks for.
+    probe("tp_retransmit", TpBtf, "tcp/tcp_retransmit_skb", Step::Incident, ALL_MODES, &[Kind::Retrans]),
+    probe("tp_reset_in", TpBtf, "tcp/tcp_receive_reset", Step::Incident, ALL_MODES, &[Kind::Reset]),
+    probe("tp_reset_out", TpBtf, "tcp/tcp_send_reset", Step::Incident, ALL_MODES, &[Kind::Reset]),
     // Deny: loaded with --deny, --allow or --audit only.
     probe("cg_connect4", Cgroup, "connect4", Step::Deny, ALL_MODES, &[]),
     probe("cg_connect6", Cgroup, "connect6", Step::Deny, ALL_MODES, &[]),
@@ -418,8 +425,10 @@ mod tests {
                 assert_eq!(families.len(), expected, "{mode} {step:?}: {families:?}");
                 // Shared steps are tracepoints in every mode; the rest are the mode's own.
                 if let [family] = families[..] {
-                    let shared =
-                        matches!(step, Step::Fork | Step::Exec | Step::Exit | Step::Outcome);
+                    let shared = matches!(
+                        step,
+                        Step::Fork | Step::Exec | Step::Exit | Step::Outcome | Step::Incident
+                    );
                     let own = if shared { "tracepoint" } else { mode.name() };
                     assert_eq!(family, own, "{mode} {step:?}");
                 }

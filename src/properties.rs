@@ -117,6 +117,7 @@ fn check_text(ev: &Event, offset: FixedOffset) {
             format: Format::Text,
             offset,
             since: None,
+            wide: false,
         },
     )
     .unwrap();
@@ -139,6 +140,7 @@ fn check_json(ev: &Event, offset: FixedOffset) {
             format: Format::Json,
             offset,
             since: None,
+            wide: false,
         },
     )
     .unwrap();

@@ -12,7 +12,9 @@ pub const KINDS: EventSet = EventSet(
         | Kind::Send.bit()
         | Kind::Recv.bit()
         | Kind::Close.bit()
-        | Kind::Deny.bit(),
+        | Kind::Deny.bit()
+        | Kind::Retrans.bit()
+        | Kind::Reset.bit(),
 );
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub struct Row {
     pub received: u64,
     pub closed: u64,
     pub denied: u64,
+    pub retrans: u64,
+    pub resets: u64,
 }
 
 /// Totals by (process name, remote end). An accepted connection's remote end is
@@ -54,6 +58,9 @@ const COLUMNS: [Column; 6] = [
 ];
 
 const DENIED: Column = ("DENIED", "denied", Kind::Deny, |r| r.denied);
+/// Opt-in (`-e retrans,reset`): there only when asked for.
+const RETRANS: Column = ("RETRANS", "retrans", Kind::Retrans, |r| r.retrans);
+const RESETS: Column = ("RESETS", "resets", Kind::Reset, |r| r.resets);
 
 impl Summary {
     /// A summary of the events of `counted` kinds (those of `KINDS` among them);
@@ -71,6 +78,11 @@ impl Summary {
         let mut columns = COLUMNS.to_vec();
         if self.denials {
             columns.push(DENIED);
+        }
+        for extra in [RETRANS, RESETS] {
+            if self.counted.contains(extra.2) {
+                columns.push(extra);
+            }
         }
         columns
     }
@@ -99,6 +111,8 @@ impl Summary {
             Detail::Recv { bytes } => row.received += bytes,
             Detail::Close { .. } => row.closed += 1,
             Detail::Deny { .. } => row.denied += 1,
+            Detail::Retrans { segs } => row.retrans += segs,
+            Detail::Reset { .. } => row.resets += 1,
             _ => {}
         }
     }
@@ -152,6 +166,7 @@ mod tests {
             format,
             offset: chrono::FixedOffset::east_opt(0).unwrap(),
             since: None,
+            wide: false,
         }
     }
 
@@ -181,6 +196,7 @@ mod tests {
             }),
             detail,
             matched: 0,
+            who: None,
         }
     }
 
@@ -196,11 +212,12 @@ mod tests {
             received,
             lifetime_ns: 1,
             partial: false,
+            health: None,
         }
     }
 
     fn sample() -> Summary {
-        let mut s = Summary::new(EventSet::ALL, false);
+        let mut s = Summary::new(EventSet::DEFAULT, false);
         let db = Some("127.0.0.1:5432");
         for (port, ok) in [("127.0.0.1:40001", true), ("127.0.0.1:40002", false)] {
             let result = if ok {
@@ -278,7 +295,7 @@ mod tests {
                         sent: 10,
                         received: 32,
                         closed: 1,
-                        denied: 0,
+                        ..Row::default()
                     }
                 ),
                 (
@@ -291,7 +308,7 @@ mod tests {
                         sent: 0,
                         received: 8,
                         closed: 2,
-                        denied: 0,
+                        ..Row::default()
                     }
                 ),
             ]
@@ -359,7 +376,7 @@ mod tests {
             sendmsg: false,
             rule: Some(0),
         };
-        let mut s = Summary::new(EventSet::ALL, true);
+        let mut s = Summary::new(EventSet::DEFAULT, true);
         s.add(&ev(
             "curl",
             7,
@@ -383,10 +400,45 @@ mod tests {
         assert!(String::from_utf8(json).unwrap().contains("\"denied\":2"));
         // Without --deny or --allow, no such column.
         let mut text = Vec::new();
-        write_text(&Summary::new(EventSet::ALL, false), &mut text, true);
+        write_text(&Summary::new(EventSet::DEFAULT, false), &mut text, true);
         assert!(String::from_utf8(text)
             .unwrap()
             .trim_end()
             .ends_with(" CLOSED"));
+    }
+
+    #[test]
+    fn retransmits_and_resets_have_columns_when_asked_for() {
+        let mut s = Summary::new(EventSet::ALL, false);
+        let peer = Some("10.0.0.1:443");
+        for segs in [3, 4] {
+            s.add(&ev(
+                "curl",
+                7,
+                "10.0.0.2:5000",
+                peer,
+                Detail::Retrans { segs },
+            ));
+        }
+        s.add(&ev(
+            "curl",
+            7,
+            "10.0.0.2:5000",
+            peer,
+            Detail::Reset { received: true },
+        ));
+        let mut text = Vec::new();
+        write_text(&s, &mut text, true);
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(" CLOSED RETRANS RESETS"), "{text}");
+        assert!(lines[1].ends_with("      0       7      1"), "{text}");
+        let mut json = Vec::new();
+        write_json(&s, &mut json);
+        let json = String::from_utf8(json).unwrap();
+        assert!(
+            json.contains("\"retrans\":7") && json.contains("\"resets\":1"),
+            "{json}"
+        );
     }
 }

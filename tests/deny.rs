@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::{TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -107,21 +106,6 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
-}
-
-/// sockwatch's own cgroup v2 directory: where COMMAND's is made.
-fn own_cgroup_dir() -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let own = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let root = mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[2] == "cgroup2").then(|| f[1].to_string())
-        })
-        .unwrap();
-    PathBuf::from(root).join(own.trim_start_matches('/'))
 }
 
 fn wait_for(path: &std::path::Path) {

@@ -104,6 +104,27 @@ fn tcp_echo(addr: &str, client_flags: &[&str]) {
         "{}",
         out.stderr
     );
+
+    // The client closes first; the server closes after its FIN; a listener has no health.
+    let closes: Vec<(u32, &str, Option<Health>)> = lines
+        .iter()
+        .filter(|l| l.event == "CLOSE")
+        .map(|l| (l.pid, l.remote.as_str(), l.health()))
+        .collect();
+    assert_eq!(closes.len(), 3, "{closes:?}");
+    for (pid, remote, health) in closes {
+        let Some(h) = health else {
+            assert_eq!((pid, remote), (server_pid, "*"), "no health");
+            continue;
+        };
+        let end = if pid == client_pid {
+            "local-fin"
+        } else {
+            "peer-fin"
+        };
+        assert_eq!((h.end.as_str(), h.retrans), (end, 0), "{pid}");
+        assert!(h.rtt_us > 0.0 && h.rtt_us < 1_000_000.0, "{h:?}");
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use common::*;
 
 const SCENARIO: &str = include_str!("vm/scenario.sh");
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 11] = [
     "echo_server",
     "echo_client",
     "nb_connect",
@@ -29,6 +29,7 @@ const EXAMPLES: [&str; 10] = [
     "splice_recv",
     "socket_churn",
     "unix_sockets",
+    "tcp_ends",
 ];
 
 fn repo() -> &'static Path {
@@ -204,6 +205,8 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     check_command(&mut c, out);
     check_tally(&mut c, out);
     check_every_process(&mut c, out);
+    check_ends(&mut c, out);
+    check_who(&mut c, out);
     check_unix(&mut c, out);
     check_unix_left_out(&mut c, out);
     check_releases(&mut c, out);
@@ -644,6 +647,97 @@ fn check_every_process(c: &mut Check, out: &str) {
             && stderr.contains(" events printed, 0 lost"),
         || format!("the every-process run's stderr: {stderr}"),
     );
+}
+
+/// TCP health on CLOSE: who reset, who closed first, no retransmits, an RTT.
+fn check_ends(c: &mut Check, out: &str) {
+    c.eq(values(out, "ends_rc"), vec!["0"], "the ends run's status");
+    let lines = parse(section(out, "ends"));
+    for (how, client_end, server_end) in [
+        ("linger0", "peer-rst", "local-rst"),
+        ("read", "local-fin", "peer-fin"),
+    ] {
+        let client = values(out, &format!("ends_{how}_client")).concat();
+        let server = format!(
+            "127.0.0.1:{}",
+            values(out, &format!("ends_{how}_port")).concat()
+        );
+        let end = |local: &str, remote: &str| {
+            let h = lines
+                .iter()
+                .find(|l| l.event == "CLOSE" && l.local == local && l.remote == remote)?
+                .health()?;
+            Some((h.end, h.retrans, h.rtt_us > 0.0))
+        };
+        c.eq(
+            end(&client, &server),
+            Some((client_end.to_string(), 0, true)),
+            &format!("the {how} client's CLOSE"),
+        );
+        c.eq(
+            end(&server, &client),
+            Some((server_end.to_string(), 0, true)),
+            &format!("the {how} server's CLOSE"),
+        );
+    }
+    // The reset the linger0 client received, under its name; none of the other run.
+    let client = values(out, "ends_linger0_client").concat();
+    let resets: Vec<String> = lines
+        .iter()
+        .filter(|l| l.event == "RESET")
+        .map(|l| format!("{} {} {}", l.process, l.local, l.details))
+        .collect();
+    c.eq(
+        resets,
+        vec![format!("tcp_ends {client} received")],
+        "the ends run's RESET lines",
+    );
+    let stderr = section(out, "ends stderr");
+    c.that(stderr.contains(" events printed, 0 lost"), || {
+        format!("the ends run's stderr: {stderr}")
+    });
+}
+
+/// Who: the uid, parent and cgroup on every event, the client's as nobody.
+fn check_who(c: &mut Check, out: &str) {
+    c.eq(values(out, "who_rc"), vec!["0"], "the who run's status");
+    let shell: u64 = values(out, "who_shell").concat().parse().unwrap_or(0);
+    let got: Vec<(String, String, serde_json::Value, serde_json::Value, bool)> =
+        section(out, "who")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| {
+                (
+                    e["process"].as_str().unwrap_or("?").to_string(),
+                    e["event"].as_str().unwrap_or("?").to_string(),
+                    e["uid"].clone(),
+                    e["ppid"].clone(),
+                    e["cgroup"].as_str().is_some_and(|p| p.starts_with('/')),
+                )
+            })
+            .collect();
+    let mut kinds: Vec<(String, String)> = got.iter().map(|g| (g.0.clone(), g.1.clone())).collect();
+    kinds.sort();
+    let pair = |p: &str, e: &str| (p.to_string(), e.to_string());
+    c.eq(
+        kinds,
+        vec![
+            pair("echo_client", "close"),
+            pair("echo_client", "connect"),
+            pair("echo_server", "accept"),
+            pair("echo_server", "close"),
+            pair("echo_server", "close"),
+        ],
+        "the who run's events",
+    );
+    for (process, event, uid, ppid, cgroup) in got {
+        let expected_uid = if process == "echo_client" { 65534 } else { 0 };
+        c.eq(
+            (uid, ppid, cgroup),
+            (expected_uid.into(), shell.into(), true),
+            &format!("who on {process}'s {event}"),
+        );
+    }
 }
 
 /// Unix-domain sockets: every line examples/unix_sockets makes, exact.

@@ -18,6 +18,9 @@
 #define S_IFSOCK 0140000
 #define ENOENT 2
 #define EINTR 4
+#define EPIPE 32
+#define ECONNABORTED 103
+#define ECONNRESET 104
 #define EISCONN 106
 #define EALREADY 114
 #define EINPROGRESS 115

@@ -27,6 +27,47 @@ static __always_inline int connect_settled(void *ctx, const struct sock *sk,
 	return 0;
 }
 
+/*
+ * A change from ESTABLISHED straight to CLOSE: tcp_reset() and tcp_write_err() set
+ * sk_err first (tcp_abort() to ECONNABORTED); a reset this side sends at close or
+ * disconnect sets none before.
+ */
+static __always_inline __u8 abort_end(const struct sock *sk)
+{
+	int err = BPF_CORE_READ(sk, sk_err);
+
+	if (err == ECONNRESET || err == EPIPE)
+		return END_PEER_RST;
+	if (!err || err == ECONNABORTED)
+		return END_LOCAL_RST;
+	return END_TIMEOUT;
+}
+
+/*
+ * A tracked connection's first change out of ESTABLISHED says how it ended; at
+ * CLOSE its counters are kept (tcp_disconnect() zeroes them next). A few changes
+ * per connection, never per packet.
+ */
+static __always_inline void note_end(const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *st;
+
+	if (oldstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (!st)
+		return;
+	if (!st->end && oldstate == TCP_ESTABLISHED)
+		st->end = newstate == TCP_FIN_WAIT1	 ? END_LOCAL_FIN :
+			  newstate == TCP_CLOSE_WAIT ? END_PEER_FIN :
+						       abort_end(sk);
+	if (newstate == TCP_CLOSE && !st->counted) {
+		read_counters(sk, &st->rtt_us, &st->retrans);
+		st->counted = 1;
+	}
+}
+
 /* Under Release. */
 static __always_inline bool tcp_detached(const struct sock *sk);
 static __always_inline void tcp_released(void *ctx, const struct sock *sk);
@@ -39,6 +80,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 	struct call *call;
 	struct proc p;
 
+	note_end(sk, oldstate, newstate);
 	/* Tracepoint mode: the first change after the socket's release reports it. */
 	if (no_release_hook && newstate != TCP_SYN_SENT && tcp_detached(sk)) {
 		tcp_released(ctx, sk);
@@ -61,6 +103,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 				struct sock_state c = { .connect_ns = now, .pid = p.pid, .tid = p.tid };
 
 				__builtin_memcpy(c.comm, p.comm, TASK_COMM_LEN);
+				own(&c, &p);
 				bpf_map_update_elem(&connecting, &key, &c, BPF_ANY);
 			}
 			return 0;
@@ -72,6 +115,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 		st->pid = p.pid;
 		st->tid = p.tid;
 		__builtin_memcpy(st->comm, p.comm, TASK_COMM_LEN);
+		own(st, &p);
 		return 0;
 	}
 	if (oldstate != TCP_SYN_SENT)

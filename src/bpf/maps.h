@@ -13,6 +13,8 @@ struct path_prefix _path_prefix = {};
 enum proto_bit _proto_bit = PROTO_TCP;
 enum event_kind _event_kind = EV_EXEC;
 enum event_flag _event_flag = EF_PARTIAL;
+enum tcp_end _tcp_end = END_LOCAL_FIN;
+enum reset_way _reset_way = RESET_SENT;
 enum match_has _match_has = HAS_SOCKET;
 enum match_result _match_result = MATCH_ABORTED;
 enum counter _counter = CTR_LOST;
@@ -47,8 +49,13 @@ struct sock_state {
 	__u64 tally_sent;
 	__u64 tally_received;
 	__u64 tally_events;
+	/* Its owner's identity, for events charged to it where another task runs. */
+	struct identity who;
 	char comm[TASK_COMM_LEN] __attribute__((aligned(8))); /* read as two words too */
 	__u32 walk_seen;
+	/* TCP: the counters as they were when it reached CLOSE (a disconnect zeroes them). */
+	__u32 rtt_us;
+	__u32 retrans;
 	struct ends ends;
 	__u8 partial;
 	__u8 connected; /* a connect was tried, even one that failed before any handshake */
@@ -56,7 +63,14 @@ struct sock_state {
 	__u8 unowned;
 	/* The server's end of an accepted connection. */
 	__u8 accepted;
+	/* TCP: how the connection ended (enum tcp_end), once it has. */
+	__u8 end;
+	/* rtt_us and retrans are set. */
+	__u8 counted;
 };
+/* No padding: a copy made on the stack is initialized in every byte (the verifier
+ * checks that for a caller without CAP_PERFMON). */
+_Static_assert(sizeof(struct sock_state) == 168, "struct sock_state has no holes");
 
 /* Its BTF, for user space's sweep of the table at the end (tracepoint mode). */
 struct sock_state _sock_state = {};

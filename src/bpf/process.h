@@ -364,6 +364,9 @@ int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
 	if (!proc_matches(&c))
 		return 0;
 	fill_proc(&e, EV_FORK, c.pid, c.tid, c.comm);
+	/* The child's uid and cgroup are its parent's, which runs here. */
+	current_identity(&e.who);
+	e.who.ppid = ppid;
 	e.value = ppid;
 	emit(ctx, &e);
 	return 0;

@@ -128,6 +128,17 @@ static __always_inline void fill_sock(struct event *e, const struct sock *sk)
 	fill_ends(e, sk, &k);
 }
 
+/* The current process's identity. */
+static __always_inline void current_identity(struct identity *who)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	who->cgroup = bpf_get_current_cgroup_id();
+	who->uid = (__u32)bpf_get_current_uid_gid();
+	who->ppid = BPF_CORE_READ(task, real_parent, tgid);
+}
+
+/* An event of process `pid`: its identity is the current task's when that is it. */
 static __always_inline void fill_proc(struct event *e, __u8 kind, __u32 pid, __u32 tid,
 				      const char *comm)
 {
@@ -137,6 +148,16 @@ static __always_inline void fill_proc(struct event *e, __u8 kind, __u32 pid, __u
 	e->pid = pid;
 	e->tid = tid;
 	__builtin_memcpy(e->comm, comm, TASK_COMM_LEN);
+	if (pid == bpf_get_current_pid_tgid() >> 32)
+		current_identity(&e->who);
+}
+
+/* An event charged to a socket's owner: the owner's identity where another task runs. */
+static __always_inline void fill_owner(struct event *e, __u8 kind, const struct sock_state *st)
+{
+	fill_proc(e, kind, st->pid, st->tid, st->comm);
+	if (!e->who.cgroup)
+		e->who = st->who;
 }
 
 static __always_inline struct file *file_from_fd(long fd)

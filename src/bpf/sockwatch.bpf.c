@@ -10,7 +10,8 @@
  * hooks of --deny run only in COMMAND's cgroup and ask nothing.
  *
  * The headers below follow a socket's life, one per step of probes.rs: process
- * events, birth, connect, listen and bind, accept, send, receive, release, deny.
+ * events, birth, connect, listen and bind, accept, send, receive, release, incident
+ * (retransmits and resets), deny.
  * Each step has one handler that takes resolved arguments, then thin wrappers per
  * attach mode side by side: `tp_` (tracepoints: syscall tracepoints and the 6.3
  * send/receive tracepoints), `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe).
@@ -43,5 +44,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "send.h"
 #include "recv.h"
 #include "release.h"
+#include "incident.h"
 #include "deny.h"
 #include "selftest.h"

@@ -30,6 +30,14 @@ enum event_kind {
 	EV_CLOSE = 8,
 	EV_FORK = 9,
 	EV_DENY = 10,
+	EV_RETRANS = 11, /* opt-in */
+	EV_RESET = 12,   /* opt-in */
+};
+
+/* EV_RESET's `value`. */
+enum reset_way {
+	RESET_SENT = 0,
+	RESET_RECEIVED = 1,
 };
 
 enum event_flag {
@@ -45,6 +53,15 @@ enum event_flag {
 	EF_ACCEPTED = 16,
 	/* DENY: the call was a datagram send to an address, not a connect(). */
 	EF_SENDMSG = 32,
+};
+
+/* How a TCP connection ended: whichever of these came first. */
+enum tcp_end {
+	END_LOCAL_FIN = 1, /* this side closed first, with a FIN */
+	END_PEER_FIN = 2,
+	END_LOCAL_RST = 3, /* this side reset it (unread data at close, SO_LINGER 0, an abort) */
+	END_PEER_RST = 4,
+	END_TIMEOUT = 5,   /* the kernel gave up on an unanswered peer (retransmits, keepalives) */
 };
 
 /* DENY's `value` when no --allow fitted the call; otherwise the --deny's index. */
@@ -80,11 +97,19 @@ struct endpoint {
 	__u16 port;
 };
 
+/* Who a process is: what --wide and JSON print beside its pid. */
+struct identity {
+	__u64 cgroup; /* its cgroup v2 id (the directory's inode number) */
+	__u32 uid;    /* its real uid */
+	__u32 ppid;   /* its parent's pid */
+};
+
 /* One socket or process event. */
 struct event {
 	__u64 ts_ns;       /* CLOCK_BOOTTIME */
 	__s64 value;       /* SEND/RECV bytes, CONNECT -errno, LISTEN backlog, EXIT wait status,
-			      EXEC/FORK parent pid, DENY the rule (enum deny_reason) */
+			      EXEC/FORK parent pid, DENY the rule (enum deny_reason),
+			      RETRANS segments, RESET enum reset_way */
 	__u64 duration_ns; /* CONNECT latency, CLOSE lifetime */
 	__u64 sent;        /* CLOSE: bytes sent over the socket's life */
 	__u64 received;    /* CLOSE: bytes received */
@@ -98,6 +123,12 @@ struct event {
 	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP; AF_UNIX: the socket type (SOCK_STREAM...) */
 	__u8 flags;    /* enum event_flag */
 	__u16 matched; /* bit i: the event matched rules[i] (an --expect or --forbid) */
+	__u8 end;      /* CLOSE of a TCP connection: enum tcp_end; 0 when it never had one */
+	__u8 unused;
+	__u32 rtt_us;  /* CLOSE with `end`: the smoothed round-trip time */
+	__u32 retrans; /* CLOSE with `end`: segments retransmitted over the connection's life */
+	__u32 unused2;
+	struct identity who; /* of the process the event is charged to; cgroup 0: unknown */
 };
 
 /*

@@ -37,7 +37,7 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 	if (!x)
 		return;
 	e = &x->base;
-	fill_proc(e, EV_CONNECT, st->pid, st->tid, st->comm);
+	fill_owner(e, EV_CONNECT, st);
 	fill_sock(e, sk);
 	if (e->family == AF_UNIX)
 		fill_unix((struct unix_event *)x, sk);
@@ -48,6 +48,60 @@ static __always_inline void emit_connect(void *ctx, const struct sock *sk, struc
 	e->flags = flags;
 	e->duration_ns = duration_ns;
 	emit_built(ctx, x, slot);
+}
+
+/* A TCP socket's smoothed RTT and retransmitted segments, the kernel's own counters. */
+static __always_inline void read_counters(const struct sock *sk, __u32 *rtt_us, __u32 *retrans)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	*rtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	*retrans = BPF_CORE_READ(tp, total_retrans);
+}
+
+/*
+ * How a connection still open at its release ends: as tcp_close() will end it, with
+ * a reset when data is left unread or SO_LINGER is 0, else a FIN. A socket first
+ * seen after it began closing ended as its state says.
+ */
+static __always_inline __u8 end_at_release(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 linger = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_LINGER);
+
+	switch (BPF_CORE_READ(sk, __sk_common.skc_state)) {
+	case TCP_ESTABLISHED:
+		if (BPF_CORE_READ(tp, rcv_nxt) != BPF_CORE_READ(tp, copied_seq))
+			return END_LOCAL_RST;
+		if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & linger) &&
+		    !BPF_CORE_READ(sk, sk_lingertime))
+			return END_LOCAL_RST;
+		return END_LOCAL_FIN;
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+	case TCP_CLOSING:
+		return END_LOCAL_FIN;
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+		return END_PEER_FIN;
+	}
+	/* Never connected, a listener, or ended before it was seen. */
+	return 0;
+}
+
+/* CLOSE's TCP health: how it ended, and the counters (as they were at CLOSE, if it got there). */
+static __always_inline void fill_end(struct event *e, const struct sock *sk,
+				     const struct sock_state *st)
+{
+	e->end = st->end ? st->end : end_at_release(sk);
+	if (!e->end)
+		return;
+	if (st->counted) {
+		e->rtt_us = st->rtt_us;
+		e->retrans = st->retrans;
+	} else {
+		read_counters(sk, &e->rtt_us, &e->retrans);
+	}
 }
 
 /* The process a CLOSE is charged to: `by`, or the socket's owner when `by` is NULL. */
@@ -64,10 +118,12 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 		emit_connect(ctx, sk, st, 0, EF_ABORTED, now - st->connect_ns, 0, false);
 	if (wanted(EV_CLOSE) && (x = take_slot(&slot))) {
 		e = &x->base;
+		/* Opaque: else clang may OR an offset into `by`'s stack address, which the verifier refuses. */
+		barrier_var(by);
 		if (by)
 			fill_proc(e, EV_CLOSE, by->pid, by->tid, by->comm);
 		else
-			fill_proc(e, EV_CLOSE, st->pid, st->tid, st->comm);
+			fill_owner(e, EV_CLOSE, st);
 		fill_closed_sock(e, sk, st);
 		if (e->family == AF_UNIX)
 			fill_unix((struct unix_event *)x, sk);
@@ -77,6 +133,8 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			e->received = st->received;
 			e->duration_ns = now - st->born_ns;
 			e->flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
+			if (e->family != AF_UNIX && e->protocol == IPPROTO_TCP)
+				fill_end(e, sk, st);
 			emit_built(ctx, x, slot);
 		} else {
 			put_slot();
@@ -107,6 +165,15 @@ static __always_inline bool stale(const struct sock_state *st, __u64 ino)
 		return false;
 	bump(CTR_MISSED);
 	return true;
+}
+
+/* A new owner's identity: the current task's, when that is the owner (it is, but in the exit walk's children). */
+static __always_inline void own(struct sock_state *st, const struct proc *p)
+{
+	if (p->pid == bpf_get_current_pid_tgid() >> 32)
+		current_identity(&st->who);
+	else
+		__builtin_memset(&st->who, 0, sizeof(st->who));
 }
 
 /*
@@ -155,6 +222,7 @@ static __always_inline struct sock_state *track(const struct sock *sk, const str
 	};
 
 	__builtin_memcpy(st.comm, p->comm, TASK_COMM_LEN);
+	own(&st, p);
 	if (born && no_release_hook) {
 		struct sock_state *old = bpf_map_lookup_elem(&socks, &key);
 
@@ -212,6 +280,7 @@ static __always_inline struct sock_state *adopt_as(const struct sock *sk, const 
 			st->pid = p->pid;
 			st->tid = p->tid;
 			__builtin_memcpy(st->comm, p->comm, TASK_COMM_LEN);
+			own(st, p);
 			if (no_release_hook)
 				bpf_map_update_elem(&owners, &p->pid, &one, BPF_ANY);
 		}

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use chrono::FixedOffset;
 use serde::Serialize;
 
-use super::{connect_result, deny_call, deny_rule, signal_name, time, Sink};
-use crate::event::{Detail, Endpoint, Event, ExitStatus, Socket, UnixAddr};
+use super::{connect_result, deny_call, deny_rule, reset_way, signal_name, time, Sink};
+use crate::event::{Detail, Endpoint, Event, ExitStatus, Socket, UnixAddr, Who};
 use crate::summary::Summary;
 
 /// The JSON format, with timestamps in `offset`'s time zone.
@@ -61,6 +61,8 @@ struct JsonEvent {
     pid: u32,
     tid: u32,
     process: String,
+    #[serde(flatten)]
+    who: Option<JsonWho>,
     event: &'static str,
     #[serde(flatten)]
     socket: Option<JsonSocket>,
@@ -95,9 +97,54 @@ struct JsonEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     partial: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrans: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     call: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    segs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     by: Option<String>,
+}
+
+/// Who the process is (`ppid` goes with the event's other keys).
+#[derive(Serialize)]
+struct JsonWho {
+    uid: u32,
+    /// The path, or null where the cgroup was gone before sockwatch looked.
+    cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_runtime: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<String>,
+}
+
+impl JsonWho {
+    fn new(w: &Who) -> JsonWho {
+        let owner = w
+            .cgroup
+            .as_deref()
+            .map(crate::identity::owner)
+            .unwrap_or_default();
+        let (container_runtime, container_id) = owner.container.unzip();
+        JsonWho {
+            uid: w.uid,
+            cgroup: w.cgroup.clone(),
+            container_id,
+            container_runtime,
+            pod: owner.pod,
+            unit: owner.unit,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -199,6 +246,8 @@ impl JsonEvent {
             tid: ev.tid,
             process: String::from_utf8_lossy(&ev.process).into_owned(),
             event: ev.kind().name(),
+            who: ev.who.as_ref().map(JsonWho::new),
+            ppid: ev.who.as_ref().map(|w| w.ppid),
             socket: ev.socket.as_ref().map(JsonSocket::new),
             ..Default::default()
         };
@@ -233,16 +282,24 @@ impl JsonEvent {
                 j.call = Some(deny_call(*sendmsg));
                 j.by = Some(deny_rule(*rule));
             }
+            Detail::Retrans { segs } => j.segs = Some(*segs),
+            Detail::Reset { received } => j.direction = Some(reset_way(*received)),
             Detail::Close {
                 sent,
                 received,
                 lifetime_ns,
                 partial,
+                health,
             } => {
                 j.sent = Some(*sent);
                 j.received = Some(*received);
                 j.lifetime_ns = Some(*lifetime_ns);
                 j.partial = Some(*partial);
+                if let Some(h) = health {
+                    j.rtt_us = Some(h.rtt_us);
+                    j.retrans = Some(h.retrans);
+                    j.end = Some(h.end.name());
+                }
             }
         }
         j

@@ -31,6 +31,8 @@ pub struct Style {
     pub offset: FixedOffset,
     /// -r: the kernel's stamp when tracing started, to print times since then.
     pub since: Option<u64>,
+    /// -W: PPID, UID and CGROUP columns (text).
+    pub wide: bool,
 }
 
 /// Where an output format writes: the header before the first event, each event,
@@ -51,6 +53,7 @@ impl Style {
             Format::Text => Box::new(text::Text {
                 offset: self.offset,
                 since: self.since,
+                wide: self.wide,
             }),
             Format::Json => Box::new(json::Json {
                 offset: self.offset,
@@ -152,6 +155,15 @@ pub fn duration(ns: u64) -> String {
     }
 }
 
+/// A RESET's direction, as text and JSON spell it.
+pub fn reset_way(received: bool) -> &'static str {
+    if received {
+        "received"
+    } else {
+        "sent"
+    }
+}
+
 /// ECONNREFUSED for 111; "errno 999" for numbers the C library does not name.
 pub fn errno_name(errno: i32) -> String {
     match Errno::from_raw(errno) {
@@ -191,7 +203,7 @@ fn deny_rule(rule: Option<usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Detail, ExitStatus, Protocol, Socket};
+    use crate::event::{Detail, ExitStatus, Health, Protocol, Socket, TcpEnd, Who};
 
     const UTC: Style = Style {
         format: Format::Text,
@@ -200,6 +212,7 @@ mod tests {
             None => unreachable!(),
         },
         since: None,
+        wide: false,
     };
     const JSON: Style = Style {
         format: Format::Json,
@@ -218,6 +231,7 @@ mod tests {
             socket,
             detail,
             matched: 0,
+            who: None,
         }
     }
 
@@ -387,10 +401,29 @@ mod tests {
                     sent: 10,
                     received: 20,
                     lifetime_ns: 1_500_000_000,
-                    partial: true
+                    partial: true,
+                    health: Some(Health {
+                        end: TcpEnd::PeerRst,
+                        rtt_us: 1_234,
+                        retrans: 3
+                    }),
                 }
             )),
-            "09:30:05.123456    4242 srv             CLOSE   tcp   127.0.0.1:7000        127.0.0.1:5           sent=10 received=20 lifetime=1.500s partial\n"
+            "09:30:05.123456    4242 srv             CLOSE   tcp   127.0.0.1:7000        127.0.0.1:5           sent=10 received=20 lifetime=1.500s rtt=1.234ms retrans=3 end=peer-rst partial\n"
+        );
+        assert_eq!(
+            text(&ev(
+                b"srv",
+                tcp("0.0.0.0:7000", None),
+                Detail::Close {
+                    sent: 0,
+                    received: 0,
+                    lifetime_ns: 5,
+                    partial: false,
+                    health: None,
+                }
+            )),
+            "09:30:05.123456    4242 srv             CLOSE   tcp   0.0.0.0:7000          *                     sent=0 received=0 lifetime=5ns\n"
         );
     }
 
@@ -443,6 +476,107 @@ mod tests {
         assert_eq!(v["process"], "x\nFAKE \"q\"\t\\\u{fffd}");
     }
 
+    fn with_who(mut e: Event, cgroup: Option<&str>) -> Event {
+        e.who = Some(Who {
+            uid: 1000,
+            ppid: 1,
+            cgroup_id: 77,
+            cgroup: cgroup.map(str::to_string),
+        });
+        e
+    }
+
+    const CONTAINER: &str = "/system.slice/docker-3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081.scope";
+
+    #[test]
+    fn wide_text_says_who_after_pid() {
+        let wide = Style { wide: true, ..UTC };
+        let mut header = Vec::new();
+        wide.sink().header(&mut header).unwrap();
+        assert_eq!(
+            String::from_utf8(header).unwrap(),
+            "TIME                PID    PPID    UID CGROUP                PROCESS         EVENT   PROTO LOCAL                 REMOTE                DETAILS\n"
+        );
+        let line = |e: &Event| {
+            let mut out = Vec::new();
+            write_event(&mut out, e, wide).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let accept = ev(
+            b"srv",
+            tcp("127.0.0.1:80", Some("127.0.0.1:5")),
+            Detail::Accept,
+        );
+        assert_eq!(
+            line(&with_who(accept.clone(), Some(CONTAINER))),
+            "09:30:05.123456    4242       1   1000 docker:3f4e5a6b7c8d   srv             ACCEPT  tcp   127.0.0.1:80          127.0.0.1:5\n"
+        );
+        // A path with a space stays one field; an unknown identity is dashes.
+        assert!(line(&with_who(accept.clone(), Some("/a b"))).contains(" 1000 /a\\x20b "));
+        assert_eq!(
+            line(&accept),
+            "09:30:05.123456    4242       -      - -                     srv             ACCEPT  tcp   127.0.0.1:80          127.0.0.1:5\n"
+        );
+    }
+
+    #[test]
+    fn retransmits_and_resets() {
+        let socket = || tcp("10.0.0.2:5000", Some("10.0.0.1:443"));
+        assert_eq!(
+            text(&ev(b"curl", socket(), Detail::Retrans { segs: 3 })),
+            "09:30:05.123456    4242 curl            RETRANS tcp   10.0.0.2:5000         10.0.0.1:443          segs=3\n"
+        );
+        assert_eq!(
+            text(&ev(b"curl", socket(), Detail::Reset { received: true })),
+            "09:30:05.123456    4242 curl            RESET   tcp   10.0.0.2:5000         10.0.0.1:443          received\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&ev(
+            b"curl",
+            socket(),
+            Detail::Reset { received: false },
+        )))
+        .unwrap();
+        assert_eq!(
+            (&v["event"], &v["direction"]),
+            (&"reset".into(), &"sent".into())
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&ev(b"curl", socket(), Detail::Retrans { segs: 2 })))
+                .unwrap();
+        assert_eq!((&v["event"], &v["segs"]), (&"retrans".into(), &2.into()));
+    }
+
+    #[test]
+    fn json_says_who_on_every_event() {
+        let accept = ev(
+            b"srv",
+            tcp("127.0.0.1:80", Some("127.0.0.1:5")),
+            Detail::Accept,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&with_who(accept.clone(), Some(CONTAINER)))).unwrap();
+        assert_eq!(v["uid"], 1000);
+        assert_eq!(v["ppid"], 1);
+        assert_eq!(v["cgroup"], CONTAINER);
+        assert_eq!(v["container_runtime"], "docker");
+        assert_eq!(v["container_id"].as_str().unwrap().len(), 64);
+        assert!(v.get("unit").is_none());
+        let v: serde_json::Value = serde_json::from_str(&json(&with_who(
+            accept.clone(),
+            Some("/system.slice/nginx.service"),
+        )))
+        .unwrap();
+        assert_eq!(v["unit"], "nginx.service");
+        assert!(v.get("container_id").is_none());
+        // The cgroup was gone before sockwatch looked: null, the rest as known.
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&with_who(accept.clone(), None))).unwrap();
+        assert!(v["cgroup"].is_null());
+        assert_eq!(v["uid"], 1000);
+        let v: serde_json::Value = serde_json::from_str(&json(&accept)).unwrap();
+        assert!(v.get("uid").is_none() && v.get("cgroup").is_none());
+    }
+
     #[test]
     fn json_object() {
         let out = json(&ev(
@@ -453,6 +587,11 @@ mod tests {
                 received: 20,
                 lifetime_ns: 7,
                 partial: false,
+                health: Some(Health {
+                    end: TcpEnd::LocalFin,
+                    rtt_us: 51,
+                    retrans: 0,
+                }),
             },
         ));
         assert_eq!(
@@ -461,7 +600,7 @@ mod tests {
                 r#"{"time":"2026-11-26T09:30:05.123456+00:00","pid":4242,"tid":4243,"process":"srv","#,
                 r#""event":"close","protocol":"tcp","local_addr":"127.0.0.1","local_port":7000,"#,
                 r#""remote_addr":"127.0.0.1","remote_port":5,"sent":10,"received":20,"lifetime_ns":7,"#,
-                r#""partial":false}"#,
+                r#""partial":false,"rtt_us":51,"retrans":0,"end":"local-fin"}"#,
                 "\n"
             )
         );

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use chrono::FixedOffset;
 
 use super::{
-    connect_result, deny_call, deny_rule, duration, escape, process_field, push_escaped,
+    connect_result, deny_call, deny_rule, duration, escape, process_field, push_escaped, reset_way,
     signal_name, Sink,
 };
 use crate::event::{Detail, Endpoint, Event, ExitStatus};
@@ -17,6 +17,8 @@ pub struct Text {
     pub offset: FixedOffset,
     /// -r: the kernel's stamp at the start, for the ELAPSED column.
     pub since: Option<u64>,
+    /// -W: PPID, UID and CGROUP after PID.
+    pub wide: bool,
 }
 
 impl Sink for Text {
@@ -24,6 +26,9 @@ impl Sink for Text {
         let mut line = columns(
             "TIME", "PID", "PROCESS", "EVENT", "PROTO", "LOCAL", "REMOTE", "DETAILS",
         );
+        if self.wide {
+            line.insert_str(TIME_WIDTH + 8, &wide_columns("PPID", "UID", "CGROUP"));
+        }
         if self.since.is_some() {
             line.insert_str(TIME_WIDTH, &format!(" {:>ELAPSED_WIDTH$}", "ELAPSED"));
         }
@@ -32,6 +37,9 @@ impl Sink for Text {
 
     fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()> {
         let mut line = text_line(ev, self.offset);
+        if self.wide {
+            insert_who(&mut line, ev);
+        }
         if let Some(start) = self.since {
             insert_elapsed(&mut line, ev.boot_ns.saturating_sub(start));
         }
@@ -40,10 +48,16 @@ impl Sink for Text {
 
     /// Titles (unless left out), then one aligned row per process and remote end.
     fn summary(&self, out: &mut dyn Write, summary: &Summary, titles: bool) -> io::Result<()> {
-        let widths = [7, 9, 7, 12, 12, 6, 6];
+        // The counts' widths; the columns that come only when asked for are as wide as their titles.
+        let widths: Vec<usize> = summary
+            .titles()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| [7, 9, 7, 12, 12, 6].get(i).copied().unwrap_or(t.0.len()))
+            .collect();
         let line = |process: &str, remote: &str, cells: Vec<String>| {
             let mut l = format!("{process:<15} {remote:<41}");
-            for (cell, width) in cells.iter().zip(widths) {
+            for (cell, width) in cells.iter().zip(&widths) {
                 l += &format!(" {cell:>width$}");
             }
             l + "\n"
@@ -142,17 +156,37 @@ fn push_details(line: &mut String, ev: &Event) {
         Detail::Deny { sendmsg, rule } => {
             write!(line, "call={} by={}", deny_call(*sendmsg), deny_rule(*rule))
         }
+        Detail::Retrans { segs } => write!(line, "segs={segs}"),
+        Detail::Reset { received } => {
+            line.push_str(reset_way(*received));
+            Ok(())
+        }
         Detail::Close {
             sent,
             received,
             lifetime_ns,
             partial,
-        } => write!(
-            line,
-            "sent={sent} received={received} lifetime={}{}",
-            duration(*lifetime_ns),
-            if *partial { " partial" } else { "" }
-        ),
+            health,
+        } => {
+            let _ = write!(
+                line,
+                "sent={sent} received={received} lifetime={}",
+                duration(*lifetime_ns)
+            );
+            if let Some(h) = health {
+                let _ = write!(
+                    line,
+                    " rtt={} retrans={} end={}",
+                    duration(u64::from(h.rtt_us) * 1_000),
+                    h.retrans,
+                    h.end.name()
+                );
+            }
+            if *partial {
+                line.push_str(" partial");
+            }
+            Ok(())
+        }
     };
 }
 
@@ -259,9 +293,33 @@ fn insert_elapsed(line: &mut String, elapsed_ns: u64) {
     line.insert_str(TIME_WIDTH, &text);
 }
 
+/// -W's columns, inserted after PID: PPID, UID and CGROUP.
+fn wide_columns(ppid: &str, uid: &str, cgroup: &str) -> String {
+    format!(" {ppid:>7} {uid:>6} {cgroup:<21}")
+}
+
+/// -W: who the process is, after PID (`-` where the kernel could not say). PID
+/// ends at a fixed place: it is right-aligned in its column and never wider.
+fn insert_who(line: &mut String, ev: &Event) {
+    let at = TIME_WIDTH + 8 + line[TIME_WIDTH + 8..].find(' ').unwrap_or(0);
+    let columns = match &ev.who {
+        Some(w) => wide_columns(
+            itoa::Buffer::new().format(w.ppid),
+            itoa::Buffer::new().format(w.uid),
+            &w.cgroup.as_deref().map_or_else(
+                || "-".to_string(),
+                |p| escape(crate::identity::label(p).as_bytes()),
+            ),
+        ),
+        None => wide_columns("-", "-", "-"),
+    };
+    line.insert_str(at, &columns);
+}
+
 /// EVENT column names, by `Kind` (in its declaration order).
-const EVENT_NAMES: [&str; 10] = [
+const EVENT_NAMES: [&str; 12] = [
     "FORK", "EXEC", "EXIT", "LISTEN", "CONNECT", "ACCEPT", "SEND", "RECV", "CLOSE", "DENY",
+    "RETRANS", "RESET",
 ];
 
 /// `HH:MM:SS.ffffff` of the local time (microseconds truncated), as chrono's

@@ -17,7 +17,8 @@ use crate::assertion::Assertions;
 use crate::cli::{Config, SummaryMode};
 use crate::command::Child;
 use crate::event::{boot_now_ns, decode, Clock, EventSet, Tally};
-use crate::format::{Sink, Style};
+use crate::format::{Format, Sink, Style};
+use crate::identity::CgroupPaths;
 use crate::loader::Tracer;
 use crate::losses::{Loss, Losses};
 use crate::procs::PeerNames;
@@ -70,6 +71,8 @@ struct Printer<W: Write> {
     assertions: Assertions,
     summary: Option<Summary>,
     peer_names: PeerNames,
+    /// JSON and -W print each process's cgroup path.
+    cgroups: Option<CgroupPaths>,
     error: Option<anyhow::Error>,
 }
 
@@ -86,6 +89,7 @@ impl<W: Write> Printer<W> {
             assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
             summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
             peer_names: PeerNames::default(),
+            cgroups: (cfg.wide || cfg.format == Format::Json).then(CgroupPaths::new),
             error: None,
         }
     }
@@ -104,6 +108,9 @@ impl<W: Write> Printer<W> {
         let result = decode(data, self.clock).and_then(|mut ev| {
             self.peer_names.note(&ev);
             ev.name_peer(&self.peer_names);
+            if let (Some(paths), Some(who)) = (&mut self.cgroups, &mut ev.who) {
+                who.cgroup = paths.path(who.cgroup_id);
+            }
             let forbidden = self.assertions.observe(&ev);
             if let Some(summary) = &mut self.summary {
                 summary.add(&ev);

@@ -295,16 +295,30 @@ impl Line {
             .details
             .split(' ')
             .filter(|d| !d.is_empty())
-            .map(|d| match d.split_once('=') {
+            .filter_map(|d| match d.split_once('=') {
                 Some((k @ ("latency" | "lifetime"), v)) => {
                     assert!(is_duration(v), "bad duration {v:?} in {self:?}");
-                    format!("{k}=*")
+                    Some(format!("{k}=*"))
                 }
                 Some(("ppid", v)) => {
                     assert!(v.parse::<u32>().is_ok(), "bad ppid {v:?} in {self:?}");
-                    "ppid=*".to_string()
+                    Some("ppid=*".to_string())
                 }
-                _ => d.to_string(),
+                // TCP health: checked for form here, for value by Line::health.
+                Some((k @ ("rtt" | "retrans" | "end"), v)) => {
+                    assert!(
+                        self.event == "CLOSE" && self.proto.starts_with("tcp"),
+                        "{k}= on {self:?}"
+                    );
+                    let good = match k {
+                        "rtt" => is_duration(v),
+                        "retrans" => v.parse::<u32>().is_ok(),
+                        _ => TCP_ENDS.contains(&v),
+                    };
+                    assert!(good, "bad {k}={v:?} in {self:?}");
+                    None
+                }
+                _ => Some(d.to_string()),
             })
             .collect();
         let mut key = format!(
@@ -338,6 +352,39 @@ pub fn keys_local_hidden(lines: &[Line]) -> Vec<String> {
         .iter()
         .map(|l| l.key().replace(&l.local, "LOCAL"))
         .collect()
+}
+
+/// The ways a TCP CLOSE can say its connection ended.
+pub const TCP_ENDS: [&str; 5] = ["local-fin", "peer-fin", "local-rst", "peer-rst", "timeout"];
+
+/// A TCP CLOSE's health words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    pub end: String,
+    pub retrans: u32,
+    pub rtt_us: f64,
+}
+
+impl Line {
+    /// `end=`, `retrans=` and `rtt=` of a TCP CLOSE (all or none).
+    pub fn health(&self) -> Option<Health> {
+        let end = detail(self, "end")?.to_string();
+        let retrans = detail(self, "retrans").unwrap().parse().unwrap();
+        let rtt = detail(self, "rtt").unwrap();
+        let unit = rtt.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        let n: f64 = rtt[..rtt.len() - unit.len()].parse().unwrap();
+        let scale = match unit {
+            "ns" => 0.001,
+            "us" => 1.0,
+            "ms" => 1_000.0,
+            _ => 1_000_000.0,
+        };
+        Some(Health {
+            end,
+            retrans,
+            rtt_us: n * scale,
+        })
+    }
 }
 
 /// The value of `key=` in a line's details.
@@ -690,4 +737,20 @@ pub fn receive_descriptor(conn: &std::os::unix::net::UnixStream) -> std::os::fd:
     assert_eq!(fds.len(), 1);
     // SAFETY: the kernel just installed this descriptor for this process.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) }
+}
+
+/// This process's cgroup v2 directory (sockwatch's own is the same: where COMMAND's
+/// is made).
+pub fn own_cgroup_dir() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2] == "cgroup2").then(|| f[1].to_string())
+        })
+        .unwrap();
+    PathBuf::from(root).join(own.trim_start_matches('/'))
 }

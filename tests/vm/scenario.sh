@@ -160,6 +160,43 @@ for spec in $MODES; do
   echo "--- every stderr"
   cat /tmp/err
 
+  # TCP health on CLOSE: a close with SO_LINGER 0 resets (the client hears of it:
+  # a RESET line under its name), and a plain exchange ends with the client's FIN.
+  echo "--- ends run"
+  start_sockwatch $probe --buffer $buffer -e close,reset tcp_ends
+  for how in linger0 read; do
+    rm -f /tmp/ready
+    ./tcp_ends listen 127.0.0.1:0 $how 1000 > /tmp/ready &
+    srv=$!
+    ready $srv /tmp/ready
+    ./tcp_ends connect 127.0.0.1:$port 1000 | sed -n "s/^local /ends_${how}_client /p"
+    wait $srv
+    echo "ends_${how}_port $port"
+  done
+  kill -INT $sw
+  wait $sw
+  echo "ends_rc $?"
+  echo "--- ends"
+  cat /tmp/out
+  echo "--- ends stderr"
+  cat /tmp/err
+
+  # Who: every event says the uid, parent and cgroup of its process, those made
+  # where another task runs (a handshake's end, in softirq) too.
+  echo "--- who run"
+  serve tcp 127.0.0.1:0 1
+  start_sockwatch $probe --buffer $buffer --json -e connect,accept,close echo_server echo_client
+  $NOBODY ./echo_client tcp 127.0.0.1:$port 5 > /dev/null
+  wait $srv
+  echo "who_shell $$"
+  kill -INT $sw
+  wait $sw
+  echo "who_rc $?"
+  echo "--- who"
+  cat /tmp/out
+  echo "--- who stderr"
+  cat /tmp/err
+
   # -c: the kernel adds sends and receives up per row; none crosses one by one.
   echo "--- tally run"
   serve tcp 127.0.0.1:0 1
