@@ -520,11 +520,7 @@ fn summary_bytes_are_what_curl_reports_about_itself() {
         panic!("curl printed {:?}", out.stdout);
     };
     assert_eq!(body, 12345);
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&std::fs::read_to_string(&file).unwrap());
     std::fs::remove_dir_all(&site).unwrap();
     assert_eq!(
         rows,
@@ -871,14 +867,9 @@ fn relative_times_count_from_the_start_of_the_trace() {
     );
 
     let out = run(&["-r", "--json", "-e", "exit", "--", "sh", "-c", "sleep 0.2"]);
-    let exits: Vec<u64> = out
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["elapsed_ns"]
-                .as_u64()
-                .unwrap()
-        })
+    let exits: Vec<u64> = json_lines(&out.stdout)
+        .iter()
+        .map(|e| e["elapsed_ns"].as_u64().unwrap())
         .collect();
     assert!(exits.iter().all(|ns| *ns >= 200_000_000), "{}", out.stdout);
 }

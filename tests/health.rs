@@ -115,6 +115,24 @@ fn release_file(tag: &str) -> PathBuf {
     path
 }
 
+/// tcp_ends' client of `port` in the namespace, held (`--hold-before` or
+/// `--hold-after`) until the file returned exists.
+fn held_client(
+    ns: &Netns,
+    name: &str,
+    port: &str,
+    bytes: &str,
+    hold: &str,
+    extra: &[&str],
+) -> (Workload, PathBuf) {
+    let go = release_file(name);
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["connect", &addr, bytes];
+    args.extend(extra);
+    args.extend([hold, go.to_str().unwrap()]);
+    (ns.spawn(name, &args), go)
+}
+
 /// The one CLOSE of a process's connection (the one with a peer).
 fn close_of<'a>(lines: &'a [Line], process: &str) -> &'a Line {
     let closes: Vec<&Line> = lines
@@ -151,19 +169,16 @@ fn a_reset_is_told_from_both_ends() {
         server.finish();
         let out = trace.stop();
         assert!(out.status.success(), "{}", out.stderr);
-        let closes: Vec<serde_json::Value> = out
-            .stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .filter(|v: &serde_json::Value| v["event"] == "close" && !v["remote_port"].is_null())
+        let events = json_lines(&out.stdout);
+        let closes: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|v| v["event"] == "close" && !v["remote_port"].is_null())
             .collect();
         assert_eq!(closes.len(), 2, "{mode}: {}", out.stdout);
         // The client hears the reset, under its own name whatever ran on the CPU; the
         // server's goes with its close (CLOSE says so: the table let go of it first).
-        let resets: Vec<(String, String)> = out
-            .stdout
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        let resets: Vec<(String, String)> = events
+            .iter()
             .filter(|v| v["event"] == "reset")
             .map(|v| (v["process"].to_string(), v["direction"].to_string()))
             .collect();
@@ -207,18 +222,7 @@ fn retransmits_and_rtt_match_ss() {
         if loss {
             ns.drop_rule(&format!("tcp dport {port} numgen inc mod 10 == 5"));
         }
-        let go = release_file(&cli);
-        let addr = format!("127.0.0.1:{port}");
-        let mut client = ns.spawn(
-            &cli,
-            &[
-                "connect",
-                &addr,
-                bytes,
-                "--hold-after",
-                go.to_str().unwrap(),
-            ],
-        );
+        let (mut client, go) = held_client(&ns, &cli, &port, bytes, "--hold-after", &[]);
         let local_port = client.value().rsplit_once(':').unwrap().1.to_string();
         assert_eq!(client.next_line(), "holding");
         // Everything is acknowledged and answered: the counters stand still now.
@@ -266,20 +270,8 @@ fn a_silent_peer_ends_in_a_timeout() {
     let trace = Trace::start(&[&srv, &cli]);
     let server = ns.spawn(&srv, &["listen", "127.0.0.1:0", "read", "100"]);
     let port = server.value().to_string();
-    let go = release_file(&cli);
-    let addr = format!("127.0.0.1:{port}");
-    let mut client = ns.spawn(
-        &cli,
-        &[
-            "connect",
-            &addr,
-            "100",
-            "--user-timeout",
-            "1000",
-            "--hold-before",
-            go.to_str().unwrap(),
-        ],
-    );
+    let extra = ["--user-timeout", "1000"];
+    let (mut client, go) = held_client(&ns, &cli, &port, "100", "--hold-before", &extra);
     assert_eq!(client.next_line(), "holding");
     ns.drop_rule(&format!("tcp dport {port}"));
     std::fs::write(&go, "").unwrap();

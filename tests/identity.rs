@@ -79,11 +79,7 @@ fn json_and_wide_say_who_each_process_is() {
 
     let out = json.stop();
     assert!(out.status.success(), "{}", out.stderr);
-    let events: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = json_lines(&out.stdout);
     // EXEC LISTEN ACCEPT RECV SEND RECV(eof) CLOSE CLOSE EXIT; EXEC CONNECT SEND RECV CLOSE EXIT
     assert_eq!(events.len(), 15, "{}", out.stdout);
     for e in &events {

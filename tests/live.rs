@@ -226,11 +226,7 @@ fn worker_threads_belong_to_their_process() {
     let server_pid = server.pid();
     server.finish();
     let out = trace.stop();
-    let events: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = json_lines(&out.stdout);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())
@@ -518,11 +514,7 @@ fn json_lines_have_the_documented_keys() {
     server.finish();
     let out = trace.stop();
     assert!(!out.stdout.starts_with("TIME"), "no header in JSON mode");
-    let events: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events = json_lines(&out.stdout);
     let accept = events.iter().find(|e| e["event"] == "accept").unwrap();
     assert_eq!(accept["pid"], server_pid);
     assert_eq!(accept["process"], srv.as_str());
@@ -730,11 +722,7 @@ fn hostile_names_are_escaped_in_text_and_valid_in_json() {
         server.finish();
         let out = trace.stop();
         if json {
-            let events: Vec<serde_json::Value> = out
-                .stdout
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
+            let events = json_lines(&out.stdout);
             assert_eq!(events.len(), 5, "{}", out.stdout);
             for e in &events {
                 assert_eq!(e["process"], "ev\nFAKE \"q\"\t\\\u{fffd}", "{e}");

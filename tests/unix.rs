@@ -91,11 +91,7 @@ fn json_names_paths_abstract_names_and_peers() {
     let trace = Trace::start(&["--json", "-e", "connect,accept,recv", &name]);
     let (pid, children) = run_example(&name, &dir);
     let out = trace.stop();
-    let events: Vec<serde_json::Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = json_lines(&out.stdout);
     let srv = dir.join("srv sock\n1").to_str().unwrap().to_string();
     let accept = events.iter().find(|e| e["event"] == "accept").unwrap();
     assert_eq!(accept["protocol"], "unix");

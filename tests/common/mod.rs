@@ -754,3 +754,11 @@ pub fn own_cgroup_dir() -> PathBuf {
         .unwrap();
     PathBuf::from(root).join(own.trim_start_matches('/'))
 }
+
+/// NDJSON output, one value per line (a line that is not JSON fails the test).
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
