@@ -577,6 +577,27 @@ pub struct Who {
     pub cgroup: Option<String>,
 }
 
+/// Who a summary row's processes are, with -W or --json: rows are kept apart by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Identity {
+    pub uid: u32,
+    pub cgroup_id: u64,
+}
+
+impl Who {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            uid: self.uid,
+            cgroup_id: self.cgroup_id,
+        }
+    }
+}
+
+/// An identity the kernel knew (cgroup id 0: it did not).
+fn known_identity(uid: u32, cgroup_id: u64) -> Option<Identity> {
+    (cgroup_id != 0).then_some(Identity { uid, cgroup_id })
+}
+
 impl Event {
     pub fn kind(&self) -> Kind {
         match self.detail {
@@ -740,6 +761,7 @@ fn socket(e: &event, data: &[u8]) -> Result<Option<Socket>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
     pub process: Vec<u8>,
+    pub identity: Option<Identity>,
     pub remote: Option<Endpoint>,
     /// The server's end of accepted connections: `remote`'s port is not kept.
     pub accepted: bool,
@@ -759,6 +781,7 @@ impl Tally {
         let remote = &st.ends.remote;
         Some(Tally {
             process: until_nul(&st.comm),
+            identity: known_identity(st.who.uid, st.who.cgroup),
             remote: (remote.port != 0).then(|| Endpoint::from_raw(st.ends.family, remote)),
             accepted: st.accepted != 0,
             sent: st.tally_sent,
@@ -770,6 +793,7 @@ impl Tally {
     pub fn decode(key: &tally_key, totals: &tally) -> Tally {
         Tally {
             process: until_nul(&key.comm),
+            identity: known_identity(key.uid, key.cgroup),
             remote: (key.peer != 0).then(|| Endpoint::from_raw(key.family, &key.remote)),
             accepted: key.accepted != 0,
             sent: totals.sent,
@@ -1072,9 +1096,16 @@ pub(crate) mod tests {
         };
         let t = Tally::decode(&key, &totals);
         assert_eq!(t.process, b"srv");
+        assert_eq!(t.identity, None);
         assert_eq!(t.remote, Some("127.0.0.3:80".parse().unwrap()));
         assert_eq!((t.sent, t.received, t.events, t.accepted), (5, 7, 3, false));
         key.peer = 0;
         assert_eq!(Tally::decode(&key, &totals).remote, None);
+        (key.uid, key.cgroup) = (1000, 77);
+        let identity = Some(Identity {
+            uid: 1000,
+            cgroup_id: 77,
+        });
+        assert_eq!(Tally::decode(&key, &totals).identity, identity);
     }
 }

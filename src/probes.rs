@@ -348,6 +348,7 @@ pub const PROBES: &[Probe] = &[
     unix(probe("kp_unix_release", Kprobe, "unix_release", Step::Release, KP, RELEASE)),
     // Incident: what -e retrans,reset asks for.
     probe("tp_retransmit", TpBtf, "tcp/tcp_retransmit_skb", Step::Incident, ALL_MODES, &[Kind::Retrans]),
+    probe("tp_rtx_synack", TpBtf, "tcp/tcp_retransmit_synack", Step::Incident, ALL_MODES, &[Kind::Retrans]),
     probe("tp_reset_in", TpBtf, "tcp/tcp_receive_reset", Step::Incident, ALL_MODES, &[Kind::Reset]),
     probe("tp_reset_out", TpBtf, "tcp/tcp_send_reset", Step::Incident, ALL_MODES, &[Kind::Reset]),
     // Deny: loaded with --deny, --allow or --audit only.

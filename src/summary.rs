@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{ConnectResult, Detail, Event, EventSet, Kind, Tally};
+use crate::event::{ConnectResult, Detail, Event, EventSet, Identity, Kind, Tally, Who};
 
 /// The events a summary counts, which the kernel must report.
 pub const KINDS: EventSet = EventSet(
@@ -30,17 +30,31 @@ pub struct Row {
     pub resets: u64,
 }
 
-/// Totals by (process name, remote end). An accepted connection's remote end is
-/// the client's address with its port left out (`127.0.0.1:*`): a server gets one
-/// row per client host, not one per connection, whichever of its processes holds
-/// the connection (a fork-per-connection server's child too).
+/// Totals by (process name, remote end), and by who the process is (uid and
+/// cgroup) when that is asked for. An accepted connection's remote end is the
+/// client's address with its port left out (`127.0.0.1:*`): a server gets one row
+/// per client host, not one per connection, whichever of its processes holds the
+/// connection (a fork-per-connection server's child too).
 #[derive(Debug)]
 pub struct Summary {
     /// The kinds counted (`--events`); the others' columns are `-` (absent in JSON).
     counted: EventSet,
-    rows: BTreeMap<(Vec<u8>, String), Row>,
+    rows: BTreeMap<(Vec<u8>, Option<Identity>, String), Row>,
     /// With --deny or --allow: a DENIED column.
     denials: bool,
+    /// -W or --json: rows by who the process is, and each cgroup id's path
+    /// (None: the cgroup was gone before it was looked up).
+    cgroups: Option<BTreeMap<u64, Option<String>>>,
+}
+
+/// One row of the table: the columns after PROCESS, WHO and REMOTE are `cells`, None
+/// where its kind is not counted (`--events`).
+pub struct TableRow<'a> {
+    pub process: &'a [u8],
+    /// When rows are kept apart by identity: who, or None where the kernel could not say.
+    pub who: Option<Who>,
+    pub remote: &'a str,
+    pub cells: Vec<Option<u64>>,
 }
 
 /// A column after PROCESS and REMOTE: title, JSON key, the kind it counts, its value.
@@ -65,11 +79,25 @@ const RESETS: Column = ("RESETS", "resets", Kind::Reset, |r| r.resets);
 impl Summary {
     /// A summary of the events of `counted` kinds (those of `KINDS` among them);
     /// `denials`: the run refuses calls, and the table says how many.
-    pub fn new(counted: EventSet, denials: bool) -> Summary {
+    /// `by_identity`: rows are kept apart by uid and cgroup too (-W, --json).
+    pub fn new(counted: EventSet, denials: bool, by_identity: bool) -> Summary {
         Summary {
             counted,
             rows: BTreeMap::new(),
             denials,
+            cgroups: by_identity.then(BTreeMap::new),
+        }
+    }
+
+    /// Whether rows are kept apart by who the process is.
+    pub fn by_identity(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
+    /// The path of a cgroup id (None: gone), for the rows of that id.
+    pub fn name_cgroup(&mut self, id: u64, path: Option<String>) {
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.insert(id, path);
         }
     }
 
@@ -87,9 +115,12 @@ impl Summary {
         columns
     }
 
-    /// The row of a process and a remote end (`Socket::summary_end`).
-    fn row(&mut self, process: &[u8], end: String) -> &mut Row {
-        self.rows.entry((process.to_vec(), end)).or_default()
+    /// The row of a process, who it is, and a remote end (`Socket::summary_end`).
+    fn row(&mut self, process: &[u8], identity: Option<Identity>, end: String) -> &mut Row {
+        let identity = identity.filter(|_| self.by_identity());
+        self.rows
+            .entry((process.to_vec(), identity, end))
+            .or_default()
     }
 
     pub fn add(&mut self, ev: &Event) {
@@ -99,7 +130,13 @@ impl Summary {
         if !KINDS.contains(ev.kind()) || !self.counted.contains(ev.kind()) {
             return;
         }
-        let row = self.row(&ev.process, socket.summary_end());
+        if let Some(w) = &ev.who {
+            if w.cgroup.is_some() {
+                self.name_cgroup(w.cgroup_id, w.cgroup.clone());
+            }
+        }
+        let identity = ev.who.as_ref().map(Who::identity);
+        let row = self.row(&ev.process, identity, socket.summary_end());
         match &ev.detail {
             Detail::Connect {
                 result: ConnectResult::Ok,
@@ -125,15 +162,16 @@ impl Summary {
             Some(r) if t.accepted => r.host(),
             Some(r) => r.to_string(),
         };
-        let row = self.row(&t.process, end);
+        let row = self.row(&t.process, t.identity, end);
         row.sent += t.sent;
         row.received += t.received;
     }
 
-    pub fn rows(&self) -> impl Iterator<Item = (&[u8], &str, &Row)> {
+    #[cfg(test)]
+    fn rows(&self) -> impl Iterator<Item = (&[u8], &str, &Row)> {
         self.rows
             .iter()
-            .map(|((p, r), row)| (p.as_slice(), r.as_str(), row))
+            .map(|((p, _, r), row)| (p.as_slice(), r.as_str(), row))
     }
 
     /// The titles and JSON keys of the columns after PROCESS and REMOTE.
@@ -141,17 +179,29 @@ impl Summary {
         self.columns().iter().map(|c| (c.0, c.1)).collect()
     }
 
-    /// The rows in order: process, remote end, and a cell per column of `titles`,
-    /// None where its kind is not counted (`--events`).
-    pub fn table(&self) -> impl Iterator<Item = (&[u8], &str, Vec<Option<u64>>)> {
+    /// The rows in order, a cell per column of `titles`.
+    pub fn table(&self) -> impl Iterator<Item = TableRow<'_>> {
         let columns = self.columns();
-        self.rows().map(move |(process, remote, row)| {
-            let cells = columns
-                .iter()
-                .map(|(_, _, kind, value)| self.counted.contains(*kind).then(|| value(row)))
-                .collect();
-            (process, remote, cells)
-        })
+        self.rows
+            .iter()
+            .map(move |((process, identity, remote), row)| {
+                let cells = columns
+                    .iter()
+                    .map(|(_, _, kind, value)| self.counted.contains(*kind).then(|| value(row)))
+                    .collect();
+                let who = identity.zip(self.cgroups.as_ref()).map(|(id, paths)| Who {
+                    uid: id.uid,
+                    ppid: 0,
+                    cgroup_id: id.cgroup_id,
+                    cgroup: paths.get(&id.cgroup_id).cloned().flatten(),
+                });
+                TableRow {
+                    process,
+                    who,
+                    remote,
+                    cells,
+                }
+            })
     }
 }
 
@@ -217,7 +267,7 @@ mod tests {
     }
 
     fn sample() -> Summary {
-        let mut s = Summary::new(EventSet::DEFAULT, false);
+        let mut s = Summary::new(EventSet::DEFAULT, false, false);
         let db = Some("127.0.0.1:5432");
         for (port, ok) in [("127.0.0.1:40001", true), ("127.0.0.1:40002", false)] {
             let result = if ok {
@@ -342,7 +392,7 @@ mod tests {
 
     #[test]
     fn only_the_counted_columns_and_no_header_if_asked() {
-        let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()), false);
+        let mut s = Summary::new(EventSet(Kind::Send.bit() | Kind::Close.bit()), false, false);
         let c = Some("127.0.0.1:50001");
         for d in [
             Detail::Accept,
@@ -376,7 +426,7 @@ mod tests {
             sendmsg: false,
             rule: Some(0),
         };
-        let mut s = Summary::new(EventSet::DEFAULT, true);
+        let mut s = Summary::new(EventSet::DEFAULT, true, false);
         s.add(&ev(
             "curl",
             7,
@@ -400,7 +450,11 @@ mod tests {
         assert!(String::from_utf8(json).unwrap().contains("\"denied\":2"));
         // Without --deny or --allow, no such column.
         let mut text = Vec::new();
-        write_text(&Summary::new(EventSet::DEFAULT, false), &mut text, true);
+        write_text(
+            &Summary::new(EventSet::DEFAULT, false, false),
+            &mut text,
+            true,
+        );
         assert!(String::from_utf8(text)
             .unwrap()
             .trim_end()
@@ -409,7 +463,7 @@ mod tests {
 
     #[test]
     fn retransmits_and_resets_have_columns_when_asked_for() {
-        let mut s = Summary::new(EventSet::ALL, false);
+        let mut s = Summary::new(EventSet::ALL, false, false);
         let peer = Some("10.0.0.1:443");
         for segs in [3, 4] {
             s.add(&ev(
@@ -440,5 +494,80 @@ mod tests {
             json.contains("\"retrans\":7") && json.contains("\"resets\":1"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn rows_by_who_when_asked() {
+        let id = "3f4e5a6b7c8d9e0f".repeat(4);
+        let container = format!("/system.slice/docker-{id}.scope");
+        let container = container.as_str();
+        let who = |uid, cgroup_id, path: Option<&str>| Who {
+            uid,
+            ppid: 1,
+            cgroup_id,
+            cgroup: path.map(str::to_string),
+        };
+        let mut s = Summary::new(EventSet::DEFAULT, false, true);
+        let peer = Some("10.0.0.1:443");
+        for (uid, id, path) in [
+            (0, 5, Some(container)),
+            (33, 6, None),
+            (0, 5, Some(container)),
+        ] {
+            let mut e = ev("app", 7, "10.0.0.2:5000", peer, Detail::Send { bytes: 10 });
+            e.who = Some(who(uid, id, path));
+            s.add(&e);
+        }
+        // The kernel's rows: one of a known cgroup, one of a process it could not name.
+        let tally = |identity| Tally {
+            process: b"app".to_vec(),
+            identity,
+            remote: peer.map(|p| p.parse().unwrap()),
+            accepted: false,
+            sent: 1,
+            received: 0,
+            events: 1,
+        };
+        s.name_cgroup(8, Some("/user.slice".into()));
+        s.add_tally(&tally(Some(Identity {
+            uid: 1000,
+            cgroup_id: 8,
+        })));
+        s.add_tally(&tally(None));
+        let mut text = Vec::new();
+        write_text(&s, &mut text, true);
+        let text = String::from_utf8(text).unwrap();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().take(5).collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ["PROCESS", "UID", "CGROUP", "REMOTE", "CONN-OK"],
+                ["app", "-", "-", "10.0.0.1:443", "0"],
+                ["app", "0", "docker:3f4e5a6b7c8d", "10.0.0.1:443", "0"],
+                ["app", "33", "-", "10.0.0.1:443", "0"],
+                ["app", "1000", "/user.slice", "10.0.0.1:443", "0"],
+            ],
+            "{text}"
+        );
+        assert!(text.lines().nth(2).unwrap().contains(" 20 "), "{text}");
+        let mut json = Vec::new();
+        write_json(&s, &mut json);
+        let rows: Vec<serde_json::Value> = String::from_utf8(json)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(rows[0].get("uid").is_none(), "{}", rows[0]);
+        assert_eq!(
+            rows[1],
+            serde_json::json!({"summary": true, "process": "app", "uid": 0,
+                "cgroup": container, "container_id": id,
+                "container_runtime": "docker", "remote": "10.0.0.1:443", "connects_ok": 0,
+                "connects_failed": 0, "accepts": 0, "sent": 20, "received": 0, "closed": 0})
+        );
+        assert_eq!(rows[2]["cgroup"], serde_json::Value::Null);
     }
 }

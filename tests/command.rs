@@ -520,8 +520,20 @@ fn summary_bytes_are_what_curl_reports_about_itself() {
         panic!("curl printed {:?}", out.stdout);
     };
     assert_eq!(body, 12345);
-    let rows = json_lines(&std::fs::read_to_string(&file).unwrap());
+    let mut rows = json_lines(&std::fs::read_to_string(&file).unwrap());
     std::fs::remove_dir_all(&site).unwrap();
+    // Who curl was: this test's uid and cgroup (and what the cgroup names, which
+    // depends on where the tests run).
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    for row in &mut rows {
+        let row = row.as_object_mut().unwrap();
+        assert_eq!(row.remove("uid"), Some(0.into()));
+        assert_eq!(row.remove("cgroup"), Some(own.into()));
+        for key in ["container_id", "container_runtime", "pod", "unit"] {
+            row.remove(key);
+        }
+    }
     assert_eq!(
         rows,
         [serde_json::json!({"summary": true, "process": "curl",

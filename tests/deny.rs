@@ -248,6 +248,38 @@ fn a_deny_refuses_what_it_matches_and_forbid_deny_fails_the_run() {
             "{cli} DENY tcp 0.0.0.0:0 127.0.0.1:{b_port} call=connect by=deny#1"
         )]
     );
+    // In JSON, who was refused: its uid, parent and cgroup, as its EXEC says.
+    let (a, a_port) = echo_server(&unique_name("a"), &["tcp", "127.0.0.1:0", "1"]);
+    let script = format!(
+        "{c} tcp 127.0.0.1:{a_port} 1 > /dev/null; {c} tcp 127.0.0.1:{b_port} 1 2> /dev/null; true",
+        c = client.display()
+    );
+    let out = Trace::start(&[
+        "--json",
+        "-e",
+        "exec,deny",
+        "--deny",
+        &deny,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .wait(LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    a.finish();
+    let events = json_lines(&out.stdout);
+    let denied: Vec<_> = events.iter().filter(|e| e["event"] == "deny").collect();
+    let execs: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "exec" && e["process"] == cli.as_str())
+        .collect();
+    assert_eq!((denied.len(), execs.len()), (1, 2), "{}", out.stdout);
+    let who = |e: &serde_json::Value| (e["uid"].clone(), e["ppid"].clone(), e["cgroup"].clone());
+    assert_eq!(who(denied[0]), who(execs[1]), "{}", out.stdout);
+    assert_eq!(denied[0]["uid"], 0);
+    assert!(denied[0]["cgroup"].is_string(), "{}", denied[0]);
+
     // --forbid deny: the first denial fails the run, and the tree is stopped.
     let (_a, a_port) = echo_server(&unique_name("a"), &["tcp", "127.0.0.1:0", "1"]);
     let script = format!(

@@ -260,6 +260,47 @@ fn retransmits_and_rtt_match_ss() {
     }
 }
 
+/// A SYN-ACK lost on its way: the server sends it again before the connection is
+/// accepted. That retransmit is a RETRANS line of the listener's owner with the
+/// connection's ends, and counts in the accepted socket's `retrans=`.
+#[test]
+fn a_lost_syn_ack_is_the_servers_retransmit() {
+    require_root();
+    let ns = Netns::new();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let trace = Trace::start(&[&srv, &cli, "-e", "close,retrans"]);
+    let server = ns.spawn(&srv, &["listen", "127.0.0.1:0", "read", "1000"]);
+    let port = server.value().to_string();
+    // The first SYN-ACK (and every other one) is lost.
+    ns.drop_rule(&format!(
+        "tcp sport {port} tcp flags & (syn | ack) == syn | ack numgen inc mod 2 == 0"
+    ));
+    let addr = format!("127.0.0.1:{port}");
+    let client = ns.spawn(&cli, &["connect", &addr, "1000"]);
+    let client_addr = client.value().to_string();
+    client.finish();
+    server.finish();
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines = parse(&out.stdout);
+    for (process, local, remote) in [(&srv, &addr, &client_addr), (&cli, &client_addr, &addr)] {
+        let close = health(close_of(&lines, process));
+        let segs: u32 = lines
+            .iter()
+            .filter(|l| l.event == "RETRANS" && &l.local == local && &l.remote == remote)
+            .map(|l| {
+                assert_eq!(&l.process, process, "{l:?}");
+                detail(l, "segs").unwrap().parse::<u32>().unwrap()
+            })
+            .sum();
+        assert_eq!(segs, close.retrans, "{process}:\n{}", out.stdout);
+        if process == &srv {
+            assert!(close.retrans > 0, "{}", out.stdout);
+        }
+    }
+    assert!(out.stderr.contains(" 0 lost"), "{}", out.stderr);
+}
+
 /// A peer that stops answering: the client's unacknowledged data times out
 /// (TCP_USER_TIMEOUT), after retransmits.
 #[test]

@@ -126,3 +126,97 @@ fn json_and_wide_say_who_each_process_is() {
     }
     assert_eq!(seen, 15, "{}", out.stdout);
 }
+
+/// The summary keeps the rows of one name apart by who ran it when asked who
+/// (-W, --json), with the kernel adding up sends and receives per row (-c), and
+/// merges them otherwise.
+#[test]
+fn summary_rows_say_who() {
+    require_root();
+    let mut cgroups = Cgroups(Vec::new());
+    let top = cgroups.make(own_cgroup_dir().join(format!("sw{}c.slice", std::process::id())));
+    let service = cgroups.make(top.join("sw-web.service"));
+    let container = cgroups.make(top.join(format!("docker-{CONTAINER}.scope")));
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let wide = Trace::start(&[&srv, &cli, "-c", "-W"]);
+    let json = Trace::start(&[&srv, &cli, "-c", "--json"]);
+    let merged = Trace::start(&[&srv, &cli, "-c"]);
+
+    let server = spawn_in(
+        &service,
+        0,
+        &named_example("echo_server", &srv),
+        &["tcp", "127.0.0.1:0", "2"],
+    );
+    let addr = format!("127.0.0.1:{}", server.value());
+    // The same name twice: as root in the service, 10+20 bytes; as nobody in the
+    // "container", 300 bytes.
+    let example = named_example("echo_client", &cli);
+    spawn_in(&service, 0, &example, &["tcp", &addr, "10", "20"]).finish();
+    spawn_in(&container, 65534, &example, &["tcp", &addr, "300"]).finish();
+    server.finish();
+
+    let out = wide.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let docker = format!("docker:{}", &CONTAINER[..12]);
+    let expected = format!(
+        "PROCESS UID CGROUP REMOTE CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
+         {cli} 0 sw-web.service {addr} 1 0 0 30 30 1
+         {cli} 65534 {docker} {addr} 1 0 0 300 300 1
+         {srv} 0 sw-web.service * 0 0 0 0 0 1
+         {srv} 0 sw-web.service 127.0.0.1:* 0 0 2 330 330 2"
+    );
+    assert_eq!(words(&out.stdout), words(&expected), "{}", out.stdout);
+
+    let out = json.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows = json_lines(&out.stdout);
+    let client_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["process"] == cli.as_str())
+        .collect();
+    assert_eq!(client_rows.len(), 2, "{}", out.stdout);
+    let (root, nobody) = (client_rows[0], client_rows[1]);
+    assert_eq!(
+        (&root["uid"], &root["cgroup"], &root["unit"], &root["sent"]),
+        (
+            &0.into(),
+            &cgroup_path(&service).into(),
+            &"sw-web.service".into(),
+            &30.into()
+        ),
+        "{root}"
+    );
+    assert_eq!(
+        (
+            &nobody["uid"],
+            &nobody["cgroup"],
+            &nobody["container_id"],
+            &nobody["received"]
+        ),
+        (
+            &65534.into(),
+            &cgroup_path(&container).into(),
+            &CONTAINER.into(),
+            &300.into()
+        ),
+        "{nobody}"
+    );
+
+    // Not asked who: one row per name and remote end, as ever.
+    let out = merged.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let expected = format!(
+        "{cli} {addr} 2 0 0 330 330 2
+         {srv} * 0 0 0 0 0 1
+         {srv} 127.0.0.1:* 0 0 2 330 330 2"
+    );
+    assert_eq!(words(&out.stdout)[1..], words(&expected), "{}", out.stdout);
+}
+
+/// Each line's whitespace-separated words.
+fn words(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}

@@ -73,13 +73,17 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [Str
     )
     .unwrap();
     let examples = Path::new(SOCKWATCH).parent().unwrap().join("examples");
+    let image = script("vm-kernel", &[series]);
+    // scripts/vm-kernel keeps the kernel's own netem module beside its image.
+    let netem = image.with_file_name("sch_netem.ko");
     let run = || {
         let out = Command::new(repo().join("tests/vm/run"))
-            .arg(script("vm-kernel", &[series]))
+            .arg(&image)
             .arg(&scenario)
             .arg(static_sockwatch())
             .args(EXAMPLES.map(|e| examples.join(e)))
-            .arg("/usr/bin/setpriv")
+            .args(["/usr/bin/setpriv", "/usr/sbin/tc"])
+            .arg(&netem)
             .output()
             .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
         String::from_utf8_lossy(&out.stdout).replace('\r', "")
@@ -206,6 +210,7 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     check_tally(&mut c, out);
     check_every_process(&mut c, out);
     check_ends(&mut c, out);
+    check_netem(&mut c, out);
     check_who(&mut c, out);
     check_unix(&mut c, out);
     check_unix_left_out(&mut c, out);
@@ -695,6 +700,74 @@ fn check_ends(c: &mut Check, out: &str) {
     let stderr = section(out, "ends stderr");
     c.that(stderr.contains(" events printed, 0 lost"), || {
         format!("the ends run's stderr: {stderr}")
+    });
+}
+
+/// netem's delay and loss on lo: under 20 ms each way both ends' RTT is 40 ms or
+/// more (and no more than 100: the emulated guest is slow, not that slow), with
+/// no retransmit; under 10% loss the client retransmits, and each socket's RETRANS
+/// lines, all under tcp_ends, add up to its CLOSE's `retrans=`.
+fn check_netem(c: &mut Check, out: &str) {
+    c.eq(values(out, "netem_rc"), vec!["0"], "the netem run's status");
+    let lines = parse(section(out, "netem"));
+    for (how, qdisc) in [("delay", "delay 20ms"), ("loss", "loss 10%")] {
+        c.that(
+            values(out, &format!("netem_{how}_qdisc"))
+                .concat()
+                .ends_with(qdisc),
+            || format!("netem {how}: the qdisc on lo:\n{out}"),
+        );
+        let client = values(out, &format!("netem_{how}_client")).concat();
+        let server = format!(
+            "127.0.0.1:{}",
+            values(out, &format!("netem_{how}_port")).concat()
+        );
+        for (local, remote) in [(&client, &server), (&server, &client)] {
+            let health = lines
+                .iter()
+                .find(|l| l.event == "CLOSE" && &l.local == local && &l.remote == remote)
+                .and_then(Line::health);
+            let Some(h) = health else {
+                c.that(false, || format!("netem {how}: no CLOSE of {local}"));
+                continue;
+            };
+            let segs: u32 = lines
+                .iter()
+                .filter(|l| l.event == "RETRANS" && &l.local == local && &l.remote == remote)
+                .map(|l| detail(l, "segs").and_then(|n| n.parse().ok()).unwrap_or(0))
+                .sum();
+            c.eq(
+                segs,
+                h.retrans,
+                &format!("netem {how}: {local}'s RETRANS segments"),
+            );
+            if how == "delay" {
+                c.that((40_000.0..100_000.0).contains(&h.rtt_us), || {
+                    format!("netem delay: {local}'s rtt {} us", h.rtt_us)
+                });
+                c.eq(h.retrans, 0, &format!("netem delay: {local}'s retransmits"));
+            } else if local == &client {
+                c.that(h.retrans > 0, || {
+                    "netem loss: the client retransmitted nothing".into()
+                });
+            }
+        }
+    }
+    c.that(
+        lines
+            .iter()
+            .filter(|l| l.event == "RETRANS")
+            .all(|l| l.process == "tcp_ends"),
+        || {
+            format!(
+                "netem: RETRANS lines under another name:\n{}",
+                section(out, "netem")
+            )
+        },
+    );
+    let stderr = section(out, "netem stderr");
+    c.that(stderr.contains(" events printed, 0 lost"), || {
+        format!("the netem run's stderr: {stderr}")
     });
 }
 

@@ -82,6 +82,7 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, __u8 famil
 		e.pid = id >> 32;
 		e.tid = (__u32)id;
 		e.ts_ns = bpf_ktime_get_boot_ns();
+		current_identity(&e.who);
 		emit(ctx, &e);
 	}
 	return 0;

@@ -61,16 +61,18 @@ static __always_inline bool shipping(const struct event *e)
 }
 
 /*
- * -c's summary row of `comm` and a remote end, in `key` (a scratch slot: the exit
+ * -c's summary row of `comm`, who it is and a remote end, in `key` (a scratch slot: the exit
  * walk's call chain has no stack to spare). Port 0 is no peer, as user space
  * decodes a send or receive; a server's clients count per host.
  */
 static __always_inline void row_of(struct tally_key *key, const char *comm,
-				   const struct endpoint *remote, __u8 family, __u8 protocol,
-				   bool peer, bool accepted)
+				   const struct identity *who, const struct endpoint *remote,
+				   __u8 family, __u8 protocol, bool peer, bool accepted)
 {
 	__builtin_memset(key, 0, sizeof(*key));
 	__builtin_memcpy(key->comm, comm, sizeof(key->comm));
+	key->cgroup = who->cgroup;
+	key->uid = who->uid;
 	key->family = family;
 	key->protocol = protocol;
 	key->accepted = accepted;
@@ -123,7 +125,7 @@ static __always_inline bool tally(const struct event *e)
 	x = take_slot(&slot);
 	if (!x)
 		return false;
-	row_of((struct tally_key *)x->filename, e->comm, &e->remote, e->family, e->protocol,
+	row_of((struct tally_key *)x->filename, e->comm, &e->who, &e->remote, e->family, e->protocol,
 	       e->remote.port && !(e->flags & EF_PEER_UNKNOWN), e->flags & EF_ACCEPTED);
 	added = tally_add((struct tally_key *)x->filename, e->kind == EV_SEND ? bytes : 0,
 			  e->kind == EV_RECV ? bytes : 0, 1);
@@ -134,9 +136,10 @@ static __always_inline bool tally(const struct event *e)
 /*
  * Moves what a socket's owner sent and received, added up in its entry
  * (tally_in_socket), to their summary row: before the entry goes, or its owner
- * changes. Subtracting what was moved keeps adds that come meanwhile.
+ * changes. Subtracting what was moved keeps adds that come meanwhile. Not
+ * inlined: the accept path's stack, with the rules' match_event, is near the limit.
  */
-static __always_inline void flush_tally(struct sock_state *st)
+static __noinline void flush_tally(struct sock_state *st)
 {
 	__u64 sent = st->tally_sent, received = st->tally_received, events = st->tally_events;
 	struct exec_event *x;
@@ -149,7 +152,7 @@ static __always_inline void flush_tally(struct sock_state *st)
 		bump(CTR_LOST);
 		return;
 	}
-	row_of((struct tally_key *)x->filename, st->comm, &st->ends.remote, st->ends.family,
+	row_of((struct tally_key *)x->filename, st->comm, &st->who, &st->ends.remote, st->ends.family,
 	       st->ends.protocol, st->ends.remote.port != 0, st->accepted);
 	/* Its row was made when the socket's first bytes were added up: it is there. */
 	if (tally_add((struct tally_key *)x->filename, sent, received, events)) {

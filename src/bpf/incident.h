@@ -57,3 +57,39 @@ int BPF_PROG(tp_reset_out, const struct sock *sk)
 		incident(ctx, sk, EV_RESET, RESET_SENT);
 	return 0;
 }
+
+/*
+ * A SYN-ACK sent again, for a connection not yet accepted: a line of the
+ * listener's owner with the connection's ends, read from the request (a
+ * sock_common). The accepted socket's retransmit count starts from these.
+ */
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tp_rtx_synack, const struct sock *sk, const struct request_sock *req)
+{
+	const struct sock_common *c = &req->__req_common;
+	__u64 key = (__u64)sk;
+	struct sock_state *st;
+	struct event e;
+
+	if (!wanted(EV_RETRANS))
+		return 0;
+	st = bpf_map_lookup_elem(&socks, &key);
+	if (!st)
+		return 0;
+	fill_owner(&e, EV_RETRANS, st);
+	e.family = BPF_CORE_READ(c, skc_family);
+	e.protocol = IPPROTO_TCP;
+	e.local.port = BPF_CORE_READ(c, skc_num);
+	e.remote.port = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
+	if (e.family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e.local.addr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e.remote.addr, c, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e.local.addr, c, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e.remote.addr, c, skc_daddr);
+	}
+	e.value = 1;
+	e.flags = EF_ACCEPTED;
+	emit(ctx, &e);
+	return 0;
+}

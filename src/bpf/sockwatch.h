@@ -224,11 +224,14 @@ struct rule {
  */
 struct tally_key {
 	char comm[TASK_COMM_LEN];
+	__u64 cgroup; /* the process's identity, as struct identity has it (0: unknown) */
+	__u32 uid;
 	struct endpoint remote; /* zero without a peer; an accepted socket's port is 0 */
 	__u8 family;
 	__u8 protocol;
 	__u8 peer;     /* 1: the event had a peer */
 	__u8 accepted; /* the server's end of an accepted connection */
+	__u16 unused[3];
 };
 
 struct tally {

@@ -138,6 +138,10 @@ static __always_inline bool tally_in_socket(struct sock_state *st, const struct 
 	if (!(tallied & (1u << kind)) || n_rules || k->protocol != IPPROTO_TCP ||
 	    owner[0] != p->comm_words[0] || owner[1] != p->comm_words[1])
 		return false;
+	/* The owner's row is the row of who it was: the current process must be that too. */
+	if (st->who.cgroup != bpf_get_current_cgroup_id() ||
+	    st->who.uid != (__u32)bpf_get_current_uid_gid())
+		return false;
 	if (!st->tally_events) {
 		struct exec_event *x;
 		__u32 slot;
@@ -150,8 +154,8 @@ static __always_inline bool tally_in_socket(struct sock_state *st, const struct 
 		x = take_slot(&slot);
 		if (!x)
 			return false;
-		row_of((struct tally_key *)x->filename, st->comm, &st->ends.remote, st->ends.family,
-		       st->ends.protocol, true, st->accepted);
+		row_of((struct tally_key *)x->filename, st->comm, &st->who, &st->ends.remote,
+		       st->ends.family, st->ends.protocol, true, st->accepted);
 		made = tally_row((struct tally_key *)x->filename) != NULL;
 		put_slot();
 		if (!made)

@@ -32,15 +32,20 @@ impl Sink for Json {
     /// One object per row, with the counted columns.
     fn summary(&self, out: &mut dyn Write, summary: &Summary, _titles: bool) -> io::Result<()> {
         let keys = summary.titles();
-        for (process, remote, cells) in summary.table() {
+        for r in summary.table() {
             let mut row = serde_json::Map::new();
             row.insert("summary".into(), true.into());
             row.insert(
                 "process".into(),
-                String::from_utf8_lossy(process).into_owned().into(),
+                String::from_utf8_lossy(r.process).into_owned().into(),
             );
-            row.insert("remote".into(), remote.into());
-            for ((_, key), cell) in keys.iter().zip(cells) {
+            if let Some(w) = &r.who {
+                if let serde_json::Value::Object(who) = serde_json::to_value(JsonWho::new(w))? {
+                    row.extend(who);
+                }
+            }
+            row.insert("remote".into(), r.remote.into());
+            for ((_, key), cell) in keys.iter().zip(r.cells) {
                 if let Some(n) = cell {
                     row.insert((*key).into(), n.into());
                 }

@@ -9,7 +9,7 @@ use super::{
     connect_result, deny_call, deny_rule, duration, escape, process_field, push_escaped, reset_way,
     signal_name, Sink,
 };
-use crate::event::{Detail, Endpoint, Event, ExitStatus};
+use crate::event::{Detail, Endpoint, Event, ExitStatus, Who};
 use crate::summary::Summary;
 
 /// The text format, with timestamps in `offset`'s time zone.
@@ -55,8 +55,14 @@ impl Sink for Text {
             .enumerate()
             .map(|(i, t)| [7, 9, 7, 12, 12, 6].get(i).copied().unwrap_or(t.0.len()))
             .collect();
-        let line = |process: &str, remote: &str, cells: Vec<String>| {
-            let mut l = format!("{process:<15} {remote:<41}");
+        // With rows by who the process is: UID and CGROUP after PROCESS, as -W has them.
+        let wide = summary.by_identity();
+        let line = |process: &str, who: (&str, &str), remote: &str, cells: Vec<String>| {
+            let mut l = format!("{process:<15}");
+            if wide {
+                l += &format!(" {:>6} {:<21}", who.0, who.1);
+            }
+            l += &format!(" {remote:<41}");
             for (cell, width) in cells.iter().zip(&widths) {
                 l += &format!(" {cell:>width$}");
             }
@@ -64,14 +70,19 @@ impl Sink for Text {
         };
         if titles {
             let titles = summary.titles().iter().map(|t| t.0.to_string()).collect();
-            out.write_all(line("PROCESS", "REMOTE", titles).as_bytes())?;
+            out.write_all(line("PROCESS", ("UID", "CGROUP"), "REMOTE", titles).as_bytes())?;
         }
-        for (process, remote, cells) in summary.table() {
-            let cells = cells
+        for r in summary.table() {
+            let cells = r
+                .cells
                 .iter()
                 .map(|c| c.map_or_else(|| "-".to_string(), |n| n.to_string()))
                 .collect();
-            out.write_all(line(&process_field(process), remote, cells).as_bytes())?;
+            let (uid, cgroup) = r.who.as_ref().map_or(("-".into(), "-".into()), |w| {
+                (w.uid.to_string(), cgroup_label(w))
+            });
+            let process = process_field(r.process);
+            out.write_all(line(&process, (&uid, &cgroup), r.remote, cells).as_bytes())?;
         }
         Ok(())
     }
@@ -306,14 +317,20 @@ fn insert_who(line: &mut String, ev: &Event) {
         Some(w) => wide_columns(
             itoa::Buffer::new().format(w.ppid),
             itoa::Buffer::new().format(w.uid),
-            &w.cgroup.as_deref().map_or_else(
-                || "-".to_string(),
-                |p| escape(crate::identity::label(p).as_bytes()),
-            ),
+            &cgroup_label(w),
         ),
         None => wide_columns("-", "-", "-"),
     };
     line.insert_str(at, &columns);
+}
+
+/// The CGROUP column: the container or unit the path names, or the path; `-` when
+/// the cgroup was gone before it was looked up.
+fn cgroup_label(w: &Who) -> String {
+    w.cgroup.as_deref().map_or_else(
+        || "-".to_string(),
+        |p| escape(crate::identity::label(p).as_bytes()),
+    )
 }
 
 /// EVENT column names, by `Kind` (in its declaration order).

@@ -78,6 +78,8 @@ struct Printer<W: Write> {
 
 impl<W: Write> Printer<W> {
     fn new(cfg: &Config, out: W, sink: Box<dyn Sink>, clock: Clock) -> Printer<W> {
+        // JSON and -W say who each process is; their summaries keep rows apart by it.
+        let by_identity = cfg.wide || cfg.format == Format::Json;
         Printer {
             out,
             sink,
@@ -87,9 +89,11 @@ impl<W: Write> Printer<W> {
             printed: 0,
             limit: cfg.count,
             assertions: Assertions::new(cfg.expect.clone(), cfg.forbid.clone()),
-            summary: cfg.summary.map(|_| Summary::new(cfg.print, cfg.refusing())),
+            summary: cfg
+                .summary
+                .map(|_| Summary::new(cfg.print, cfg.refusing(), by_identity)),
             peer_names: PeerNames::default(),
-            cgroups: (cfg.wide || cfg.format == Format::Json).then(CgroupPaths::new),
+            cgroups: by_identity.then(CgroupPaths::new),
             error: None,
         }
     }
@@ -162,6 +166,9 @@ impl<W: Write> Printer<W> {
     fn add_tally(&mut self, t: &Tally) {
         self.printed += t.events;
         if let Some(summary) = &mut self.summary {
+            if let (Some(paths), Some(id)) = (&mut self.cgroups, t.identity) {
+                summary.name_cgroup(id.cgroup_id, paths.path(id.cgroup_id));
+            }
             summary.add_tally(t);
         }
     }

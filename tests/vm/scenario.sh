@@ -40,6 +40,12 @@ mkdir -p /tmp/www
 mkdir -p /sys/fs/cgroup
 grep -q " cgroup2 " /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
 head -c 10000 /dev/zero | tr '\0' x > /tmp/www/file
+# netem, from the kernel's own package (scripts/vm-kernel), for real delay and loss.
+if insmod ./sch_netem.ko 2> /tmp/insmod; then
+  echo "netem_module loaded"
+else
+  echo "netem_module $(cat /tmp/insmod)"
+fi
 
 for spec in $MODES; do
   mode=${spec%%:*}
@@ -179,6 +185,43 @@ for spec in $MODES; do
   echo "--- ends"
   cat /tmp/out
   echo "--- ends stderr"
+  cat /tmp/err
+
+  # netem on lo: 20 ms each way makes every RTT 40 ms or more; one packet in ten
+  # lost makes retransmits, each on a line under the process that owns the
+  # socket, adding up to what its CLOSE says.
+  echo "--- netem run"
+  start_sockwatch $probe --buffer $buffer -e close,retrans tcp_ends
+  for how in delay loss; do
+    rm -f /tmp/ready /tmp/client /tmp/go
+    bytes=1000
+    [ $how = loss ] && bytes=1000000
+    ./tcp_ends listen 127.0.0.1:0 read $bytes > /tmp/ready &
+    srv=$!
+    ready $srv /tmp/ready
+    # The delay from the handshake on (every RTT sample has it); the loss once the
+    # client is connected (a lost SYN would cost seconds).
+    [ $how = delay ] && ./tc qdisc add dev lo root netem delay 20ms
+    # Ethernet-sized segments: packets for the loss to choose from.
+    [ $how = loss ] && ip link set lo mtu 1500
+    ./tcp_ends connect 127.0.0.1:$port $bytes --hold-before /tmp/go > /tmp/client &
+    cli=$!
+    until grep -q holding /tmp/client || ! kill -0 $cli 2>/dev/null; do sleep 0.05; done
+    [ $how = loss ] && ./tc qdisc add dev lo root netem loss 10%
+    touch /tmp/go
+    wait $cli $srv
+    sed -n "s/^local /netem_${how}_client /p" /tmp/client
+    echo "netem_${how}_port $port"
+    echo "netem_${how}_qdisc $(./tc qdisc show dev lo | grep -o 'netem.*')"
+    ./tc qdisc del dev lo root
+    ip link set lo mtu 65536
+  done
+  kill -INT $sw
+  wait $sw
+  echo "netem_rc $?"
+  echo "--- netem"
+  cat /tmp/out
+  echo "--- netem stderr"
   cat /tmp/err
 
   # Who: every event says the uid, parent and cgroup of its process, those made
