@@ -138,9 +138,12 @@ static __always_inline bool tally_in_socket(struct sock_state *st, const struct 
 	if (!(tallied & (1u << kind)) || n_rules || k->protocol != IPPROTO_TCP ||
 	    owner[0] != p->comm_words[0] || owner[1] != p->comm_words[1])
 		return false;
-	/* The owner's row is the row of who it was: the current process must be that too. */
-	if (st->who.cgroup != bpf_get_current_cgroup_id() ||
-	    st->who.uid != (__u32)bpf_get_current_uid_gid())
+	/*
+	 * The owner's row is also keyed by who it was when it took the socket: another
+	 * process of the name may be someone else. (Asking the current uid and cgroup
+	 * here instead cost 0.3 us per send+recv pair.)
+	 */
+	if (st->pid != p->pid)
 		return false;
 	if (!st->tally_events) {
 		struct exec_event *x;
