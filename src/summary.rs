@@ -47,8 +47,8 @@ pub struct Summary {
     cgroups: Option<BTreeMap<u64, Option<String>>>,
 }
 
-/// One row of the table: the columns after PROCESS, WHO and REMOTE are `cells`, None
-/// where its kind is not counted (`--events`).
+/// One row of the table: `cells` are the columns after REMOTE, None where its kind
+/// is not counted (`--events`).
 pub struct TableRow<'a> {
     pub process: &'a [u8],
     /// When rows are kept apart by identity: who, or None where the kernel could not say.
@@ -130,9 +130,10 @@ impl Summary {
         if !KINDS.contains(ev.kind()) || !self.counted.contains(ev.kind()) {
             return;
         }
-        if let Some(w) = &ev.who {
-            if w.cgroup.is_some() {
-                self.name_cgroup(w.cgroup_id, w.cgroup.clone());
+        // A cgroup's path is kept once, not copied per event.
+        if let (Some(w), Some(cgroups)) = (&ev.who, &mut self.cgroups) {
+            if w.cgroup.is_some() && !matches!(cgroups.get(&w.cgroup_id), Some(Some(_))) {
+                cgroups.insert(w.cgroup_id, w.cgroup.clone());
             }
         }
         let identity = ev.who.as_ref().map(Who::identity);
