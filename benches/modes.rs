@@ -6,7 +6,9 @@
 //! has them: all modes also run inside qemu on Debian's 6.12 (software emulation,
 //! so absolute times are slow; the ratios are what compare). There, too, a busy
 //! send+recv loop traced with a --port that matches nothing is set against
-//! tracing another name, in the fentry and kprobe modes.
+//! tracing another name, in the fentry and kprobe modes; an untraced unix
+//! socketpair loop, and redis-server on a unix socket under redis-benchmark -s,
+//! in every mode.
 //! `cargo bench --bench modes` as root (scripts/bench).
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ const ROUNDS: usize = 7;
 const HOST_CALLS: &str = "5000000";
 const VM_CALLS: &str = "300000";
 const VM_PAIRS: &str = "30000";
+const VM_REDIS_REQUESTS: &str = "30000";
 const CONFIGS: [&str; 4] = ["none", "fentry", "kprobe", "tracepoint"];
 /// The unix socketpair loop's: also fentry and kprobe with `--proto tcp --proto udp`.
 const UNIX_CONFIGS: [&str; 6] = [
@@ -114,17 +117,19 @@ fn main() {
     std::fs::write(
         &bench,
         format!(
-            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\nPAIRS={VM_PAIRS}\n{}",
+            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\nPAIRS={VM_PAIRS}\nREQUESTS={VM_REDIS_REQUESTS}\n{}",
             include_str!("../tests/vm/bench.sh")
         ),
     )
     .unwrap();
     let out = Command::new(repo().join("tests/vm/run"))
+        .env("VM_TIMEOUT", "1500")
         .arg(script("vm-kernel", &["6.12"]))
         .arg(&bench)
         .arg(script("build-static", &[]))
         .arg(examples().join("getppid_loop"))
         .arg(examples().join("send_recv_loop"))
+        .args(["/usr/bin/redis-server", "/usr/bin/redis-benchmark"])
         .output()
         .unwrap();
     std::fs::remove_file(&bench).unwrap();
@@ -139,6 +144,8 @@ fn main() {
     let mut flood: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     // config -> ns per send+recv pair over a unix socketpair, untraced, by round
     let mut unix: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // config -> (server CPU ns per request, requests/s) of redis on a unix socket, by round
+    let mut redis: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for line in console.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f[..] {
@@ -153,6 +160,11 @@ fn main() {
             ["unixflood", _, config, ns] => {
                 let config = UNIX_CONFIGS.into_iter().find(|c| *c == config).unwrap();
                 unix.entry(config).or_default().push(ns.parse().unwrap());
+            }
+            ["redisunix", _, config, ns, rps] => {
+                let config = CONFIGS.into_iter().find(|c| *c == config).unwrap();
+                let (ns, rps) = (ns.parse().unwrap(), rps.parse().unwrap());
+                redis.entry(config).or_default().push((ns, rps));
             }
             _ => {}
         }
@@ -232,5 +244,34 @@ fn main() {
         let (m, lo, hi) = median_spread(&mut times);
         let (r, rlo, rhi) = median_spread(&mut ratio);
         println!("| {config} | {m:.0} | {lo:.0}-{hi:.0} | {r:.3} [{rlo:.3}-{rhi:.3}] |");
+    }
+
+    assert!(
+        CONFIGS
+            .iter()
+            .all(|c| redis.get(c).is_some_and(|v| v.len() == ROUNDS)),
+        "the VM redis benchmark did not finish:\n{console}"
+    );
+    let none: Vec<f64> = redis["none"].iter().map(|r| r.0).collect();
+    println!();
+    println!(
+        "redis-server on a unix socket, not traced, under redis-benchmark -s (SET, 10 clients, \
+         {VM_REDIS_REQUESTS} requests) while sockwatch traces another name; qemu {release}, \
+         {ROUNDS} interleaved rounds, median [min-max]; the server's CPU ratio to no tracer \
+         taken in each round"
+    );
+    println!();
+    println!("| sockwatch mode | server CPU ns per request | ratio per round | requests/s |");
+    println!("|---|---:|---:|---:|");
+    for config in CONFIGS {
+        let mut cpu: Vec<f64> = redis[config].iter().map(|r| r.0).collect();
+        let mut rps: Vec<f64> = redis[config].iter().map(|r| r.1).collect();
+        let mut ratio: Vec<f64> = cpu.iter().zip(&none).map(|(c, n)| c / n).collect();
+        let (c, clo, chi) = median_spread(&mut cpu);
+        let (r, rlo, rhi) = median_spread(&mut ratio);
+        let (q, qlo, qhi) = median_spread(&mut rps);
+        println!(
+            "| {config} | {c:.0} [{clo:.0}-{chi:.0}] | {r:.3} [{rlo:.3}-{rhi:.3}] | {q:.0} [{qlo:.0}-{qhi:.0}] |"
+        );
     }
 }

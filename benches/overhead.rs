@@ -1,5 +1,5 @@
 //! What sockwatch costs, measured side by side in one run: `cargo bench` as root
-//! (scripts/bench installs redis and strace first).
+//! (scripts/bench installs redis, strace and bpftrace first).
 //!
 //! Each round runs every configuration once, interleaved, so that the machine's
 //! noise hits them alike; the table shows the median and [min-max] of the rounds,
@@ -11,6 +11,9 @@
 //!   small VM a busy tracer shortens them and looks faster than no tracer.)
 //! - redis: redis-benchmark SET, 20 clients: redis-server's CPU time per request
 //!   (all its threads, from schedstat), and the requests/s the client saw.
+//! - redis on a unix socket: the same over `--unixsocket` and `redis-benchmark -s`,
+//!   and bpftrace beside sockwatch, adding up unix-domain bytes on the same
+//!   tracepoints for another name or for redis (strace, bpftrace: SIGINT after).
 //! - 1-byte send+recv: the same loop with one byte, the cheapest call: traced with
 //!   every line printed, and with `-c`, where the kernel adds sends and receives up
 //!   and sends none; the ratio of `-c` to tracing another name is taken per round.
@@ -26,6 +29,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -90,6 +94,10 @@ enum Config {
     Summarised,
     /// strace on the server, for comparison.
     Strace,
+    /// bpftrace adding up the unix-domain bytes of another name, for comparison.
+    BpftraceOther,
+    /// bpftrace adding up the unix-domain bytes of the workload.
+    BpftraceThis,
 }
 
 impl Config {
@@ -103,6 +111,8 @@ impl Config {
             Config::Asserted => "sockwatch, this process, two --forbid (the egress recipe)",
             Config::Summarised => "sockwatch -c, this process",
             Config::Strace => "strace -f (network,read,write)",
+            Config::BpftraceOther => "bpftrace summing unix bytes, other process",
+            Config::BpftraceThis => "bpftrace summing unix bytes, this process",
         }
     }
 
@@ -110,7 +120,9 @@ impl Config {
     fn tracer(self, target: u32) -> Option<Trace> {
         let pid = target.to_string();
         match self {
-            Config::Baseline | Config::Strace => None,
+            Config::Baseline | Config::Strace | Config::BpftraceOther | Config::BpftraceThis => {
+                None
+            }
             Config::Untraced => Some(Trace::start_with(&["no-such-process"], Stdio::null())),
             Config::Traced => Some(Trace::start_with(&["--pid", &pid], Stdio::null())),
             Config::Summarised => Some(Trace::start_with(&["-c", "--pid", &pid], Stdio::null())),
@@ -160,6 +172,55 @@ fn pairs_over(mut a: impl Write, mut b: impl Read, size: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / PAIRS as f64
 }
 
+/// The tool a comparison configuration runs beside the workload `target`, once attached.
+fn comparison(config: Config, target: u32) -> Option<Child> {
+    match config {
+        Config::Strace => Some(strace_on(target)),
+        Config::BpftraceOther => Some(bpftrace_unix_bytes("comm == \"no-such-process\"")),
+        Config::BpftraceThis => Some(bpftrace_unix_bytes(&format!("pid == {target}"))),
+        _ => None,
+    }
+}
+
+fn stop_comparison(tool: Option<Child>) {
+    if let Some(mut t) = tool {
+        // SIGINT: bpftrace prints its maps and detaches; strace detaches.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(t.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        t.wait().unwrap();
+    }
+}
+
+/// bpftrace on the 6.3 tracepoints sockwatch's tracepoint mode uses, adding up
+/// the unix-domain bytes sent and received by the processes `filter` picks: what
+/// `sockwatch -c` would say of them, without sockets, peers or events.
+fn bpftrace_unix_bytes(filter: &str) -> Child {
+    let script = format!(
+        "tracepoint:sock:sock_send_length /{filter} && args->family == 1 && args->ret > 0/ \
+         {{ @sent = sum(args->ret); }} \
+         tracepoint:sock:sock_recv_length /{filter} && args->family == 1 && args->ret > 0/ \
+         {{ @received = sum(args->ret); }}"
+    );
+    let mut child = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace (scripts/bench installs it)");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("Attaching") {
+        line.clear();
+    }
+    assert!(line.starts_with("Attaching"), "bpftrace did not attach");
+    // Its maps, printed at exit, go nowhere.
+    thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
 /// strace on a process, as quiet as it goes, once attached.
 fn strace_on(pid: u32) -> Child {
     let child = Command::new("strace")
@@ -181,31 +242,41 @@ fn strace_on(pid: u32) -> Child {
 
 struct Redis {
     server: Child,
-    port: String,
+    /// redis-benchmark's arguments for where the server listens.
+    at: [String; 2],
+    socket: Option<PathBuf>,
 }
 
 impl Redis {
     fn start() -> Redis {
         let port = common::free_port().to_string();
         let server = common::start_redis(&port);
-        Redis { server, port }
+        Redis {
+            server,
+            at: ["-p".into(), port],
+            socket: None,
+        }
+    }
+
+    /// On a unix-domain socket only.
+    fn start_unix() -> Redis {
+        let path =
+            std::env::temp_dir().join(format!("sockwatch-bench-{}.sock", std::process::id()));
+        let at = path.to_str().unwrap().to_string();
+        let server = common::start_redis_on(&["--port", "0", "--unixsocket", &at]);
+        Redis {
+            server,
+            at: ["-s".into(), at],
+            socket: Some(path),
+        }
     }
 
     /// requests/s for SET with 20 clients, and the server's CPU ns per request.
     fn benchmark(&self) -> (f64, f64) {
         let cpu = cpu_ns(self.server.id());
         let out = Command::new("redis-benchmark")
-            .args([
-                "-p",
-                &self.port,
-                "-t",
-                "set",
-                "-n",
-                REDIS_REQUESTS,
-                "-c",
-                "20",
-                "--csv",
-            ])
+            .args(&self.at)
+            .args(["-t", "set", "-n", REDIS_REQUESTS, "-c", "20", "--csv"])
             .output()
             .expect("redis-benchmark");
         let text = String::from_utf8(out.stdout).unwrap();
@@ -223,16 +294,15 @@ impl Redis {
         let requests: f64 = REDIS_REQUESTS.parse().unwrap();
         (rps, (cpu_ns(self.server.id()) - cpu) / requests)
     }
-
-    fn strace(&self) -> Child {
-        strace_on(self.server.id())
-    }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -310,6 +380,17 @@ fn main() {
         Config::Summarised,
         Config::EveryFilteredOut,
         Config::Strace,
+        Config::BpftraceOther,
+        Config::BpftraceThis,
+    ];
+    let redis_unix_configs = [
+        Config::Baseline,
+        Config::Untraced,
+        Config::Traced,
+        Config::Summarised,
+        Config::Strace,
+        Config::BpftraceOther,
+        Config::BpftraceThis,
     ];
     let redis_configs = [
         Config::Baseline,
@@ -323,6 +404,8 @@ fn main() {
     let mut per_event: Vec<f64> = vec![];
     let mut redis: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
     let mut redis_cpu: Vec<Vec<f64>> = vec![vec![]; redis_configs.len()];
+    let mut redis_unix: Vec<Vec<f64>> = vec![vec![]; redis_unix_configs.len()];
+    let mut redis_unix_cpu: Vec<Vec<f64>> = vec![vec![]; redis_unix_configs.len()];
     let (mut rss_kib, mut maps_bytes) = (0, 0);
 
     for round in 0..ROUNDS {
@@ -343,20 +426,30 @@ fn main() {
         }
         for (i, c) in unix_configs.iter().enumerate() {
             let tracer = c.tracer(me);
-            let strace = (*c == Config::Strace).then(|| strace_on(me));
+            let tool = comparison(*c, me);
             unix[i].push(send_recv_unix(1));
             if let Some(t) = tracer {
                 t.stop();
             }
-            if let Some(mut s) = strace {
-                s.kill().unwrap();
-                s.wait().unwrap();
-            }
+            stop_comparison(tool);
         }
+        let server = Redis::start_unix();
+        for (i, c) in redis_unix_configs.iter().enumerate() {
+            let tracer = c.tracer(server.server.id());
+            let tool = comparison(*c, server.server.id());
+            let (rps, cpu) = server.benchmark();
+            redis_unix[i].push(rps);
+            redis_unix_cpu[i].push(cpu);
+            if let Some(t) = tracer {
+                t.stop();
+            }
+            stop_comparison(tool);
+        }
+        drop(server);
         let server = Redis::start();
         for (i, c) in redis_configs.iter().enumerate() {
             let tracer = c.tracer(server.server.id());
-            let strace = (*c == Config::Strace).then(|| server.strace());
+            let tool = comparison(*c, server.server.id());
             let tracer_cpu = tracer.as_ref().map(|t| cpu_ns(t.pid()));
             let (rps, cpu) = server.benchmark();
             redis[i].push(rps);
@@ -372,10 +465,7 @@ fn main() {
                 }
                 t.stop();
             }
-            if let Some(mut s) = strace {
-                s.kill().unwrap();
-                s.wait().unwrap();
-            }
+            stop_comparison(tool);
         }
     }
     // Each round's filtered-out time over its other-process time, before sorting.
@@ -386,6 +476,12 @@ fn main() {
     let mut summary_ratio: Vec<f64> = flood[3].iter().zip(&flood[1]).map(|(c, u)| c / u).collect();
     // The unix-domain flood, traced and not, over no tracer.
     let mut unix_other: Vec<f64> = unix[1].iter().zip(&unix[0]).map(|(u, b)| u / b).collect();
+    // redis on a unix socket, another name traced, over no tracer: CPU per request.
+    let mut redis_unix_other: Vec<f64> = redis_unix_cpu[1]
+        .iter()
+        .zip(&redis_unix_cpu[0])
+        .map(|(u, b)| u / b)
+        .collect();
     let untraced_hooks = hook_costs(Config::Untraced);
     let traced_hooks = hook_costs(Config::Traced);
     let mut lat = latencies();
@@ -434,6 +530,18 @@ fn main() {
         0,
     );
     table("redis SET: requests/s", &redis_configs, &mut redis, 0);
+    table(
+        "redis SET on a unix socket: server CPU ns per request",
+        &redis_unix_configs,
+        &mut redis_unix_cpu,
+        0,
+    );
+    table(
+        "redis SET on a unix socket: requests/s",
+        &redis_unix_configs,
+        &mut redis_unix,
+        0,
+    );
     let (m, lo, hi) = median_spread(&mut filter_ratio);
     println!();
     println!(
@@ -450,6 +558,10 @@ fn main() {
     let (m, lo, hi) = median_spread(&mut unix_other);
     println!(
         "unix socketpair flood, another process traced vs no tracer, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
+    );
+    let (m, lo, hi) = median_spread(&mut redis_unix_other);
+    println!(
+        "redis on a unix socket, server CPU per request, another process traced vs no tracer, per round: median {m:.3} [{lo:.3}-{hi:.3}]"
     );
     println!();
     println!("| hook, during the send+recv loop | runs | ns per run, other process traced | ns per run, this process traced |");

@@ -12,8 +12,16 @@ pub fn starting() -> bool {
         nix::unistd::geteuid().is_root(),
         "run the benchmark as root"
     );
+    // Left on (by hand, or by a benchmark that was stopped mid-way), the kernel's
+    // per-program clock reads would be in every figure; with_bpf_stats turns it on.
+    if std::fs::read_to_string(STATS).is_ok_and(|v| v.trim() != "0") {
+        eprintln!("kernel.bpf_stats_enabled was on: turned off for the timings");
+        std::fs::write(STATS, "0").unwrap();
+    }
     true
 }
+
+const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// Sorts `v` and returns its median, minimum and maximum.
 pub fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
@@ -44,11 +52,9 @@ pub fn programs() -> Vec<(u64, String, u64, u64)> {
 /// Runs `work` with kernel.bpf_stats_enabled on; returns each program newer than
 /// `newest_before` that ran: (name, runs, ns per run).
 pub fn with_bpf_stats(newest_before: u64, work: impl FnOnce()) -> Vec<(String, u64, f64)> {
-    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-    let before = std::fs::read_to_string(STATS).unwrap();
     std::fs::write(STATS, "1").unwrap();
     work();
-    std::fs::write(STATS, before.trim()).unwrap();
+    std::fs::write(STATS, "0").unwrap();
     programs()
         .into_iter()
         .filter(|p| p.0 > newest_before && p.2 > 0)

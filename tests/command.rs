@@ -674,13 +674,6 @@ fn a_full_summary_table_in_the_kernel_loses_no_byte() {
     );
 }
 
-/// Each line's whitespace-separated fields.
-fn fields(text: &str) -> Vec<Vec<&str>> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect()
-}
-
 /// A copy of a program under a name of its own.
 fn named_copy(program: &str, name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));

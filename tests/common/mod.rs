@@ -455,28 +455,34 @@ pub fn assert_lines(lines: &[Line], pid: u32, expected: &[String]) {
 
 /// Debian's redis-server on 127.0.0.1:`port`, without persistence, once it is ready.
 pub fn start_redis(port: &str) -> Child {
+    start_redis_on(&["--port", port, "--bind", "127.0.0.1"])
+}
+
+/// Debian's redis-server listening where `listen` says (`--port 0 --unixsocket
+/// PATH`: a unix socket only), once it is ready.
+pub fn start_redis_on(listen: &[&str]) -> Child {
     let mut server = Command::new("/usr/bin/redis-server")
-        .args([
-            "--port",
-            port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(listen)
+        .args(["--save", "", "--appendonly", "no"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("redis-server is missing: scripts/test and scripts/bench install it");
     let log = BufReader::new(server.stdout.take().unwrap());
     for line in log.lines() {
-        if line.unwrap().contains("Ready to accept connections") {
+        // "Ready to accept connections tcp", "... unix"; older: "ready to accept connections"
+        if line.unwrap().contains("eady to accept connections") {
             return server;
         }
     }
     let status = server.wait().unwrap();
     panic!("redis-server exited before it was ready: {status}");
+}
+
+/// Each line's whitespace-separated fields (a `--no-header` table's rows).
+pub fn fields(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
