@@ -259,7 +259,8 @@ impl UnixAddr {
         }
     }
 
-    fn from_raw(n: &unix_name) -> UnixAddr {
+    /// The kernel's `struct unix_name`, in events and in `unix_ends`.
+    pub(crate) fn from_raw(n: &unix_name) -> UnixAddr {
         let len = usize::from(n.len).min(n.path.len());
         let bytes: Vec<u8> = n.path[..len].iter().map(|&c| c as u8).collect();
         UnixAddr::from_sun_path(&bytes)
@@ -771,35 +772,54 @@ pub struct Tally {
     pub events: u64,
 }
 
+/// -c's unix-domain row addresses, by the hash that stands for them in the
+/// kernel's rows (`unix_ends`).
+pub type UnixEnds = std::collections::HashMap<u64, UnixAddr>;
+
 impl Tally {
     /// What a socket's owner sent and received, added up in its entry and not yet
     /// moved to its row; None when there is nothing.
-    pub fn of_socket(st: &sock_state) -> Option<Tally> {
+    pub fn of_socket(st: &sock_state, names: &UnixEnds) -> Result<Option<Tally>> {
         if st.tally_events == 0 {
-            return None;
+            return Ok(None);
         }
         let remote = &st.ends.remote;
-        Some(Tally {
+        Ok(Some(Tally {
             process: until_nul(&st.comm),
             identity: known_identity(st.who.uid, st.who.cgroup),
-            remote: (remote.port != 0).then(|| Endpoint::from_raw(st.ends.family, remote)),
+            remote: tally_end(st.ends.family, remote, remote.port != 0, names)?,
             accepted: st.accepted != 0,
             sent: st.tally_sent,
             received: st.tally_received,
             events: st.tally_events,
-        })
+        }))
     }
 
-    pub fn decode(key: &tally_key, totals: &tally) -> Tally {
-        Tally {
+    pub fn decode(key: &tally_key, totals: &tally, names: &UnixEnds) -> Result<Tally> {
+        Ok(Tally {
             process: until_nul(&key.comm),
             identity: known_identity(key.uid, key.cgroup),
-            remote: (key.peer != 0).then(|| Endpoint::from_raw(key.family, &key.remote)),
+            remote: tally_end(key.family, &key.remote, key.peer != 0, names)?,
             accepted: key.accepted != 0,
             sent: totals.sent,
             received: totals.received,
             events: totals.events,
-        }
+        })
+    }
+}
+
+/// A row's end: an IP address, or the unix-domain address its hash stands for.
+fn tally_end(family: u8, raw: &endpoint, peer: bool, names: &UnixEnds) -> Result<Option<Endpoint>> {
+    if !peer {
+        return Ok(None);
+    }
+    if family != AF_UNIX {
+        return Ok(Some(Endpoint::from_raw(family, raw)));
+    }
+    let id = u64::from_ne_bytes(raw.addr[..8].try_into().unwrap());
+    match names.get(&id) {
+        Some(name) => Ok(Some(Endpoint::Unix(name.clone()))),
+        None => bail!("a summary row's unix-domain address is missing from the kernel's table"),
     }
 }
 
@@ -1094,18 +1114,48 @@ pub(crate) mod tests {
             received: 7,
             events: 3,
         };
-        let t = Tally::decode(&key, &totals);
+        let names = UnixEnds::new();
+        let t = Tally::decode(&key, &totals, &names).unwrap();
         assert_eq!(t.process, b"srv");
         assert_eq!(t.identity, None);
         assert_eq!(t.remote, Some("127.0.0.3:80".parse().unwrap()));
         assert_eq!((t.sent, t.received, t.events, t.accepted), (5, 7, 3, false));
         key.peer = 0;
-        assert_eq!(Tally::decode(&key, &totals).remote, None);
+        assert_eq!(Tally::decode(&key, &totals, &names).unwrap().remote, None);
         (key.uid, key.cgroup) = (1000, 77);
         let identity = Some(Identity {
             uid: 1000,
             cgroup_id: 77,
         });
-        assert_eq!(Tally::decode(&key, &totals).identity, identity);
+        assert_eq!(
+            Tally::decode(&key, &totals, &names).unwrap().identity,
+            identity
+        );
+    }
+
+    #[test]
+    fn a_unix_tally_names_its_address_by_hash() {
+        let mut key = tally_key {
+            family: AF_UNIX,
+            protocol: SOCK_STREAM,
+            peer: 1,
+            ..Default::default()
+        };
+        key.remote.addr[..8].copy_from_slice(&42u64.to_ne_bytes());
+        key.remote.port = 1;
+        let totals = tally {
+            sent: 10,
+            received: 20,
+            events: 2,
+        };
+        let mut names = UnixEnds::new();
+        assert!(Tally::decode(&key, &totals, &names).is_err());
+        names.insert(42, UnixAddr::Path(b"/run/app.sock".to_vec()));
+        let t = Tally::decode(&key, &totals, &names).unwrap();
+        assert_eq!(
+            t.remote,
+            Some(Endpoint::Unix(UnixAddr::Path(b"/run/app.sock".to_vec())))
+        );
+        assert_eq!((t.sent, t.received, t.events), (10, 20, 2));
     }
 }

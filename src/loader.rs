@@ -13,7 +13,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 
 use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
-use crate::event::{ProtoFamily, Tally};
+use crate::event::{ProtoFamily, Tally, UnixAddr, UnixEnds};
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
@@ -100,6 +100,7 @@ impl Tracer {
             return Ok(tallies);
         }
         let socks = &self.skel.maps.socks;
+        let names = self.unix_ends()?;
         let mut missed = 0u64;
         let mut held = None;
         for key in socks.keys() {
@@ -120,7 +121,7 @@ impl Tracer {
             if gone {
                 socks.delete(&key)?;
                 missed += 1;
-                tallies.extend(Tally::of_socket(&st));
+                tallies.extend(Tally::of_socket(&st, &names)?);
             }
         }
         if missed > 0 {
@@ -225,6 +226,7 @@ impl Tracer {
     /// what sockets still open hold in their entries.
     pub fn tallies(&self) -> Result<Vec<Tally>> {
         let map = &self.skel.maps.tallies;
+        let names = self.unix_ends()?;
         let mut rows = Vec::new();
         for raw in map.keys() {
             let mut key = types::tally_key::default();
@@ -246,14 +248,36 @@ impl Tracer {
                     total.events += t.events;
                 }
             }
-            rows.push(Tally::decode(&key, &total));
+            rows.push(Tally::decode(&key, &total, &names)?);
         }
         for key in self.skel.maps.socks.keys() {
             if let Some(st) = self.sock(&key)? {
-                rows.extend(Tally::of_socket(&st));
+                rows.extend(Tally::of_socket(&st, &names)?);
             }
         }
         Ok(rows)
+    }
+
+    /// The unix-domain addresses of -c's rows, by the hash that stands for them.
+    fn unix_ends(&self) -> Result<UnixEnds> {
+        let map = &self.skel.maps.unix_ends;
+        let mut names = UnixEnds::new();
+        for raw in map.keys() {
+            let Some(value) = map
+                .lookup(&raw, MapFlags::ANY)
+                .context("reading the summary's unix-domain addresses")?
+            else {
+                continue;
+            };
+            let mut name = types::unix_name::default();
+            if let (Ok(id), Ok(())) = (
+                <[u8; 8]>::try_from(raw.as_slice()),
+                plain::copy_from_bytes(&mut name, &value),
+            ) {
+                names.insert(u64::from_ne_bytes(id), UnixAddr::from_raw(&name));
+            }
+        }
+        Ok(names)
     }
 
     /// The socket table's entry under `key`, if it is still there.
@@ -525,6 +549,9 @@ fn start_in(
         .context("sizing the owner table")?;
     if cfg.tallied().0 == 0 {
         maps.tallies
+            .set_max_entries(1)
+            .context("sizing the summary's table")?;
+        maps.unix_ends
             .set_max_entries(1)
             .context("sizing the summary's table")?;
     }

@@ -14,6 +14,7 @@ pub const fn knob_len<T, const N: usize>(_: fn(&types::rodata) -> &[T; N]) -> us
 unsafe impl plain::Plain for types::event {}
 unsafe impl plain::Plain for types::exec_event {}
 unsafe impl plain::Plain for types::unix_event {}
+unsafe impl plain::Plain for types::unix_name {}
 unsafe impl plain::Plain for types::sock_state {}
 unsafe impl plain::Plain for types::destination {}
 unsafe impl plain::Plain for types::tally_key {}

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -340,25 +340,6 @@ fn socat_over_a_unix_socket() {
     );
 }
 
-/// Debian's redis-server on a unix socket only, once it is ready.
-fn start_redis_unix(path: &Path) -> Child {
-    let mut server = Command::new("/usr/bin/redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(path)
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("redis-server is missing: scripts/test installs it");
-    let log = BufReader::new(server.stdout.take().unwrap());
-    for line in log.lines() {
-        if line.unwrap().contains("ready to accept connections") {
-            return server;
-        }
-    }
-    let status = server.wait().unwrap();
-    panic!("redis-server exited before it was ready: {status}");
-}
-
 /// A redis stats field from INFO's text.
 fn info_field(info: &str, key: &str) -> u64 {
     info.lines()
@@ -377,7 +358,7 @@ fn redis_benchmark_over_a_unix_socket_matches_redis_own_counts() {
     let dir = scratch(&unique_name("rb"));
     let path = dir.join("redis.sock");
     let trace = Trace::start(&["-c", "redis-server", "redis-benchmark"]);
-    let mut server = start_redis_unix(&path);
+    let mut server = start_redis_on(&["--port", "0", "--unixsocket", path.to_str().unwrap()]);
     let bench = Command::new("/usr/bin/redis-benchmark")
         .arg("-s")
         .arg(&path)
@@ -757,5 +738,106 @@ fn a_full_backlog_and_a_forbidden_path_are_connect_results() {
             format!("python3 CONNECT unix/stream (unnamed) {p} result=EAGAIN latency=*"),
             format!("python3 CONNECT unix/stream (unnamed) {p} result=EACCES latency=*"),
         ]
+    );
+}
+
+/// -c adds a unix-domain stream's bytes up in the kernel: 200000 sends and
+/// receives while sockwatch is stopped, with a one-page buffer, lose nothing; the
+/// same events crossing one by one (-C) cannot all wait in that page.
+#[test]
+fn a_unix_summary_is_added_up_in_the_kernel() {
+    require_root();
+    let name = unique_name("ul");
+    let program = named_example("send_recv_loop", &name);
+    let paused_run = |mode: &str| {
+        let trace = Trace::start(&[
+            mode,
+            "--no-header",
+            "-e",
+            "send,recv",
+            "--buffer-size",
+            "4096",
+            &name,
+        ]);
+        signal(trace.pid(), nix::sys::signal::Signal::SIGSTOP);
+        let status = Command::new(&program)
+            .args(["100000", "unix"])
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+        signal(trace.pid(), nix::sys::signal::Signal::SIGCONT);
+        trace.stop()
+    };
+    let out = paused_run("-c");
+    assert_eq!(
+        fields(&out.stdout),
+        [vec![
+            name.as_str(),
+            "(unnamed)",
+            "-",
+            "-",
+            "-",
+            "6400000",
+            "6400000",
+            "-"
+        ]],
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("200000 events counted, 0 lost"),
+        "{}",
+        out.stderr
+    );
+    let out = paused_run("-C");
+    assert!(
+        out.stderr.contains(" lost") && !out.stderr.contains(" 0 lost"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// 5000 paths, a connection each, fill -c's tables in the kernel (4096 rows, 4096
+/// addresses): what does not fit goes as events, and every row is still exact.
+#[test]
+fn a_full_unix_summary_table_loses_no_byte() {
+    require_root();
+    let name = unique_name("up");
+    let dir = scratch(&name);
+    let program = named_example("unix_paths", &name);
+    let script = format!(
+        "exec {} 5000 {} > /dev/null",
+        program.display(),
+        dir.display()
+    );
+    let out = Trace::start(&[
+        "-c",
+        "--no-header",
+        "-e",
+        "send,recv",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .wait(Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let rows = fields(&out.stdout);
+    assert_eq!(rows.len(), 5000, "a row per path");
+    let mut paths: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 5000);
+    for r in &rows {
+        assert_eq!(r[0], name);
+        assert!(r[1].starts_with(dir.to_str().unwrap()) && r[1].ends_with(".sock"));
+        // The client's byte sent, the server's received, in the path's row.
+        assert_eq!(r[2..], ["-", "-", "-", "1", "1", "-"], "{r:?}");
+    }
+    assert!(
+        out.stderr.contains("10000 events counted, 0 lost;"),
+        "{}",
+        out.stderr
     );
 }

@@ -45,7 +45,10 @@ struct sock_state {
 	__u32 tid;
 	/* Which descriptor-table walk (its start time) last counted this socket's references. */
 	__u64 walk;
-	/* -c: the owner's sends and receives on this TCP socket, not yet in its row (flush_tally). */
+	/*
+	 * -c: the owner's sends and receives on this TCP or connected unix-domain socket,
+	 * not yet in its row (flush_tally).
+	 */
 	__u64 tally_sent;
 	__u64 tally_received;
 	__u64 tally_events;
@@ -196,6 +199,17 @@ struct {
 	__type(key, struct tally_key);
 	__type(value, struct tally);
 } tallies SEC(".maps");
+
+/*
+ * -c: the unix-domain addresses of summary rows, under the 64-bit hash that stands
+ * for them in a row's key (unix_row_end). Never deleted: user space reads them at the end.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TALLIES);
+	__type(key, __u64);
+	__type(value, struct unix_name);
+} unix_ends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
