@@ -135,15 +135,15 @@ static __always_inline __u64 unix_name_hash(const struct unix_name *n)
 }
 
 /*
- * -c on a connected unix-domain socket: the address its summary row is about (the
- * peer's when named, else its own; a socketpair's is unnamed), kept in unix_ends
+ * -c on a connected unix-domain socket: the address its summary row is about
+ * (unix_path's; a socketpair's is unnamed), kept in unix_ends
  * under its hash, which stands for it in st->ends.remote (port 1: a row with an
  * end) and in the row's key. A different address already under that hash, or a
  * full table, leaves the socket's sends and receives to go as events.
  */
 static __noinline bool unix_row_end(struct sock_state *st, const struct sock *sk, __u16 type)
 {
-	struct unix_name *name, *known;
+	const struct unix_name *name, *known;
 	struct unix_event *u;
 	bool ok = true;
 	__u32 slot;
@@ -153,7 +153,7 @@ static __noinline bool unix_row_end(struct sock_state *st, const struct sock *sk
 	if (!u)
 		return false;
 	fill_unix(u, sk);
-	name = u->local.len && !u->remote.len ? &u->local : &u->remote;
+	name = unix_path(u);
 	/* No address at either end and no peer: summary_end's "*", which no hash stands for. */
 	if (!u->has_remote && !u->local.len)
 		ok = false;
