@@ -411,9 +411,18 @@ pub(crate) fn summary_end(local: &Endpoint, remote: Option<&Endpoint>, accepted:
                 (l, _) => unix_text(l),
             }
         }
-        (_, None) => "*".to_string(),
-        (_, Some(r)) if accepted => r.host(),
-        (_, Some(r)) => r.to_string(),
+        (_, r) => remote_end(r, accepted),
+    }
+}
+
+/// A summary row's end from the remote end alone: `*` without one, a server's
+/// client without its port; a unix-domain address (the kernel's -c rows hold the
+/// one summary_end picks) as it is.
+pub(crate) fn remote_end(remote: Option<&Endpoint>, accepted: bool) -> String {
+    match remote {
+        None => "*".to_string(),
+        Some(r) if accepted => r.host(),
+        Some(r) => r.to_string(),
     }
 }
 

@@ -263,17 +263,9 @@ impl Tracer {
         let map = &self.skel.maps.unix_ends;
         let mut names = UnixEnds::new();
         for raw in map.keys() {
-            let Some(value) = map
-                .lookup(&raw, MapFlags::ANY)
-                .context("reading the summary's unix-domain addresses")?
-            else {
-                continue;
-            };
-            let mut name = types::unix_name::default();
-            if let (Ok(id), Ok(())) = (
-                <[u8; 8]>::try_from(raw.as_slice()),
-                plain::copy_from_bytes(&mut name, &value),
-            ) {
+            let name: Option<types::unix_name> =
+                lookup_plain(map, &raw).context("reading the summary's unix-domain addresses")?;
+            if let (Some(name), Ok(id)) = (name, <[u8; 8]>::try_from(raw.as_slice())) {
                 names.insert(u64::from_ne_bytes(id), UnixAddr::from_raw(&name));
             }
         }
@@ -282,11 +274,7 @@ impl Tracer {
 
     /// The socket table's entry under `key`, if it is still there.
     fn sock(&self, key: &[u8]) -> Result<Option<types::sock_state>> {
-        let mut st = types::sock_state::default();
-        Ok(match self.skel.maps.socks.lookup(key, MapFlags::ANY)? {
-            Some(value) if plain::copy_from_bytes(&mut st, &value).is_ok() => Some(st),
-            _ => None,
-        })
+        Ok(lookup_plain(&self.skel.maps.socks, key)?)
     }
 
     /// The record of the first event rule `i` matched, once one has.
@@ -465,6 +453,18 @@ fn programs(cfg: &Config, mode: Mode, kernel: &Kernel) -> Result<Vec<&'static Pr
     }
     chosen.extend(deciding);
     Ok(chosen)
+}
+
+/// A map's value under `key` as the generated type `T`, if it is there.
+fn lookup_plain<T: plain::Plain + Default>(
+    map: &impl MapCore,
+    key: &[u8],
+) -> libbpf_rs::Result<Option<T>> {
+    let mut value = T::default();
+    Ok(match map.lookup(key, MapFlags::ANY)? {
+        Some(bytes) if plain::copy_from_bytes(&mut value, &bytes).is_ok() => Some(value),
+        _ => None,
+    })
 }
 
 /// One attempt in one mode. Each opens its own object, which the skeleton borrows

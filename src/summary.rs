@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{ConnectResult, Detail, Endpoint, Event, EventSet, Identity, Kind, Tally, Who};
+use crate::event::{
+    remote_end, ConnectResult, Detail, Event, EventSet, Identity, Kind, Tally, Who,
+};
 
 /// The events a summary counts, which the kernel must report.
 pub const KINDS: EventSet = EventSet(
@@ -157,14 +159,7 @@ impl Summary {
 
     /// Sends and receives the kernel added up (of counted kinds only: see `Config::tallied`).
     pub fn add_tally(&mut self, t: &Tally) {
-        // The remote end as summary_end has it: the kernel's unix-domain rows
-        // already hold the address summary_end would pick.
-        let end = match &t.remote {
-            None => "*".to_string(),
-            Some(r @ Endpoint::Unix(_)) => r.to_string(),
-            Some(r) if t.accepted => r.host(),
-            Some(r) => r.to_string(),
-        };
+        let end = remote_end(t.remote.as_ref(), t.accepted);
         let row = self.row(&t.process, t.identity, end);
         row.sent += t.sent;
         row.received += t.received;
