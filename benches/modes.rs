@@ -12,7 +12,6 @@
 //! `cargo bench --bench modes` as root (scripts/bench).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[path = "../tests/common/mod.rs"]
@@ -21,7 +20,7 @@ mod common;
 mod support;
 
 use common::Trace;
-use support::median_spread;
+use support::{examples, median_spread, run_in_vm};
 
 const ROUNDS: usize = 7;
 const HOST_CALLS: &str = "5000000";
@@ -38,27 +37,6 @@ const UNIX_CONFIGS: [&str; 6] = [
     "fentry-ip",
     "kprobe-ip",
 ];
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn examples() -> PathBuf {
-    Path::new(common::SOCKWATCH)
-        .parent()
-        .unwrap()
-        .join("examples")
-}
-
-fn script(name: &str, args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts").join(name))
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/{name} failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn getppid_ns() -> f64 {
     let out = Command::new(examples().join("getppid_loop"))
@@ -117,28 +95,24 @@ fn main() {
     std::fs::write(
         &bench,
         format!(
-            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\nPAIRS={VM_PAIRS}\nREQUESTS={VM_REDIS_REQUESTS}\n{}",
+            "ROUNDS={ROUNDS}\nCALLS={VM_CALLS}\nPAIRS={VM_PAIRS}\nREQUESTS={VM_REDIS_REQUESTS}\n{}{}",
+            include_str!("../tests/vm/tracer.sh"),
             include_str!("../tests/vm/bench.sh")
         ),
     )
     .unwrap();
-    let out = Command::new(repo().join("tests/vm/run"))
-        .env("VM_TIMEOUT", "1500")
-        .arg(script("vm-kernel", &["6.12"]))
-        .arg(&bench)
-        .arg(script("build-static", &[]))
-        .arg(examples().join("getppid_loop"))
-        .arg(examples().join("send_recv_loop"))
-        .args(["/usr/bin/redis-server", "/usr/bin/redis-benchmark"])
-        .output()
-        .unwrap();
+    let example = |name: &str| examples().join(name).display().to_string();
+    let (console, release) = run_in_vm(
+        "6.12",
+        &bench,
+        &[
+            example("getppid_loop"),
+            example("send_recv_loop"),
+            "/usr/bin/redis-server".into(),
+            "/usr/bin/redis-benchmark".into(),
+        ],
+    );
     std::fs::remove_file(&bench).unwrap();
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    let release = console
-        .lines()
-        .find_map(|l| Some(&l[l.find("=== scenario start ")? + 19..]))
-        .unwrap_or("?")
-        .to_string();
     let mut vm: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     // mode:who -> ns per send+recv pair, by round
     let mut flood: BTreeMap<String, Vec<f64>> = BTreeMap::new();

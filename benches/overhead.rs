@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)]
 mod support;
 
 use common::Trace;

@@ -1,6 +1,7 @@
 //! Helpers the benchmarks share: statistics and the kernel's per-program stats.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// What every benchmark checks first: `cargo test --benches` only lists it (nothing
 /// to run), and the rest needs root. Returns false when it is only listing.
@@ -65,4 +66,48 @@ pub fn with_bpf_stats(newest_before: u64, work: impl FnOnce()) -> Vec<(String, u
 /// The newest BPF program id now: programs loaded later have larger ids.
 pub fn newest_program() -> u64 {
     programs().iter().map(|p| p.0).max().unwrap_or(0)
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where cargo put the examples, beside the sockwatch it built.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sockwatch"))
+        .parent()
+        .unwrap()
+        .join("examples")
+}
+
+/// What scripts/NAME prints, trimmed.
+pub fn script(name: &str, args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts").join(name))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/{name} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Boots Debian's `kernel` (a version scripts/vm-kernel knows) under qemu with the
+/// static sockwatch and `files` in /w, and runs `scenario` there: returns what the
+/// console printed and the kernel's release.
+pub fn run_in_vm(kernel: &str, scenario: &Path, files: &[String]) -> (String, String) {
+    let out = Command::new(repo().join("tests/vm/run"))
+        .env("VM_TIMEOUT", "1500")
+        .arg(script("vm-kernel", &[kernel]))
+        .arg(scenario)
+        .arg(script("build-static", &[]))
+        .args(files)
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let release = console
+        .lines()
+        .find_map(|l| Some(&l[l.find("=== scenario start ")? + 19..]))
+        .unwrap_or("?")
+        .to_string();
+    (console, release)
 }

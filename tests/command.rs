@@ -44,27 +44,29 @@ fn client_echo(name: &str, local: &str, server: &str, sizes: &[u64]) -> Vec<Stri
 #[test]
 fn command_is_traced_from_its_first_connect_with_its_exit_status() {
     require_root();
-    let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "1"]);
-    let cli = unique_name("c");
-    let addr = format!("127.0.0.1:{port}");
-    let out = run(&["--", &client_path(&cli), "tcp", &addr, "5", "300"]);
-    server.finish();
-    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    // The client's stdout is sockwatch's: its `local` line comes among the events.
-    let (locals, events) = split_client_output(&out.stdout);
-    let lines = parse(&events);
-    assert_lines(
-        &lines,
-        pid_of(&lines, &cli),
-        &client_echo(&cli, &locals[0], &addr, &[5, 300]),
-    );
-    assert_eq!(lines.len(), 8, "only COMMAND is traced: {lines:#?}");
-    assert!(
-        out.stderr.contains("sockwatch: tracing command "),
-        "{}",
-        out.stderr
-    );
-    out.assert_stderr_ends("sockwatch: 8 events printed, 0 lost; COMMAND exited with status 0");
+    rerun_if_skipped(|| {
+        let (server, port) = echo_server(&unique_name("s"), &["tcp", "127.0.0.1:0", "1"]);
+        let cli = unique_name("c");
+        let addr = format!("127.0.0.1:{port}");
+        let out = run(&["--", &client_path(&cli), "tcp", &addr, "5", "300"]);
+        server.finish();
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        // The client's stdout is sockwatch's: its `local` line comes among the events.
+        let (locals, events) = split_client_output(&out.stdout);
+        let lines = parse(&events);
+        assert_lines(
+            &lines,
+            pid_of(&lines, &cli),
+            &client_echo(&cli, &locals[0], &addr, &[5, 300]),
+        );
+        assert_eq!(lines.len(), 8, "only COMMAND is traced: {lines:#?}");
+        assert!(
+            out.stderr.contains("sockwatch: tracing command "),
+            "{}",
+            out.stderr
+        );
+        out.assert_stderr_ends("sockwatch: 8 events printed, 0 lost; COMMAND exited with status 0");
+    });
 }
 
 #[test]
@@ -641,43 +643,44 @@ fn summary_totals_follow_a_socket_from_owner_to_owner() {
 /// through the buffer instead. Every byte and every event is still counted.
 #[test]
 fn a_full_summary_table_in_the_kernel_loses_no_byte() {
-    let name = unique_name("batch");
-    let script = format!(
-        "ulimit -n 16384 && {} 5000 --recv-from >/dev/null",
-        named_example("socket_batch", &name).display()
-    );
-    let out = run(&[
-        "-c",
-        "--no-header",
-        "-e",
-        "send,recv",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    let rows = fields(&out.stdout);
-    let column = |i: usize| rows.iter().map(move |r| r[i].parse::<u64>().unwrap());
-    assert_eq!(rows.len(), 5001, "one row per sender, and the receiver's");
-    assert!(rows
-        .iter()
-        .all(|r| r[0] == name && r[2..5] == ["-", "-", "-"]));
-    assert_eq!(column(5).sum::<u64>(), 5000);
-    assert_eq!(column(6).sum::<u64>(), 5000);
-    assert_eq!(column(6).filter(|&n| n == 1).count(), 5000);
-    assert_eq!(column(5).filter(|&n| n == 5000).count(), 1);
-    assert!(
-        out.stderr.contains("10000 events counted, 0 lost;"),
-        "{}",
-        out.stderr
-    );
+    rerun_if_skipped(|| {
+        let name = unique_name("batch");
+        let script = format!(
+            "ulimit -n 16384 && {} 5000 --recv-from >/dev/null",
+            named_example("socket_batch", &name).display()
+        );
+        let out = run(&[
+            "-c",
+            "--no-header",
+            "-e",
+            "send,recv",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        let rows = fields(&out.stdout);
+        let column = |i: usize| rows.iter().map(move |r| r[i].parse::<u64>().unwrap());
+        assert_eq!(rows.len(), 5001, "one row per sender, and the receiver's");
+        assert!(rows
+            .iter()
+            .all(|r| r[0] == name && r[2..5] == ["-", "-", "-"]));
+        assert_eq!(column(5).sum::<u64>(), 5000);
+        assert_eq!(column(6).sum::<u64>(), 5000);
+        assert_eq!(column(6).filter(|&n| n == 1).count(), 5000);
+        assert_eq!(column(5).filter(|&n| n == 5000).count(), 1);
+        assert!(
+            out.stderr.contains("10000 events counted, 0 lost;"),
+            "{}",
+            out.stderr
+        );
+    });
 }
 
 /// A copy of a program under a name of its own.
 fn named_copy(program: &str, name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = copies_dir();
     let path = dir.join(name);
     std::fs::copy(program, &path).unwrap();
     path

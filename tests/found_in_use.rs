@@ -50,7 +50,7 @@ fn a_connection_served_by_a_forked_child_closes_when_the_child_exits() {
         assert_lines(&lines, child, &expected);
     }
     // The parent accepted both and closed only its listener, at its own exit.
-    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    let dir = copies_dir();
     assert_lines(
         &lines,
         parent,

@@ -10,7 +10,7 @@ use common::*;
 use nix::sys::signal::Signal;
 
 fn exec_line(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    let dir = copies_dir();
     format!("{name} EXEC - - - path={} ppid=*", dir.join(name).display())
 }
 
@@ -59,72 +59,74 @@ fn one_echo(srv: &str, bytes: &str) -> u32 {
 /// A TCP echo exchange traced on both sides, every line and number checked.
 fn tcp_echo(addr: &str, client_flags: &[&str]) {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
-    let trace = Trace::start(&[&srv, &cli]);
-    let (server, port) = echo_server(&srv, &["tcp", addr, "1"]);
-    let listen = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
-    let mut args = vec!["tcp", &listen, "5", "1000", "3000"];
-    args.extend(client_flags);
-    let local = run_client("echo_client", &cli, &args);
-    let server_pid = server.pid();
-    server.finish();
-    let out = trace.stop();
-    assert!(out.status.success(), "{}", out.stderr);
-    let lines = parse(&out.stdout);
-    let sizes = [5, 1000, 3000];
+    rerun_if_skipped(|| {
+        let (srv, cli) = (unique_name("s"), unique_name("c"));
+        let trace = Trace::start(&[&srv, &cli]);
+        let (server, port) = echo_server(&srv, &["tcp", addr, "1"]);
+        let listen = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
+        let mut args = vec!["tcp", &listen, "5", "1000", "3000"];
+        args.extend(client_flags);
+        let local = run_client("echo_client", &cli, &args);
+        let server_pid = server.pid();
+        server.finish();
+        let out = trace.stop();
+        assert!(out.status.success(), "{}", out.stderr);
+        let lines = parse(&out.stdout);
+        let sizes = [5, 1000, 3000];
 
-    let mut expected = vec![
-        exec_line(&srv),
-        format!("{srv} LISTEN tcp {listen} * backlog=64"),
-        format!("{srv} ACCEPT tcp {listen} {local}"),
-    ];
-    expected.extend(echo_lines(&srv, "tcp", (&listen, &local), &sizes, true));
-    expected.extend([
-        format!("{srv} RECV tcp {listen} {local} bytes=0 eof"),
-        format!("{srv} CLOSE tcp {listen} {local} sent=4005 received=4005 lifetime=*"),
-        format!("{srv} CLOSE tcp {listen} * sent=0 received=0 lifetime=*"),
-        exit_line(&srv),
-    ]);
-    assert_lines(&lines, server_pid, &expected);
+        let mut expected = vec![
+            exec_line(&srv),
+            format!("{srv} LISTEN tcp {listen} * backlog=64"),
+            format!("{srv} ACCEPT tcp {listen} {local}"),
+        ];
+        expected.extend(echo_lines(&srv, "tcp", (&listen, &local), &sizes, true));
+        expected.extend([
+            format!("{srv} RECV tcp {listen} {local} bytes=0 eof"),
+            format!("{srv} CLOSE tcp {listen} {local} sent=4005 received=4005 lifetime=*"),
+            format!("{srv} CLOSE tcp {listen} * sent=0 received=0 lifetime=*"),
+            exit_line(&srv),
+        ]);
+        assert_lines(&lines, server_pid, &expected);
 
-    let client_pid = pid_of(&lines, &cli);
-    let mut expected = vec![
-        exec_line(&cli),
-        format!("{cli} CONNECT tcp {local} {listen} result=ok latency=*"),
-    ];
-    expected.extend(echo_lines(&cli, "tcp", (&local, &listen), &sizes, false));
-    expected.extend([
-        format!("{cli} CLOSE tcp {local} {listen} sent=4005 received=4005 lifetime=*"),
-        exit_line(&cli),
-    ]);
-    assert_lines(&lines, client_pid, &expected);
-    assert!(
-        out.stderr
-            .contains(&format!("{} events printed, 0 lost", lines.len())),
-        "{}",
-        out.stderr
-    );
+        let client_pid = pid_of(&lines, &cli);
+        let mut expected = vec![
+            exec_line(&cli),
+            format!("{cli} CONNECT tcp {local} {listen} result=ok latency=*"),
+        ];
+        expected.extend(echo_lines(&cli, "tcp", (&local, &listen), &sizes, false));
+        expected.extend([
+            format!("{cli} CLOSE tcp {local} {listen} sent=4005 received=4005 lifetime=*"),
+            exit_line(&cli),
+        ]);
+        assert_lines(&lines, client_pid, &expected);
+        assert!(
+            out.stderr
+                .contains(&format!("{} events printed, 0 lost", lines.len())),
+            "{}",
+            out.stderr
+        );
 
-    // The client closes first; the server closes after its FIN; a listener has no health.
-    let closes: Vec<(u32, &str, Option<Health>)> = lines
-        .iter()
-        .filter(|l| l.event == "CLOSE")
-        .map(|l| (l.pid, l.remote.as_str(), l.health()))
-        .collect();
-    assert_eq!(closes.len(), 3, "{closes:?}");
-    for (pid, remote, health) in closes {
-        let Some(h) = health else {
-            assert_eq!((pid, remote), (server_pid, "*"), "no health");
-            continue;
-        };
-        let end = if pid == client_pid {
-            "local-fin"
-        } else {
-            "peer-fin"
-        };
-        assert_eq!((h.end.as_str(), h.retrans), (end, 0), "{pid}");
-        assert!(h.rtt_us > 0.0 && h.rtt_us < 1_000_000.0, "{h:?}");
-    }
+        // The client closes first; the server closes after its FIN; a listener has no health.
+        let closes: Vec<(u32, &str, Option<Health>)> = lines
+            .iter()
+            .filter(|l| l.event == "CLOSE")
+            .map(|l| (l.pid, l.remote.as_str(), l.health()))
+            .collect();
+        assert_eq!(closes.len(), 3, "{closes:?}");
+        for (pid, remote, health) in closes {
+            let Some(h) = health else {
+                assert_eq!((pid, remote), (server_pid, "*"), "no health");
+                continue;
+            };
+            let end = if pid == client_pid {
+                "local-fin"
+            } else {
+                "peer-fin"
+            };
+            assert_eq!((h.end.as_str(), h.retrans), (end, 0), "{pid}");
+            assert!(h.rtt_us > 0.0 && h.rtt_us < 1_000_000.0, "{h:?}");
+        }
+    });
 }
 
 #[test]
@@ -150,41 +152,43 @@ fn writev_and_readv_count_and_a_peek_is_not_a_receive() {
 /// UDP echo: unconnected (sendto/recvfrom name the peer) or connected.
 fn udp_echo(addr: &str, mode: &str) {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
-    let trace = Trace::start(&[&srv, &cli]);
-    let (server, port) = echo_server(&srv, &["udp", addr, "2"]);
-    let bound = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
-    let local = run_client("echo_client", &cli, &[mode, &bound, "5", "700"]);
-    let server_pid = server.pid();
-    server.finish();
-    let out = trace.stop();
-    assert!(out.status.success(), "{}", out.stderr);
-    let lines = parse(&out.stdout);
-    let sizes = [5, 700];
+    rerun_if_skipped(|| {
+        let (srv, cli) = (unique_name("s"), unique_name("c"));
+        let trace = Trace::start(&[&srv, &cli]);
+        let (server, port) = echo_server(&srv, &["udp", addr, "2"]);
+        let bound = format!("{}:{port}", addr.rsplit_once(':').unwrap().0);
+        let local = run_client("echo_client", &cli, &[mode, &bound, "5", "700"]);
+        let server_pid = server.pid();
+        server.finish();
+        let out = trace.stop();
+        assert!(out.status.success(), "{}", out.stderr);
+        let lines = parse(&out.stdout);
+        let sizes = [5, 700];
 
-    let mut expected = vec![exec_line(&srv)];
-    expected.extend(echo_lines(&srv, "udp", (&bound, &local), &sizes, true));
-    expected.extend([
-        format!("{srv} CLOSE udp {bound} * sent=705 received=705 lifetime=*"),
-        exit_line(&srv),
-    ]);
-    assert_lines(&lines, server_pid, &expected);
+        let mut expected = vec![exec_line(&srv)];
+        expected.extend(echo_lines(&srv, "udp", (&bound, &local), &sizes, true));
+        expected.extend([
+            format!("{srv} CLOSE udp {bound} * sent=705 received=705 lifetime=*"),
+            exit_line(&srv),
+        ]);
+        assert_lines(&lines, server_pid, &expected);
 
-    let client_pid = pid_of(&lines, &cli);
-    let connected = mode == "udp";
-    let mut expected = vec![exec_line(&cli)];
-    if connected {
-        expected.push(format!(
-            "{cli} CONNECT udp {local} {bound} result=ok latency=*"
-        ));
-    }
-    expected.extend(echo_lines(&cli, "udp", (&local, &bound), &sizes, false));
-    let peer = if connected { bound.as_str() } else { "*" };
-    expected.extend([
-        format!("{cli} CLOSE udp {local} {peer} sent=705 received=705 lifetime=*"),
-        exit_line(&cli),
-    ]);
-    assert_lines(&lines, client_pid, &expected);
+        let client_pid = pid_of(&lines, &cli);
+        let connected = mode == "udp";
+        let mut expected = vec![exec_line(&cli)];
+        if connected {
+            expected.push(format!(
+                "{cli} CONNECT udp {local} {bound} result=ok latency=*"
+            ));
+        }
+        expected.extend(echo_lines(&cli, "udp", (&local, &bound), &sizes, false));
+        let peer = if connected { bound.as_str() } else { "*" };
+        expected.extend([
+            format!("{cli} CLOSE udp {local} {peer} sent=705 received=705 lifetime=*"),
+            exit_line(&cli),
+        ]);
+        assert_lines(&lines, client_pid, &expected);
+    });
 }
 
 #[test]
@@ -479,23 +483,25 @@ fn pid_filter_and_sockets_opened_before_tracing() {
 #[test]
 fn close_totals_without_send_and_recv_lines() {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
-    let trace = Trace::start(&["--events", "close", &srv, &cli]);
-    let (server, port) = echo_server(&srv, &["tcp", "[::1]:0", "1"]);
-    let addr = format!("[::1]:{port}");
-    let local = run_client("echo_client", &cli, &["tcp", &addr, "100", "20000", "7"]);
-    server.finish();
-    let lines = parse(&trace.stop().stdout);
-    let keys: Vec<String> = lines.iter().map(Line::key).collect();
-    assert_eq!(
-        keys,
-        [
-            format!("{cli} CLOSE tcp {local} {addr} sent=20107 received=20107 lifetime=*"),
-            format!("{srv} CLOSE tcp {addr} {local} sent=20107 received=20107 lifetime=*"),
-            format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=*"),
-        ],
-        "{keys:#?}"
-    );
+    rerun_if_skipped(|| {
+        let (srv, cli) = (unique_name("s"), unique_name("c"));
+        let trace = Trace::start(&["--events", "close", &srv, &cli]);
+        let (server, port) = echo_server(&srv, &["tcp", "[::1]:0", "1"]);
+        let addr = format!("[::1]:{port}");
+        let local = run_client("echo_client", &cli, &["tcp", &addr, "100", "20000", "7"]);
+        server.finish();
+        let lines = parse(&trace.stop().stdout);
+        let keys: Vec<String> = lines.iter().map(Line::key).collect();
+        assert_eq!(
+            keys,
+            [
+                format!("{cli} CLOSE tcp {local} {addr} sent=20107 received=20107 lifetime=*"),
+                format!("{srv} CLOSE tcp {addr} {local} sent=20107 received=20107 lifetime=*"),
+                format!("{srv} CLOSE tcp {addr} * sent=0 received=0 lifetime=*"),
+            ],
+            "{keys:#?}"
+        );
+    });
 }
 
 #[test]
@@ -763,25 +769,27 @@ fn long_names_match_the_kernels_truncation() {
 #[test]
 fn events_the_buffer_cannot_take_are_counted_not_dropped() {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
-    let trace = Trace::start(&[&cli]);
-    // Stall the reader so the 8 MiB buffer (about 75,000 events) overflows.
-    let (out, generated) = stalled_flood(trace, &srv, &cli, 40_000);
-    let printed = parse(&out.stdout).len() as u64;
-    let summary = out.stderr.lines().last().unwrap();
-    let lost = generated - printed;
-    assert!(lost > 0, "nothing was lost: {summary}");
-    assert_eq!(
-        summary,
-        format!("sockwatch: {printed} events printed, {lost} lost")
-    );
-    assert!(
-        out.stderr.contains(&format!(
-            "sockwatch: {lost} events lost (the event buffer was full); {lost} in all"
-        )),
-        "{}",
-        out.stderr
-    );
+    rerun_if_skipped(|| {
+        let (srv, cli) = (unique_name("s"), unique_name("c"));
+        let trace = Trace::start(&[&cli]);
+        // Stall the reader so the 8 MiB buffer (about 75,000 events) overflows.
+        let (out, generated) = stalled_flood(trace, &srv, &cli, 40_000);
+        let printed = parse(&out.stdout).len() as u64;
+        let summary = out.stderr.lines().last().unwrap();
+        let lost = generated - printed;
+        assert!(lost > 0, "nothing was lost: {summary}");
+        assert_eq!(
+            summary,
+            format!("sockwatch: {printed} events printed, {lost} lost")
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "sockwatch: {lost} events lost (the event buffer was full); {lost} in all"
+            )),
+            "{}",
+            out.stderr
+        );
+    });
 }
 
 #[test]
@@ -917,7 +925,7 @@ fn exec_releases(program: Option<&str>) -> (String, String, u32, Vec<String>) {
 #[test]
 fn exec_releases_close_on_exec_sockets() {
     let (name, local, _, keys) = exec_releases(None);
-    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    let dir = copies_dir();
     let path = dir.join(&name).display().to_string();
     let peer = keys[1].split(' ').nth(4).unwrap().to_string();
     assert_eq!(

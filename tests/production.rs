@@ -34,7 +34,7 @@ fn a_non_root_user_with_the_documented_capabilities_traces() {
     let out = trace.stop();
     assert!(out.status.success(), "{}", out.stderr);
     let lines = parse(&out.stdout);
-    let dir = std::env::temp_dir().join(format!("sockwatch-tests-{}", std::process::id()));
+    let dir = copies_dir();
     assert_lines(
         &lines,
         pid,
@@ -154,76 +154,77 @@ fn socket_batch(name: &str, count: usize) -> (u32, String, Vec<String>) {
 #[test]
 fn a_full_socket_table_is_reported_and_tracing_recovers() {
     require_root();
-    let name = unique_name("b");
-    let trace = Trace::start(&["--max-sockets", "4", &name]);
-    // 11 sockets at once: the receiver and the first three senders fit.
-    let (pid, receiver, senders) = socket_batch(&name, 10);
-    // Then 3 at once, after those closed: all fit again.
-    let (pid2, receiver2, senders2) = socket_batch(&name, 2);
-    std::thread::sleep(Duration::from_millis(1200));
-    let out = trace.stop();
-    assert!(out.status.success(), "{}", out.stderr);
-    let lines = parse(&out.stdout);
+    rerun_if_skipped(|| {
+        let name = unique_name("b");
+        let trace = Trace::start(&["--max-sockets", "4", &name]);
+        // 11 sockets at once: the receiver and the first three senders fit.
+        let (pid, receiver, senders) = socket_batch(&name, 10);
+        // Then 3 at once, after those closed: all fit again.
+        let (pid2, receiver2, senders2) = socket_batch(&name, 2);
+        std::thread::sleep(Duration::from_millis(1200));
+        let out = trace.stop();
+        assert!(out.status.success(), "{}", out.stderr);
+        let lines = parse(&out.stdout);
 
-    // A batch's CLOSE lines: each sender sent 1 byte, the receiver got them all.
-    let batch_closes = |senders: &[String], receiver: &str, received: usize| {
-        let mut lines: Vec<String> = senders
-            .iter()
-            .map(|s| format!("{name} CLOSE udp {s} {receiver} sent=1 received=0 lifetime=*"))
-            .collect();
-        lines.push(format!(
-            "{name} CLOSE udp {receiver} * sent=0 received={received} lifetime=*"
+        // A batch's CLOSE lines: each sender sent 1 byte, the receiver got them all.
+        let batch_closes = |senders: &[String], receiver: &str, received: usize| {
+            let mut lines: Vec<String> = senders
+                .iter()
+                .map(|s| format!("{name} CLOSE udp {s} {receiver} sent=1 received=0 lifetime=*"))
+                .collect();
+            lines.push(format!(
+                "{name} CLOSE udp {receiver} * sent=0 received={received} lifetime=*"
+            ));
+            lines
+        };
+        assert_eq!(
+            closes(&lines, pid),
+            batch_closes(&senders[..3], &receiver, 10)
+        );
+        // Sends and receives of untracked sockets are still printed.
+        let count = |pid: u32, event: &str| {
+            lines
+                .iter()
+                .filter(|l| l.pid == pid && l.event == event)
+                .count()
+        };
+        assert_eq!((count(pid, "SEND"), count(pid, "RECV")), (10, 10));
+        assert_eq!(closes(&lines, pid2), batch_closes(&senders2, &receiver2, 2));
+
+        assert!(
+            out.stderr.contains(
+                "sockwatch: 7 sockets untracked (the socket table was full): their CLOSE lines will be missing"
+            ),
+            "{}",
+            out.stderr
+        );
+        out.assert_stderr_ends(&format!(
+            "sockwatch: {} events printed, 0 lost, 7 sockets untracked",
+            lines.len()
         ));
-        lines
-    };
-    assert_eq!(
-        closes(&lines, pid),
-        batch_closes(&senders[..3], &receiver, 10)
-    );
-    // Sends and receives of untracked sockets are still printed.
-    let count = |pid: u32, event: &str| {
-        lines
-            .iter()
-            .filter(|l| l.pid == pid && l.event == event)
-            .count()
-    };
-    assert_eq!((count(pid, "SEND"), count(pid, "RECV")), (10, 10));
-    assert_eq!(closes(&lines, pid2), batch_closes(&senders2, &receiver2, 2));
-
-    assert!(
-        out.stderr.contains(
-            "sockwatch: 7 sockets untracked (the socket table was full): their CLOSE lines will be missing"
-        ),
-        "{}",
-        out.stderr
-    );
-    out.assert_stderr_ends(&format!(
-        "sockwatch: {} events printed, 0 lost, 7 sockets untracked",
-        lines.len()
-    ));
+    });
 }
 
 #[test]
 fn a_small_event_buffer_fills_sooner_and_says_so() {
     require_root();
-    let (srv, cli) = (unique_name("s"), unique_name("c"));
-    // 10K is not a power of two: the kernel gets 16K, about 140 events.
-    let trace = Trace::start(&["--buffer-size", "10K", &cli]);
-    assert!(
-        trace
-            .early_stderr()
-            .iter()
-            .any(|l| l
+    rerun_if_skipped(|| {
+        let (srv, cli) = (unique_name("s"), unique_name("c"));
+        // 10K is not a power of two: the kernel gets 16K, about 140 events.
+        let trace = Trace::start(&["--buffer-size", "10K", &cli]);
+        assert!(
+            trace.early_stderr().iter().any(|l| l
                 == "sockwatch: note: the event buffer must be a power of two: using 16384 bytes"),
-        "{:?}",
-        trace.early_stderr()
-    );
-    let (out, generated) = stalled_flood(trace, &srv, &cli, 1000);
-    let printed = parse(&out.stdout).len() as u64;
-    let lost = generated - printed;
-    assert!((100..200).contains(&printed), "{printed} printed");
-    assert_eq!(
-        out.stderr.lines().last().unwrap(),
-        format!("sockwatch: {printed} events printed, {lost} lost")
-    );
+            "{:?}",
+            trace.early_stderr()
+        );
+        let (out, generated) = stalled_flood(trace, &srv, &cli, 1000);
+        let printed = parse(&out.stdout).len() as u64;
+        let lost = generated - printed;
+        assert!((100..200).contains(&printed), "{printed} printed");
+        assert_eq!(
+            out.stderr.lines().last().unwrap(),
+            format!("sockwatch: {printed} events printed, {lost} lost")
+        );
+    });
 }

@@ -1,6 +1,7 @@
 //! Unix-domain sockets: stream, seqpacket and datagram sockets, socketpairs,
 //! abstract and unnamed addresses, peers, filters and assertions, with
-//! examples/unix_sockets and real programs from Debian's packages (socat, redis).
+//! examples/unix_sockets and real programs from Debian's packages (socat, redis,
+//! PostgreSQL, nginx, dbus-daemon).
 
 mod common;
 
@@ -18,6 +19,29 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A program from Debian's packages copied under a name of the test's own into
+/// its scratch directory: (name, directory, the copy).
+fn program_copy(program: &str, role: &str) -> (String, PathBuf, PathBuf) {
+    assert!(
+        Path::new(program).exists(),
+        "{program} is missing: scripts/test installs it"
+    );
+    let name = unique_name(role);
+    let dir = scratch(&name);
+    let bin = dir.join(&name);
+    std::fs::copy(program, &bin).unwrap();
+    (name, dir, bin)
+}
+
+/// Until a server has made its socket at `path` (10 s at most).
+fn wait_for_socket(path: &Path, server: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{server} never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs examples/unix_sockets under `name` in `dir`; returns its pid and its
@@ -225,67 +249,64 @@ fn filters_and_assertions_about_paths_and_protocols() {
 #[test]
 fn the_summary_has_a_row_per_path() {
     require_root();
-    let name = unique_name("us");
-    let dir = scratch(&name);
-    let trace = Trace::start(&["-c", &name]);
-    let (pid, _) = run_example(&name, &dir);
-    let out = trace.stop();
-    let table = out.stdout.split_once("PROCESS ").unwrap().1;
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let row = |remote: &str| -> Vec<&str> {
-        rows.iter()
-            .find(|r| r[1] == remote)
-            .unwrap_or_else(|| panic!("no row for {remote}: {rows:#?}"))[2..]
-            .to_vec()
-    };
-    // A row per path: the peer's when named, else the socket's own.
-    // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
-    assert_eq!(
-        row(&shown(&dir.join("srv sock\n1"))),
-        ["1", "0", "1", "22", "22", "3"]
-    );
-    assert_eq!(
-        row(&shown(&dir.join("seq.sock"))),
-        ["1", "0", "1", "300", "300", "3"]
-    );
-    assert_eq!(
-        row(&format!("@sockwatch-{pid}")),
-        ["1", "0", "0", "13", "9", "2"]
-    );
-    // The abstract name's receive from the bound client is about the client's path.
-    assert_eq!(
-        row(&shown(&dir.join("c.sock"))),
-        ["0", "0", "0", "0", "4", "0"]
-    );
-    // Socketpairs: the two ends of step 3, of step 6's channel, and the one passed.
-    assert_eq!(row("(unnamed)"), ["0", "0", "0", "20", "20", "6"]);
-    assert_eq!(
-        row(&shown(&dir.join("missing"))),
-        ["0", "1", "0", "0", "0", "0"]
-    );
-    assert_eq!(
-        row(&shown(&dir.join("dead.sock"))),
-        ["0", "1", "0", "0", "0", "1"]
-    );
-    // Closed with no peer and no name: the unbound sender, the failed connects'.
-    assert_eq!(row("*"), ["0", "0", "0", "0", "0", "3"]);
-    assert_eq!(rows.len(), 8, "{rows:#?}");
+    rerun_if_skipped(|| {
+        let name = unique_name("us");
+        let dir = scratch(&name);
+        let trace = Trace::start(&["-c", &name]);
+        let (pid, _) = run_example(&name, &dir);
+        let out = trace.stop();
+        let table = out.stdout.split_once("PROCESS ").unwrap().1;
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let row = |remote: &str| -> Vec<&str> {
+            rows.iter()
+                .find(|r| r[1] == remote)
+                .unwrap_or_else(|| panic!("no row for {remote}: {rows:#?}"))[2..]
+                .to_vec()
+        };
+        // A row per path: the peer's when named, else the socket's own.
+        // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
+        assert_eq!(
+            row(&shown(&dir.join("srv sock\n1"))),
+            ["1", "0", "1", "22", "22", "3"]
+        );
+        assert_eq!(
+            row(&shown(&dir.join("seq.sock"))),
+            ["1", "0", "1", "300", "300", "3"]
+        );
+        assert_eq!(
+            row(&format!("@sockwatch-{pid}")),
+            ["1", "0", "0", "13", "9", "2"]
+        );
+        // The abstract name's receive from the bound client is about the client's path.
+        assert_eq!(
+            row(&shown(&dir.join("c.sock"))),
+            ["0", "0", "0", "0", "4", "0"]
+        );
+        // Socketpairs: the two ends of step 3, of step 6's channel, and the one passed.
+        assert_eq!(row("(unnamed)"), ["0", "0", "0", "20", "20", "6"]);
+        assert_eq!(
+            row(&shown(&dir.join("missing"))),
+            ["0", "1", "0", "0", "0", "0"]
+        );
+        assert_eq!(
+            row(&shown(&dir.join("dead.sock"))),
+            ["0", "1", "0", "0", "0", "1"]
+        );
+        // Closed with no peer and no name: the unbound sender, the failed connects'.
+        assert_eq!(row("*"), ["0", "0", "0", "0", "0", "3"]);
+        assert_eq!(rows.len(), 8, "{rows:#?}");
+    });
 }
 
 /// socat relays a file over a unix-domain socket: the bytes are the file's.
 #[test]
 fn socat_over_a_unix_socket() {
     require_root();
-    let socat = Path::new("/usr/bin/socat");
-    assert!(socat.exists(), "socat is missing: scripts/test installs it");
-    let name = unique_name("so");
-    let dir = scratch(&name);
-    let bin = dir.join(&name);
-    std::fs::copy(socat, &bin).unwrap();
+    let (name, dir, bin) = program_copy("/usr/bin/socat", "so");
     let path = dir.join("relay.sock");
     let data = dir.join("data");
     std::fs::write(&data, vec![b'z'; 100_000]).unwrap();
@@ -297,11 +318,7 @@ fn socat_over_a_unix_socket() {
             .arg(format!("UNIX-LISTEN:{}", path.display()))
             .arg(format!("CREATE:{}", received.display())),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "socat never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&path, "socat");
     let status = Command::new(&bin)
         .arg("-u")
         .arg(format!("OPEN:{}", data.display()))
@@ -340,6 +357,59 @@ fn socat_over_a_unix_socket() {
     );
 }
 
+/// Debian's dbus-daemon answering examples/dbus_calls on its bus socket: the
+/// daemon's CLOSE for the connection carries the bytes the client counted it read
+/// and wrote, the authentication included.
+#[test]
+fn dbus_daemon_totals_match_what_its_client_counted() {
+    require_root();
+    rerun_if_skipped(|| {
+        let (name, dir, bin) = program_copy("/usr/bin/dbus-daemon", "db");
+        let bus = dir.join("bus");
+        let conf = dir.join("bus.conf");
+        std::fs::write(&conf, bus_config(bus.to_str().unwrap())).unwrap();
+        let trace = Trace::start(&["-e", "accept,close", &name]);
+        let mut server = spawn_fresh_copy(
+            Command::new(&bin)
+                .arg(format!("--config-file={}", conf.display()))
+                .arg("--nofork")
+                .stderr(Stdio::null()),
+        );
+        wait_for_socket(&bus, "dbus-daemon");
+        let client = Command::new(named_example("dbus_calls", &unique_name("dc")))
+            .arg(&bus)
+            .arg("1000")
+            .output()
+            .unwrap();
+        assert!(client.status.success(), "{client:?}");
+        let report = String::from_utf8(client.stdout).unwrap();
+        let counted: Vec<&str> = report.lines().next().unwrap().split(' ').collect();
+        let ["calls", "1000", "sent", sent, "received", received] = counted[..] else {
+            panic!("{report}");
+        };
+        // The daemon lets the connection go once the client has; then it is stopped.
+        std::thread::sleep(Duration::from_millis(300));
+        signal(server.id(), nix::sys::signal::Signal::SIGTERM);
+        server.wait().unwrap();
+        let lines = parse(&trace.stop().stdout);
+        let at = shown(&bus);
+        let connection: Vec<String> = lines
+            .iter()
+            .filter(|l| {
+                l.pid == server.id() && l.event == "CLOSE" && l.local == at && l.remote != "*"
+            })
+            .map(Line::key)
+            .collect();
+        assert_eq!(
+            connection,
+            [format!(
+                "{name} CLOSE unix/stream {at} (unnamed) sent={received} received={sent} lifetime=*"
+            )],
+            "{lines:#?}"
+        );
+    });
+}
+
 /// A redis stats field from INFO's text.
 fn info_field(info: &str, key: &str) -> u64 {
     info.lines()
@@ -355,67 +425,69 @@ fn info_field(info: &str, key: &str) -> u64 {
 #[test]
 fn redis_benchmark_over_a_unix_socket_matches_redis_own_counts() {
     require_root();
-    let dir = scratch(&unique_name("rb"));
-    let path = dir.join("redis.sock");
-    let trace = Trace::start(&["-c", "redis-server", "redis-benchmark"]);
-    let mut server = start_redis_on(&["--port", "0", "--unixsocket", path.to_str().unwrap()]);
-    let bench = Command::new("/usr/bin/redis-benchmark")
-        .arg("-s")
-        .arg(&path)
-        .args(["-n", "2000", "-c", "4", "-t", "ping,set,get", "-q"])
-        .output()
-        .expect("redis-benchmark is missing: scripts/test installs it");
-    assert!(bench.status.success());
-    // INFO from this test (untraced): its request is in redis's input count, its
-    // reply is written after the counts in it were taken.
-    let request = b"INFO stats\r\n";
-    let mut conn = UnixStream::connect(&path).unwrap();
-    conn.write_all(request).unwrap();
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "redis closed the connection");
-        reply.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&reply);
-        if let Some((head, body)) = text.split_once("\r\n") {
-            let len: usize = head[1..].parse().unwrap();
-            if body.len() >= len + 2 {
-                break;
+    rerun_if_skipped(|| {
+        let dir = scratch(&unique_name("rb"));
+        let path = dir.join("redis.sock");
+        let trace = Trace::start(&["-c", "redis-server", "redis-benchmark"]);
+        let mut server = start_redis_on(&["--port", "0", "--unixsocket", path.to_str().unwrap()]);
+        let bench = Command::new("/usr/bin/redis-benchmark")
+            .arg("-s")
+            .arg(&path)
+            .args(["-n", "2000", "-c", "4", "-t", "ping,set,get", "-q"])
+            .output()
+            .expect("redis-benchmark is missing: scripts/test installs it");
+        assert!(bench.status.success());
+        // INFO from this test (untraced): its request is in redis's input count, its
+        // reply is written after the counts in it were taken.
+        let request = b"INFO stats\r\n";
+        let mut conn = UnixStream::connect(&path).unwrap();
+        conn.write_all(request).unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "redis closed the connection");
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if let Some((head, body)) = text.split_once("\r\n") {
+                let len: usize = head[1..].parse().unwrap();
+                if body.len() >= len + 2 {
+                    break;
+                }
             }
         }
-    }
-    drop(conn);
-    let info = String::from_utf8_lossy(&reply).into_owned();
-    signal(server.id(), nix::sys::signal::Signal::SIGTERM);
-    assert!(server.wait().unwrap().success());
-    let out = trace.stop();
-    let at = shown(&path);
-    let table = out.stdout.split_once("PROCESS ").unwrap().1;
-    let row = |process: &str| -> Vec<u64> {
-        let line = table
-            .lines()
-            .find(|l| l.starts_with(&format!("{process} ")))
-            .unwrap_or_else(|| panic!("no {process} row: {}", out.stdout));
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cells[1], at, "{line}");
-        cells[2..].iter().map(|c| c.parse().unwrap()).collect()
-    };
-    // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
-    let (srv, bench) = (row("redis-server"), row("redis-benchmark"));
-    let input = info_field(&info, "total_net_input_bytes");
-    let output = info_field(&info, "total_net_output_bytes");
-    assert_eq!(srv[4], input, "{info}");
-    assert_eq!(srv[3], output + reply.len() as u64, "{info}");
-    assert_eq!(bench[3], input - request.len() as u64);
-    assert_eq!(bench[4], output);
-    assert_eq!(
-        srv[2],
-        bench[0] + 1,
-        "the accepts: the benchmark's and the test's"
-    );
-    assert_eq!(bench[1], 0);
-    assert!(out.stderr.ends_with(" 0 lost"), "{}", out.stderr);
+        drop(conn);
+        let info = String::from_utf8_lossy(&reply).into_owned();
+        signal(server.id(), nix::sys::signal::Signal::SIGTERM);
+        assert!(server.wait().unwrap().success());
+        let out = trace.stop();
+        let at = shown(&path);
+        let table = out.stdout.split_once("PROCESS ").unwrap().1;
+        let row = |process: &str| -> Vec<u64> {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("{process} ")))
+                .unwrap_or_else(|| panic!("no {process} row: {}", out.stdout));
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cells[1], at, "{line}");
+            cells[2..].iter().map(|c| c.parse().unwrap()).collect()
+        };
+        // CONN-OK CONN-FAIL ACCEPTS SENT RECEIVED CLOSED
+        let (srv, bench) = (row("redis-server"), row("redis-benchmark"));
+        let input = info_field(&info, "total_net_input_bytes");
+        let output = info_field(&info, "total_net_output_bytes");
+        assert_eq!(srv[4], input, "{info}");
+        assert_eq!(srv[3], output + reply.len() as u64, "{info}");
+        assert_eq!(bench[3], input - request.len() as u64);
+        assert_eq!(bench[4], output);
+        assert_eq!(
+            srv[2],
+            bench[0] + 1,
+            "the accepts: the benchmark's and the test's"
+        );
+        assert_eq!(bench[1], 0);
+        assert!(out.stderr.ends_with(" 0 lost"), "{}", out.stderr);
+    });
 }
 
 /// PostgreSQL's psql over the server's local socket: the client's totals are the
@@ -747,55 +819,57 @@ fn a_full_backlog_and_a_forbidden_path_are_connect_results() {
 #[test]
 fn a_unix_summary_is_added_up_in_the_kernel() {
     require_root();
-    let name = unique_name("ul");
-    let program = named_example("send_recv_loop", &name);
-    let paused_run = |mode: &str| {
-        let trace = Trace::start(&[
-            mode,
-            "--no-header",
-            "-e",
-            "send,recv",
-            "--buffer-size",
-            "4096",
-            &name,
-        ]);
-        signal(trace.pid(), nix::sys::signal::Signal::SIGSTOP);
-        let status = Command::new(&program)
-            .args(["100000", "unix"])
-            .output()
-            .unwrap()
-            .status;
-        assert!(status.success());
-        signal(trace.pid(), nix::sys::signal::Signal::SIGCONT);
-        trace.stop()
-    };
-    let out = paused_run("-c");
-    assert_eq!(
-        fields(&out.stdout),
-        [vec![
-            name.as_str(),
-            "(unnamed)",
-            "-",
-            "-",
-            "-",
-            "6400000",
-            "6400000",
-            "-"
-        ]],
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stderr.contains("200000 events counted, 0 lost"),
-        "{}",
-        out.stderr
-    );
-    let out = paused_run("-C");
-    assert!(
-        out.stderr.contains(" lost") && !out.stderr.contains(" 0 lost"),
-        "{}",
-        out.stderr
-    );
+    rerun_if_skipped(|| {
+        let name = unique_name("ul");
+        let program = named_example("send_recv_loop", &name);
+        let paused_run = |mode: &str| {
+            let trace = Trace::start(&[
+                mode,
+                "--no-header",
+                "-e",
+                "send,recv",
+                "--buffer-size",
+                "4096",
+                &name,
+            ]);
+            signal(trace.pid(), nix::sys::signal::Signal::SIGSTOP);
+            let status = Command::new(&program)
+                .args(["100000", "unix"])
+                .output()
+                .unwrap()
+                .status;
+            assert!(status.success());
+            signal(trace.pid(), nix::sys::signal::Signal::SIGCONT);
+            trace.stop()
+        };
+        let out = paused_run("-c");
+        assert_eq!(
+            fields(&out.stdout),
+            [vec![
+                name.as_str(),
+                "(unnamed)",
+                "-",
+                "-",
+                "-",
+                "6400000",
+                "6400000",
+                "-"
+            ]],
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains("200000 events counted, 0 lost"),
+            "{}",
+            out.stderr
+        );
+        let out = paused_run("-C");
+        assert!(
+            out.stderr.contains(" lost") && !out.stderr.contains(" 0 lost"),
+            "{}",
+            out.stderr
+        );
+    });
 }
 
 /// 5000 paths, a connection each, fill -c's tables in the kernel (4096 rows, 4096

@@ -1,32 +1,16 @@
-# Runs inside the VM (busybox sh, in /w): an untraced getppid() loop alone and
-# while sockwatch runs in each mode, interleaved over $ROUNDS rounds; then, per
-# mode, a send+recv loop while sockwatch traces another name (`other`) and while
-# it traces the loop with a --port that matches none of its sockets (`filtered`).
-# Last, the same loop over a unix-domain socketpair, alone and while each mode
-# traces another name (`-ip`: with --proto tcp --proto udp, no unix-domain hook),
-# and redis-server on a unix socket (below). Prints `bench ROUND CONFIG NS_PER_CALL`,
-# `flood ROUND MODE:WHO NS_PER_PAIR` and `unixflood ROUND CONFIG NS_PER_PAIR` lines.
-start() { # start ARGS...: sockwatch, until it is tracing
-  rm -f /tmp/err
-  ./sockwatch "$@" > /dev/null 2> /tmp/err &
-  sw=$!
-  until grep -q "sockwatch: tracing" /tmp/err 2>/dev/null; do
-    kill -0 $sw 2>/dev/null || { echo "sockwatch $* failed"; cat /tmp/err; break; }
-    sleep 0.1
-  done
-}
-stop() { # stop: the sockwatch start began, if any
-  if [ -n "$sw" ]; then
-    kill -TERM $sw
-    wait $sw
-    sw=
-  fi
-}
-sw=
+# Runs inside the VM (busybox sh, in /w), after tests/vm/tracer.sh: an untraced
+# getppid() loop alone and while sockwatch runs in each mode, interleaved over
+# $ROUNDS rounds; then, per mode, a send+recv loop while sockwatch traces another
+# name (`other`) and while it traces the loop with a --port that matches none of
+# its sockets (`filtered`). Last, the same loop over a unix-domain socketpair,
+# alone and while each mode traces another name (`-ip`: with --proto tcp --proto
+# udp, no unix-domain hook), and redis-server on a unix socket (below). Prints
+# `bench ROUND CONFIG NS_PER_CALL`, `flood ROUND MODE:WHO NS_PER_PAIR` and
+# `unixflood ROUND CONFIG NS_PER_PAIR` lines.
 round=1
 while [ $round -le $ROUNDS ]; do
   for config in none fentry kprobe tracepoint; do
-    [ $config != none ] && start --probe $config no-such-process
+    watch_other $config
     echo "bench $round $config $(./getppid_loop $CALLS | cut -d' ' -f2)"
     stop
   done
@@ -50,11 +34,7 @@ done
 round=1
 while [ $round -le $ROUNDS ]; do
   for config in none fentry kprobe tracepoint fentry-ip kprobe-ip; do
-    case $config in
-      none) ;;
-      *-ip) start --probe ${config%-ip} --proto tcp --proto udp no-such-process ;;
-      *) start --probe $config no-such-process ;;
-    esac
+    watch_other $config
     echo "unixflood $round $config $(./send_recv_loop $PAIRS unix | cut -d' ' -f2)"
     stop
   done
@@ -73,7 +53,7 @@ cpu() { cat /proc/$redis/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f"
 round=1
 while [ $round -le $ROUNDS ]; do
   for config in none fentry kprobe tracepoint; do
-    [ $config != none ] && start --probe $config no-such-process
+    watch_other $config
     before=$(cpu)
     rps=$(./redis-benchmark -s /tmp/redis.sock -t set -n $REQUESTS -c 10 --csv | grep '^"SET"' | cut -d, -f2 | tr -d '"')
     echo "redisunix $round $config $(( ($(cpu) - before) / REQUESTS )) $rps"
