@@ -11,24 +11,9 @@
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// Threads of this process sleeping in a syscall, other than the main one.
-fn blocked_threads() -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| t.file_name() != std::process::id().to_string().as_str())
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('S')))
-                .unwrap_or(false)
-        })
-        .count()
-}
+#[path = "shared/threads.rs"]
+mod threads;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -49,12 +34,7 @@ fn main() -> ExitCode {
                     std::thread::spawn(move || drop(l.accept().expect("accept")))
                 })
                 .collect();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while blocked_threads() < n && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // A thread can show as sleeping a moment before it reaches accept().
-            std::thread::sleep(Duration::from_millis(200));
+            threads::wait_until_blocked(n);
             println!("ready {}", listener.local_addr().unwrap().port());
             for t in threads {
                 t.join().unwrap();

@@ -2,7 +2,7 @@
 //!
 //! usage: tcp_ends listen ADDR read|linger0|unread BYTES
 //!        tcp_ends connect ADDR BYTES [--user-timeout MS] [--hold-before FILE]
-//!                 [--hold-after FILE]
+//!                 [--hold-after FILE] [--close-at-once]
 //!
 //! `listen` prints `port N`, accepts one connection and ends it: `read` reads BYTES,
 //! answers one byte and closes once the client has (after 5 s of silence, at once);
@@ -12,6 +12,9 @@
 //! end of stream or an error (printed as `read: ...`), then closes. --user-timeout
 //! sets TCP_USER_TIMEOUT; --hold-before and --hold-after wait (at most 60 s) for
 //! FILE to exist before sending and before closing, printing `holding`.
+//! --close-at-once takes a send buffer that holds all BYTES (SO_SNDBUFFORCE: as
+//! root) and closes as soon as they are handed to the kernel, without waiting
+//! for the answer: the kernel sends them after the close.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["listen", addr, mode, bytes] => listen(addr, mode, parse(bytes)),
         ["connect", addr, bytes, ref rest @ ..] => connect(addr, parse(bytes), rest),
-        _ => Err("usage: tcp_ends listen ADDR read|linger0|unread BYTES | connect ADDR BYTES [--user-timeout MS] [--hold-before FILE] [--hold-after FILE]".into()),
+        _ => Err("usage: tcp_ends listen ADDR read|linger0|unread BYTES | connect ADDR BYTES [--user-timeout MS] [--hold-before FILE] [--hold-after FILE] [--close-at-once]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,7 +102,14 @@ fn connect(addr: &str, bytes: usize, rest: &[&str]) -> Result<()> {
     if let Some(file) = option("--hold-before") {
         hold(Path::new(&file))?;
     }
+    let at_once = rest.contains(&"--close-at-once");
+    if at_once {
+        setsockopt(&conn, sockopt::SndBufForce, &(2 * bytes))?;
+    }
     conn.write_all(&vec![b'x'; bytes])?;
+    if at_once {
+        return Ok(());
+    }
     let mut answer = [0u8; 1];
     match conn.read(&mut answer) {
         Ok(_) => {}

@@ -37,6 +37,9 @@ pub enum Kind {
     Retrans,
     /// A TCP reset sent or received (opt-in).
     Reset,
+    /// A TCP connection that went on retransmitting after its CLOSE, when the kernel
+    /// is done with it. It comes with CLOSE: not a kind `--events` names.
+    Done,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Deny => event_kind::EV_DENY.0,
             Kind::Retrans => event_kind::EV_RETRANS.0,
             Kind::Reset => event_kind::EV_RESET.0,
+            Kind::Done => event_kind::EV_DONE.0,
         }
     }
 
@@ -78,7 +82,10 @@ impl Kind {
     }
 
     fn from_raw(raw: u8) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.raw() == raw as u32)
+        Kind::ALL
+            .into_iter()
+            .chain([Kind::Done])
+            .find(|k| k.raw() == raw as u32)
     }
 
     /// Lower-case name, as `--events` and JSON spell it.
@@ -96,6 +103,7 @@ impl Kind {
             Kind::Deny => "deny",
             Kind::Retrans => "retrans",
             Kind::Reset => "reset",
+            Kind::Done => "done",
         }
     }
 }
@@ -119,8 +127,22 @@ impl EventSet {
     pub const DEFAULT: EventSet =
         EventSet(EventSet::ALL.0 & !(Kind::Retrans.bit() | Kind::Reset.bit()));
 
+    /// Whether it holds `kind`; DONE comes with CLOSE.
     pub fn contains(self, kind: Kind) -> bool {
+        let kind = if kind == Kind::Done {
+            Kind::Close
+        } else {
+            kind
+        };
         self.0 & kind.bit() != 0
+    }
+
+    /// The bits the kernel reads: DONE's with CLOSE's.
+    pub fn kernel_bits(self) -> u32 {
+        match self.contains(Kind::Close) {
+            true => self.0 | Kind::Done.bit(),
+            false => self.0,
+        }
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -509,6 +531,14 @@ pub enum Detail {
         /// A TCP connection's: how it ended, its RTT and retransmits.
         health: Option<Health>,
     },
+    /// The kernel is done with a TCP connection that retransmitted after its CLOSE:
+    /// `health` as it ended, `after_close` of its retransmits came after CLOSE.
+    Done {
+        lifetime_ns: u64,
+        partial: bool,
+        health: Health,
+        after_close: u32,
+    },
 }
 
 /// How a TCP connection ended: whichever of these came first.
@@ -623,6 +653,7 @@ impl Event {
             Detail::Deny { .. } => Kind::Deny,
             Detail::Retrans { .. } => Kind::Retrans,
             Detail::Reset { .. } => Kind::Reset,
+            Detail::Done { .. } => Kind::Done,
         }
     }
 
@@ -904,6 +935,21 @@ pub fn decode(data: &[u8], clock: Clock) -> Result<Event> {
                 retrans: e.retrans,
             }),
         },
+        Kind::Done => {
+            let Some(end) = TcpEnd::from_raw(e.end) else {
+                bail!("a DONE record without an end ({})", e.end);
+            };
+            Detail::Done {
+                lifetime_ns: e.duration_ns,
+                partial: flag(event_flag::EF_PARTIAL),
+                health: Health {
+                    end,
+                    rtt_us: e.rtt_us,
+                    retrans: e.retrans,
+                },
+                after_close: e.value as u32,
+            }
+        }
     };
     Ok(Event {
         // Saturating: a corrupt stamp must not overflow.
@@ -950,6 +996,42 @@ pub(crate) mod tests {
     }
 
     const CLOCK: Clock = Clock { offset_ns: 5 };
+
+    #[test]
+    fn decodes_a_done_and_counts_it_with_close() {
+        let mut e = raw(event_kind::EV_DONE);
+        e.family = AF_INET;
+        e.protocol = IPPROTO_TCP;
+        e.end = tcp_end::END_LOCAL_FIN.0 as u8;
+        e.retrans = 1105;
+        e.value = 964;
+        e.rtt_us = 80;
+        e.duration_ns = 7;
+        let ev = decode(&bytes(&e), CLOCK).unwrap();
+        assert_eq!(ev.kind(), Kind::Done);
+        assert_eq!(
+            ev.detail,
+            Detail::Done {
+                lifetime_ns: 7,
+                partial: false,
+                health: Health {
+                    end: TcpEnd::LocalFin,
+                    rtt_us: 80,
+                    retrans: 1105
+                },
+                after_close: 964
+            }
+        );
+        // Printed wherever CLOSE is, and never named on its own.
+        let close = EventSet(Kind::Close.bit());
+        assert!(close.contains(Kind::Done));
+        assert!(!EventSet(Kind::Send.bit()).contains(Kind::Done));
+        assert_eq!(close.kernel_bits(), Kind::Close.bit() | Kind::Done.bit());
+        assert!(!EventSet::ALL.names().contains(&"done"));
+        // A DONE with no end is a broken record.
+        e.end = 0;
+        assert!(decode(&bytes(&e), CLOCK).is_err());
+    }
 
     #[test]
     fn decodes_a_v4_send() {

@@ -14,6 +14,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapType, OpenObject};
 use crate::assertion::Assertions;
 use crate::cli::{Config, MAX_NAMES, MAX_PEERS, MAX_PIDS, MAX_PORTS};
 use crate::event::{ProtoFamily, Tally, UnixAddr, UnixEnds};
+use crate::kretprobe;
 use crate::probes::{self, Attach, Buffer, Mode, Only, Probe};
 use crate::procs;
 use crate::skel::{types, SockwatchSkel, SockwatchSkelBuilder};
@@ -27,8 +28,28 @@ pub struct Tracer {
     pub skel: SockwatchSkel<'static>,
     /// Dropping a link detaches its program.
     pub links: Vec<Link>,
+    /// The kprobe mode's return probes made in tracefs, with room for every
+    /// waiting thread (when sockwatch may write tracefs).
+    pub returns: Vec<kretprobe::ReturnProbe>,
+    /// How the misses of the kprobe mode's return probes are counted.
+    pub return_misses: ReturnMisses,
+    /// Their misses when they were detached (the counts go with the probes).
+    missed_at_detach: Option<u64>,
     pub mode: Mode,
     pub buffer: Buffer,
+}
+
+/// How the misses of return probes are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnMisses {
+    /// No return probes: nothing to miss.
+    None,
+    /// Return probes in tracefs: `kprobe_profile` counts their misses.
+    Tracefs,
+    /// Return probes through perf: their links report misses (6.7+).
+    Links,
+    /// Return probes through perf on a kernel that does not count their misses.
+    Uncounted,
 }
 
 impl Tracer {
@@ -36,11 +57,40 @@ impl Tracer {
     /// (about 70 ms here): done side by side, they share it, instead of adding up
     /// to seconds before a stop request is done.
     pub fn detach(&mut self) {
+        self.missed_at_detach = Some(self.returns_missed());
         std::thread::scope(|scope| {
             for link in self.links.drain(..) {
                 scope.spawn(move || drop(link));
             }
+            for probe in self.returns.drain(..) {
+                scope.spawn(move || drop(probe));
+            }
         });
+    }
+
+    /// Calls whose return a return probe missed so far (0 where they are not counted).
+    pub fn returns_missed(&self) -> u64 {
+        if let Some(n) = self.missed_at_detach {
+            return n;
+        }
+        match self.return_misses {
+            ReturnMisses::Tracefs => {
+                kretprobe::misses(std::path::Path::new(system::TRACEFS), &self.returns)
+            }
+            ReturnMisses::Links => self
+                .links
+                .iter()
+                .filter_map(|l| libbpf_rs::query::LinkInfo::from_fd(l.as_fd()).ok())
+                .map(|info| match info.info {
+                    libbpf_rs::query::LinkTypeInfo::PerfEvent(p) => match p.event_type {
+                        libbpf_rs::query::PerfEventType::Kprobe { missed, .. } => missed,
+                        _ => 0,
+                    },
+                    _ => 0,
+                })
+                .sum(),
+            ReturnMisses::None | ReturnMisses::Uncounted => 0,
+        }
     }
 
     /// Runs of our programs the kernel skipped because one was already running on
@@ -327,6 +377,12 @@ impl Kernel {
         self.params("tcp_recvmsg") == Some(6)
     }
 
+    /// Whether a kprobe's perf link reports its misses (kernel commit 3acf8ace6823,
+    /// 6.7, which gave bpf_get_kprobe_info a `missed` argument).
+    fn kprobe_links_count_misses(&self) -> bool {
+        self.params("bpf_get_kprobe_info").is_some_and(|n| n >= 7)
+    }
+
     fn params(&self, function: &str) -> Option<usize> {
         let btf = self.btf.as_ref()?;
         let func = btf.type_by_name::<Func>(function)?;
@@ -516,8 +572,8 @@ fn start_in(
     rodata.n_names = cfg.names.len() as u32;
     rodata.pids[..cfg.pids.len()].copy_from_slice(&cfg.pids);
     rodata.n_pids = cfg.pids.len() as u32;
-    rodata.selected = cfg.events.0;
-    rodata.shipped = cfg.shipped().0;
+    rodata.selected = cfg.events.kernel_bits();
+    rodata.shipped = cfg.shipped().kernel_bits();
     rodata.tallied = cfg.tallied().0;
     rodata.start_ns = start_ns;
     rodata.use_ringbuf = buffer == Buffer::Ring;
@@ -540,6 +596,10 @@ fn start_in(
     maps.socks
         .set_max_entries(cfg.max_sockets)
         .context("sizing the socket table")?;
+    // Closed connections stay there only while the kernel still sends for them.
+    maps.orphans
+        .set_max_entries((cfg.max_sockets / 8).max(1024))
+        .context("sizing the table of closed connections")?;
     maps.owners
         .set_max_entries(if mode == Mode::Tracepoint {
             cfg.max_sockets.max(MIN_OWNERS)
@@ -584,7 +644,20 @@ fn start_in(
             )
             .context("setting the cgroup filter")?;
     }
+    let tracefs = std::path::Path::new(system::TRACEFS);
+    let has_returns = chosen.iter().any(|p| p.attach == Attach::Kretprobe);
+    let return_misses = if !has_returns {
+        ReturnMisses::None
+    } else if system::tracefs_for_probes().is_some_and(kretprobe::available) {
+        kretprobe::remove_stale(tracefs, procs::alive);
+        ReturnMisses::Tracefs
+    } else if kernel.kprobe_links_count_misses() {
+        ReturnMisses::Links
+    } else {
+        ReturnMisses::Uncounted
+    };
     let mut links = Vec::new();
+    let mut returns = Vec::new();
     for prog in skel.object().progs_mut() {
         if !prog.autoload() {
             continue;
@@ -593,6 +666,12 @@ fn start_in(
         let p = chosen.iter().find(|p| p.program == name).unwrap();
         // Attached to COMMAND's cgroup once it has one (Tracer::decide_in).
         if p.attach == Attach::Cgroup {
+            continue;
+        }
+        if p.attach == Attach::Kretprobe && return_misses == ReturnMisses::Tracefs {
+            let probe = kretprobe::attach(tracefs, &prog, p.target)
+                .with_context(|| format!("attaching {name} ({})", probes::describe(p)))?;
+            returns.push(probe);
             continue;
         }
         let link = prog.attach().map_err(|e| {
@@ -604,6 +683,9 @@ fn start_in(
     Ok(Tracer {
         skel,
         links,
+        returns,
+        return_misses,
+        missed_at_detach: None,
         mode,
         buffer,
     })

@@ -19,6 +19,12 @@ pub enum Loss {
     Unfollowed,
     /// Calls in progress the table of calls had no room for.
     Unstashed,
+    /// Returns of calls a return probe (kprobe mode) had no room for: more threads
+    /// waited in the function at once than it could follow.
+    ReturnsMissed,
+    /// Closed TCP connections the table of orphans had no room for: retransmits
+    /// after their CLOSE are not counted.
+    Unfinished,
     /// Lines the output could not take.
     Unwritten,
     /// Processes of COMMAND's tree still running when --leave-tree ended the run.
@@ -27,13 +33,15 @@ pub enum Loss {
 
 impl Loss {
     /// In the closing line's order.
-    pub const ALL: [Loss; 8] = [
+    pub const ALL: [Loss; 10] = [
         Loss::Lost,
         Loss::Skipped,
         Loss::Untracked,
         Loss::Missed,
         Loss::Unfollowed,
         Loss::Unstashed,
+        Loss::ReturnsMissed,
+        Loss::Unfinished,
         Loss::Unwritten,
         Loss::LeftRunning,
     ];
@@ -45,8 +53,12 @@ impl Loss {
     pub fn blinds(self, close: bool) -> bool {
         match self {
             Loss::Lost | Loss::Unwritten => false,
-            Loss::Untracked | Loss::Missed => close,
-            Loss::Skipped | Loss::Unfollowed | Loss::Unstashed | Loss::LeftRunning => true,
+            Loss::Untracked | Loss::Missed | Loss::Unfinished => close,
+            Loss::Skipped
+            | Loss::Unfollowed
+            | Loss::Unstashed
+            | Loss::ReturnsMissed
+            | Loss::LeftRunning => true,
         }
     }
 
@@ -58,7 +70,8 @@ impl Loss {
             Loss::Missed => Some(counter::CTR_MISSED),
             Loss::Unfollowed => Some(counter::CTR_UNFOLLOWED),
             Loss::Unstashed => Some(counter::CTR_UNSTASHED),
-            Loss::Skipped | Loss::Unwritten | Loss::LeftRunning => None,
+            Loss::Unfinished => Some(counter::CTR_UNFINISHED),
+            Loss::Skipped | Loss::ReturnsMissed | Loss::Unwritten | Loss::LeftRunning => None,
         }
     }
 
@@ -71,6 +84,8 @@ impl Loss {
             Loss::Missed => ("CLOSE line", "missed"),
             Loss::Unfollowed => ("process", "not followed"),
             Loss::Unstashed => ("call", "not followed"),
+            Loss::ReturnsMissed => ("return", "missed"),
+            Loss::Unfinished => ("closed connection", "not followed to the end"),
             Loss::Unwritten => ("line", "not written"),
             Loss::LeftRunning => ("process", "left running untraced"),
         }
@@ -95,6 +110,10 @@ impl Loss {
             Loss::Missed => "(their last reference was in another thread's call or an untraced process): their sockets' releases were not seen".into(),
             Loss::Unfollowed => "(the table of followed processes was full): their events will be missing".into(),
             Loss::Unstashed => "(the table of calls in progress was full): their events may be missing".into(),
+            Loss::Unfinished => "(the table of closed connections was full): retransmits after their CLOSE are not counted".into(),
+            Loss::ReturnsMissed => format!(
+                "(more threads waited in one function than its return probe had room for): their sends, receives or connects are missing; {total} in all"
+            ),
             Loss::Unwritten => format!("(the output is not being read); {total} in all"),
             Loss::LeftRunning => "(COMMAND's tree, at COMMAND's exit with --leave-tree)".into(),
         };
@@ -104,7 +123,7 @@ impl Loss {
 
 /// A count of each kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Losses([u64; 8]);
+pub struct Losses([u64; 10]);
 
 impl Losses {
     pub fn get(&self, kind: Loss) -> u64 {
@@ -164,5 +183,19 @@ mod tests {
             Loss::Unwritten.note(5, 7),
             "sockwatch: 5 lines not written (the output is not being read); 7 in all"
         );
+        assert_eq!(
+            Loss::ReturnsMissed.note(54, 54),
+            "sockwatch: 54 returns missed (more threads waited in one function than its return probe had room for): their sends, receives or connects are missing; 54 in all"
+        );
+        assert_eq!(
+            Loss::Unfinished.said(2),
+            "2 closed connections not followed to the end"
+        );
+    }
+
+    #[test]
+    fn missed_returns_leave_every_assertion_undecided() {
+        assert!(Loss::ReturnsMissed.blinds(false));
+        assert!(Loss::Unfinished.blinds(true) && !Loss::Unfinished.blinds(false));
     }
 }

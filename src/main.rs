@@ -16,6 +16,7 @@ mod event;
 mod format;
 mod generate;
 mod identity;
+mod kretprobe;
 mod loader;
 mod losses;
 mod prefix;
@@ -114,8 +115,7 @@ fn output(cfg: &Config) -> Result<Output> {
             path: None,
         },
         Some(path) => Output {
-            file: tracer::open_output(path, cfg.append)
-                .with_context(|| format!("opening {}", path.display()))?,
+            file: tracer::open_output(path, cfg.append)?,
             path: Some(path.clone()),
         },
     })
@@ -210,6 +210,14 @@ fn run() -> Result<ExitCode> {
     };
     for hint in procs::name_hints(&cfg.names, &cfg.names_given) {
         note!("sockwatch: {hint}");
+    }
+    if tracer.return_misses == loader::ReturnMisses::Uncounted {
+        note!(
+            "sockwatch: note: return probes made through perf (tracefs is not writable here) follow \
+             at most max(10, 2 x CPUs) threads waiting in one function, and this kernel does \
+             not count what they miss: sends and receives of more threads waiting at once \
+             may be missing unseen (run as root for room for 4096)"
+        );
     }
     let ready = format!("sockwatch: tracing {}", describe(&cfg, &tracer));
 

@@ -100,6 +100,19 @@ pub fn check_tracepoints<'a>(tracepoints: impl IntoIterator<Item = &'a str>) -> 
     Ok(())
 }
 
+/// tracefs, for the kprobe mode's return probes: mounted if it is not and we may
+/// (CAP_SYS_ADMIN); None when it cannot be had.
+pub fn tracefs_for_probes() -> Option<&'static Path> {
+    let tracefs = Path::new(TRACEFS);
+    if !tracefs.join("kprobe_events").exists() {
+        let admin = effective_caps().is_ok_and(|caps| has(caps, CAP_SYS_ADMIN));
+        if !admin || mount_tracefs().is_err() {
+            return None;
+        }
+    }
+    Some(tracefs)
+}
+
 /// kernel.perf_event_paranoid, where it can be read.
 pub fn perf_event_paranoid() -> Option<i32> {
     fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")

@@ -184,6 +184,135 @@ fn output_starts_empty_unless_appending() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// sockwatch's lines for the client named `cli` (its SEND and RECV lines counted),
+/// read from `text`.
+fn sends_and_receives(text: &str, cli: &str) -> (usize, usize) {
+    let lines = parse(text);
+    let of = |event: &str| {
+        lines
+            .iter()
+            .filter(|l| l.process == cli && l.event == event)
+            .count()
+    };
+    (of("SEND"), of("RECV"))
+}
+
+/// Waits up to `limit` for `path` to hold at least `lines` lines.
+fn wait_for_lines(path: &std::path::Path, lines: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let n = std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+        if n >= lines {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_tracer_stopped_during_a_flood_writes_every_line_once_continued() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let dir = std::env::temp_dir().join(format!("sockwatch-flood-{cli}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.txt");
+    // A buffer that holds the whole flood: one poll could take it all at once.
+    let trace = Trace::start(&["--buffer-size", "128M", "-o", file.to_str().unwrap(), &cli]);
+    signal(trace.pid(), Signal::SIGSTOP);
+    echo_rounds(&srv, &cli, 200_000);
+    signal(trace.pid(), Signal::SIGCONT);
+    // The header, EXEC, CONNECT, 400,000 SEND and RECV lines, CLOSE and EXIT.
+    wait_for_lines(&file, 400_005, Duration::from_secs(60));
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(sends_and_receives(&text, &cli), (200_000, 200_000));
+    out.assert_stderr_ends("sockwatch: 400004 events printed, 0 lost");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_json_line_of_a_flood_reaches_jq() {
+    require_root();
+    let (srv, cli) = (unique_name("s"), unique_name("c"));
+    let dir = std::env::temp_dir().join(format!("sockwatch-jq-{cli}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.json");
+    // sockwatch --json CLI | jq -c . > FILE, as a shell runs it; the buffer
+    // holds what the flood makes while jq reads (this is a debug build).
+    let mut jq = Command::new("jq")
+        .args(["-c", "."])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&file).unwrap())
+        .spawn()
+        .expect("jq (scripts/test installs it)");
+    let pipe = Stdio::from(jq.stdin.take().unwrap());
+    let trace = Trace::start_with(&["--json", "--buffer-size", "128M", &cli], pipe);
+    echo_rounds(&srv, &cli, 300_000);
+    // jq writes its file in blocks: the last few lines come when it ends.
+    wait_for_lines(&file, 599_900, Duration::from_secs(120));
+    let out = trace.stop();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(jq.wait().unwrap().success());
+    let events = json_lines(&std::fs::read_to_string(&file).unwrap());
+    let count = |event: &str| {
+        events
+            .iter()
+            .filter(|e| e["process"] == cli.as_str() && e["event"] == event)
+            .count()
+    };
+    assert_eq!((count("send"), count("recv")), (300_000, 300_000));
+    out.assert_stderr_ends("sockwatch: 600004 events printed, 0 lost");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `-o` takes what people point it at: /dev/null, a FIFO, /dev/stdout (a pipe
+/// here) and a shell's `>(...)`; only a regular file is emptied first.
+#[test]
+fn output_goes_to_dev_null_fifos_and_pipes() {
+    require_root();
+    let name = unique_name("o");
+    let dir = std::env::temp_dir().join(format!("sockwatch-outputs-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let piped = dir.join("piped");
+    let script = format!(
+        "set -e\n\
+         {sw} -o /dev/null -e exec -- true\n\
+         cat {fifo} > {dir}/from-fifo & reader=$!\n\
+         {sw} -o {fifo} -e exec -- true\n\
+         wait $reader\n\
+         {sw} -o /dev/stdout -e exec -- true | cat > {dir}/from-stdout\n\
+         {sw} -o >(cat > {piped}) -e exec -- true\n\
+         while [ ! -s {piped} ]; do sleep 0.1; done\n",
+        sw = SOCKWATCH,
+        fifo = fifo.display(),
+        dir = dir.display(),
+        piped = piped.display(),
+    );
+    let out = Command::new("timeout")
+        .args(["60", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["from-fifo", "from-stdout", "piped"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let lines = parse(&text);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.process == "true" && l.event == "EXEC"),
+            "{file}: {text}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The EXEC line of `name` run from a directory path of `len` bytes in all.
 fn exec_from_path_of(len: usize) -> (String, String) {
     require_root();
@@ -278,10 +407,9 @@ fn times_are_right_inside_a_time_namespace() {
     assert!(off.abs() < 30, "the event is {off} s off: {text}");
 }
 
-#[test]
-fn a_memory_cgroup_that_refuses_the_maps_is_said_once() {
-    require_root();
-    // cgroup v2's memory controller where it is enabled, else v1's.
+/// A new memory cgroup limited to `bytes`: its directory and the file to write
+/// the pids into; cgroup v2's memory controller where it is enabled, else v1's.
+fn memory_cgroup(bytes: u64) -> String {
     let v2 = std::fs::read_to_string("/proc/self/mounts")
         .unwrap()
         .lines()
@@ -299,23 +427,44 @@ fn a_memory_cgroup_that_refuses_the_maps_is_said_once() {
         ),
     };
     std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("no memory cgroup at {dir}: {e}"));
-    std::fs::write(format!("{dir}/{limit_file}"), "100000000").unwrap();
-    let out = Command::new("sh")
+    std::fs::write(format!("{dir}/{limit_file}"), bytes.to_string()).unwrap();
+    dir
+}
+
+/// sockwatch with `args`, run inside the memory cgroup `dir`.
+fn run_in_cgroup(dir: &str, args: &[&str]) -> std::process::Output {
+    Command::new("sh")
         .args([
             "-c",
             &format!("echo $$ > {dir}/cgroup.procs && exec \"$@\""),
         ])
         .arg("sh")
-        .args([
-            SOCKWATCH,
-            "--buffer-size",
-            "256M",
-            "-d",
-            "1s",
-            "no-such-name",
-        ])
+        .arg(SOCKWATCH)
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_defaults_load_within_64_mib() {
+    require_root();
+    // The kernel charges the verifier's work to the loading process's cgroup.
+    let dir = memory_cgroup(64 << 20);
+    let out = run_in_cgroup(&dir, &["-d", "1s", "no-such-name"]);
+    std::fs::remove_dir(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.ends_with("sockwatch: 0 events printed, 0 lost\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_memory_cgroup_that_refuses_the_maps_is_said_once() {
+    require_root();
+    let dir = memory_cgroup(100_000_000);
+    let out = run_in_cgroup(&dir, &["--buffer-size", "256M", "-d", "1s", "no-such-name"]);
     std::fs::remove_dir(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

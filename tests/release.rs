@@ -348,3 +348,64 @@ fn threads_exiting_together_close_a_socket_once() {
         );
     });
 }
+
+/// 64 threads blocked in recv() at once, then sent 1000+i bytes each: every byte
+/// is on a RECV line and in its socket's CLOSE, 66,016 in all.
+#[test]
+fn every_byte_of_many_threads_blocked_in_recv_is_counted() {
+    require_root();
+    rerun_if_skipped(|| {
+        let name = unique_name("b");
+        let example = named_example("blocked_recv", &name);
+        let trace = Trace::start(&[
+            "--no-header",
+            "-e",
+            "recv,close",
+            "--",
+            example.to_str().unwrap(),
+            "64",
+        ]);
+        let out = trace.wait(Duration::from_secs(60));
+        let (lines, printed): (Vec<Line>, Vec<&str>) = {
+            let mut printed = Vec::new();
+            let mut lines = Vec::new();
+            for text in out.stdout.lines() {
+                if text.starts_with("local ") || text.starts_with("received ") {
+                    printed.push(text);
+                } else {
+                    lines.extend(parse(&format!("TIME \n{text}")));
+                }
+            }
+            (lines, printed)
+        };
+        assert_eq!(printed.last(), Some(&"received 66016"), "{}", out.stdout);
+        let readers: Vec<&str> = printed
+            .iter()
+            .filter_map(|l| l.strip_prefix("local "))
+            .collect();
+        assert_eq!(readers.len(), 64);
+        let mut recv_bytes = 0;
+        for (i, local) in readers.iter().enumerate() {
+            let of = |event: &'static str| {
+                lines
+                    .iter()
+                    .filter(move |l| l.event == event && l.local == *local)
+            };
+            let bytes: u64 = of("RECV")
+                .map(|l| detail(l, "bytes").unwrap().parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(bytes, 1000 + i as u64, "{local}'s RECV lines");
+            let close: Vec<&Line> = of("CLOSE").collect();
+            assert_eq!(close.len(), 1, "{local}'s CLOSE");
+            assert_eq!(detail(close[0], "received"), Some(&*(1000 + i).to_string()));
+            recv_bytes += bytes;
+        }
+        assert_eq!(recv_bytes, 66016);
+        assert!(
+            out.stderr
+                .contains(" events printed, 0 lost; COMMAND exited with status 0"),
+            "{}",
+            out.stderr
+        );
+    });
+}

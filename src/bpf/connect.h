@@ -48,13 +48,15 @@ static __always_inline __u8 abort_end(const struct sock *sk)
  * CLOSE its counters are kept (tcp_disconnect() zeroes them next). A few changes
  * per connection, never per packet.
  */
-static __always_inline void note_end(const struct sock *sk, int oldstate, int newstate)
+static __always_inline void note_end(void *ctx, const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *st;
 
 	if (oldstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
 		return;
+	if (newstate == TCP_CLOSE)
+		orphan_done(ctx, sk);
 	st = bpf_map_lookup_elem(&socks, &key);
 	if (!st)
 		return;
@@ -80,7 +82,7 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 	struct call *call;
 	struct proc p;
 
-	note_end(sk, oldstate, newstate);
+	note_end(ctx, sk, oldstate, newstate);
 	/* Tracepoint mode: the first change after the socket's release reports it. */
 	if (no_release_hook && newstate != TCP_SYN_SENT && tcp_detached(sk)) {
 		tcp_released(ctx, sk);
@@ -104,7 +106,8 @@ int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int 
 
 				__builtin_memcpy(c.comm, p.comm, TASK_COMM_LEN);
 				own(&c, &p);
-				bpf_map_update_elem(&connecting, &key, &c, BPF_ANY);
+				if (bpf_map_update_elem(&connecting, &key, &c, BPF_ANY))
+					bump(CTR_UNSTASHED);
 			}
 			return 0;
 		}

@@ -16,6 +16,9 @@ static __always_inline void incident(void *ctx, const struct sock *sk, __u8 kind
 	if (!wanted(kind))
 		return;
 	st = bpf_map_lookup_elem(&socks, &key);
+	/* After its CLOSE, the kernel's segments are still its last owner's. */
+	if (!st)
+		st = bpf_map_lookup_elem(&orphans, &key);
 	if (!st)
 		return;
 	fill_owner(&e, kind, st);

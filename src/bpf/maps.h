@@ -79,6 +79,19 @@ _Static_assert(sizeof(struct sock_state) == 168, "struct sock_state has no holes
 struct sock_state _sock_state = {};
 
 /*
+ * TCP connections their process let go (CLOSE was reported) that the kernel keeps
+ * until its last segment is acknowledged or it gives up: their owner and counters
+ * as at CLOSE. Retransmits there are the owner's; at the end, a DONE line gives
+ * the final count if it grew. Sized at load: an eighth of the socket table.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, struct sock_state);
+} orphans SEC(".maps");
+
+/*
  * A kernel call in progress in one thread: a connect (for its start and whether
  * it began a handshake), or a kprobe whose kretprobe needs the entry's arguments.
  * One per thread: none of these calls nests in another.
@@ -250,10 +263,11 @@ __u32 any_skipped = 0;
 
 /*
  * Connects in progress on sockets a full table turned away: a CONNECT line needs
- * only its start and owner, not the socket's totals.
+ * only its start and owner, not the socket's totals. Every entry goes at the
+ * connect's outcome; one that finds no room is counted (CTR_UNSTASHED).
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, struct sock_state);

@@ -33,6 +33,50 @@ struct fd_walk {
 };
 
 /*
+ * A walk's state lives in a map value (`walks`), not on the stack: the verifier
+ * follows each callback over and over until their states agree, and fields it
+ * tracks on the stack keep them apart (over 100 MB of its memory, charged to
+ * sockwatch's memory cgroup while it loads); a map value's fields are just numbers.
+ * The callbacks reach it through `struct walk_ref` on the stack (bpf_loop takes a
+ * stack pointer).
+ */
+struct walk_ref {
+	struct fd_walk *w;
+};
+
+/* One walk per program that walks: preemptible tracepoints can interleave them on a CPU. */
+enum walk_slot {
+	WALK_SLOT_EXIT,
+	WALK_SLOT_RANGE,
+	WALK_SLOT_EXECVE,
+	WALK_SLOT_EXECVEAT,
+	WALK_SLOTS,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WALK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fd_walk);
+} walks SEC(".maps");
+
+/* This CPU's walk of `slot`, set to walk for `why` over every descriptor. */
+static __always_inline struct fd_walk *walk_of(enum walk_slot slot, enum walk_for why)
+{
+	__u32 key = slot;
+	struct fd_walk *w = bpf_map_lookup_elem(&walks, &key);
+
+	if (!w)
+		return NULL;
+	w->why = why;
+	w->traced = false;
+	w->first = 0;
+	w->last = ~0u;
+	w->found.n = 0;
+	return w;
+}
+
+/*
  * A descriptor that closes. A tracked socket is let go when the walk has counted
  * every reference to its file; one held elsewhere too (a forked child, a dup passed
  * to another process) lives on and goes to its next user.
@@ -97,16 +141,17 @@ static __always_inline long walk_bit(struct fd_walk *w, __u32 i, enum walk_for w
 
 static long walk_bit_exec(__u32 i, void *ctx)
 {
-	return walk_bit(ctx, i, WALK_EXEC);
+	return walk_bit(((struct walk_ref *)ctx)->w, i, WALK_EXEC);
 }
 
 static long walk_bit_close(__u32 i, void *ctx)
 {
-	return walk_bit(ctx, i, WALK_EXIT);
+	return walk_bit(((struct walk_ref *)ctx)->w, i, WALK_EXIT);
 }
 
-static __always_inline long walk_word(struct fd_walk *w, __u32 i, enum walk_for why)
+static __always_inline long walk_word(struct walk_ref *ref, __u32 i, enum walk_for why)
 {
+	struct fd_walk *w = ref->w;
 	unsigned long bits = 0, cloexec = 0;
 
 	w->word = (w->first >> 6) + i;
@@ -117,7 +162,7 @@ static __always_inline long walk_word(struct fd_walk *w, __u32 i, enum walk_for 
 	}
 	w->bits = bits;
 	if (bits)
-		bpf_loop(64, why == WALK_EXEC ? walk_bit_exec : walk_bit_close, w, 0);
+		bpf_loop(64, why == WALK_EXEC ? walk_bit_exec : walk_bit_close, ref, 0);
 	return 0;
 }
 
@@ -133,6 +178,7 @@ static long walk_word_close(__u32 i, void *ctx)
 
 static __always_inline void walk_fds(struct fd_walk *w)
 {
+	struct walk_ref ref = { .w = w };
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	__u32 max_fds = BPF_CORE_READ(fdt, max_fds);
@@ -148,7 +194,7 @@ static __always_inline void walk_fds(struct fd_walk *w)
 	w->cloexec = (__u64)BPF_CORE_READ(fdt, close_on_exec);
 	w->id = bpf_ktime_get_ns();
 	bpf_loop((w->last >> 6) - (w->first >> 6) + 1,
-		 w->why == WALK_EXEC ? walk_word_exec : walk_word_close, w, 0);
+		 w->why == WALK_EXEC ? walk_word_exec : walk_word_close, &ref, 0);
 }
 
 /* Whether the current process may hold tracked sockets (it or a parent tracked one). */
@@ -158,31 +204,33 @@ static __always_inline bool holds_sockets(const struct proc *p)
 }
 
 /* Before an exec: the sockets its close-on-exec will let go, reported if the exec succeeds. */
-static __always_inline int before_exec(void)
+static __always_inline int before_exec(enum walk_slot slot)
 {
-	struct fd_walk w = { .why = WALK_EXEC, .last = ~0u };
+	struct fd_walk *w = walk_of(slot, WALK_EXEC);
 
-	w.traced = current_proc(&w.p);
-	if (!holds_sockets(&w.p)) {
+	if (!w)
+		return 0;
+	w->traced = current_proc(&w->p);
+	if (!holds_sockets(&w->p)) {
 		/* An earlier failed exec's findings must not outlive it. */
-		bpf_map_delete_elem(&exec_closes, &w.p.tid);
+		bpf_map_delete_elem(&exec_closes, &w->p.tid);
 		return 0;
 	}
-	walk_fds(&w);
-	bpf_map_update_elem(&exec_closes, &w.p.tid, &w.found, BPF_ANY);
+	walk_fds(w);
+	bpf_map_update_elem(&exec_closes, &w->p.tid, &w->found, BPF_ANY);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_execve")
 int tp_execve(struct trace_event_raw_sys_enter *ctx)
 {
-	return before_exec();
+	return before_exec(WALK_SLOT_EXECVE);
 }
 
 SEC("tracepoint/syscalls/sys_enter_execveat")
 int tp_execveat(struct trace_event_raw_sys_enter *ctx)
 {
-	return before_exec();
+	return before_exec(WALK_SLOT_EXECVEAT);
 }
 
 /*
@@ -271,7 +319,7 @@ static __always_inline bool first_exit(struct task_struct *task, __u32 pid)
  */
 static __always_inline int on_exit(void *ctx, struct task_struct *task, bool walk)
 {
-	struct fd_walk w = { .why = WALK_EXIT, .last = ~0u };
+	struct fd_walk *w;
 	bool walks, reports;
 	struct exec_event *x;
 	__u32 slot;
@@ -279,24 +327,25 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task, bool wal
 	/* Only the last thread out ends the process. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	w.traced = current_proc(&w.p);
-	walks = walk && holds_sockets(&w.p);
-	reports = w.traced && wanted(EV_EXIT);
+	w = walk_of(WALK_SLOT_EXIT, WALK_EXIT);
+	if (!w)
+		return 0;
+	w->traced = current_proc(&w->p);
+	walks = walk && holds_sockets(&w->p);
+	reports = w->traced && wanted(EV_EXIT);
 	/*
 	 * Two threads exiting at once can both find the count at 0: only the first
 	 * walks, or their counts of each socket's references would mix (a CLOSE twice,
 	 * or none).
 	 */
-	if ((walks || reports) && !first_exit(task, w.p.pid))
+	if ((walks || reports) && !first_exit(task, w->p.pid))
 		walks = reports = false;
 	if (walks) {
-		walk_fds(&w);
-		bpf_map_delete_elem(&owners, &w.p.pid);
+		walk_fds(w);
+		bpf_map_delete_elem(&owners, &w->p.pid);
 	}
-	/* Built in a slot: the walk's state fills this frame, and the verifier allows
-	 * 512 bytes for it and the frames its callbacks add. */
 	if (reports && (x = take_slot(&slot))) {
-		fill_proc(&x->base, EV_EXIT, w.p.pid, w.p.tid, w.p.comm);
+		fill_proc(&x->base, EV_EXIT, w->p.pid, w->p.tid, w->p.comm);
 		x->base.value = BPF_CORE_READ(task, exit_code);
 		emit_built(ctx, x, slot);
 	}

@@ -87,14 +87,18 @@ int tp_dup3(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_close_range")
 int tp_close_range(struct trace_event_raw_sys_enter *ctx)
 {
-	struct fd_walk w = { .why = WALK_RANGE, .traced = true };
+	struct fd_walk *w;
 
 	/* CLOSE_RANGE_CLOEXEC only marks the descriptors: exec closes them. */
-	if (ctx->args[2] & CLOSE_RANGE_CLOEXEC || !current_proc(&w.p))
+	if (ctx->args[2] & CLOSE_RANGE_CLOEXEC)
 		return 0;
-	w.first = ctx->args[0];
-	w.last = ctx->args[1];
-	walk_fds(&w);
+	w = walk_of(WALK_SLOT_RANGE, WALK_RANGE);
+	if (!w || !current_proc(&w->p))
+		return 0;
+	w->traced = true;
+	w->first = ctx->args[0];
+	w->last = ctx->args[1];
+	walk_fds(w);
 	return 0;
 }
 
@@ -127,6 +131,8 @@ SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(tp_destroy, struct sock *sk)
 {
 	tcp_released(ctx, sk);
+	/* Released at its change to CLOSE, which then still read as the state before. */
+	orphan_done(ctx, sk);
 	return 0;
 }
 

@@ -32,6 +32,9 @@ enum event_kind {
 	EV_DENY = 10,
 	EV_RETRANS = 11, /* opt-in */
 	EV_RESET = 12,   /* opt-in */
+	/* A TCP connection that went on retransmitting after its CLOSE, once the kernel is
+	 * done with it: the final count (`retrans`; `value`: how many came after CLOSE). */
+	EV_DONE = 13,
 };
 
 /* EV_RESET's `value`. */
@@ -83,8 +86,9 @@ enum counter {
 	CTR_MISSED = 3,    /* tracked sockets whose release no hook saw: no CLOSE */
 	CTR_DENIED = 4,    /* connects and sends --deny or --allow refused */
 	CTR_UNAUDITED = 5, /* --audit destinations its table had no room for */
-	CTR_UNSTASHED = 6, /* calls in progress the table of calls had no room for */
-	CTR_MAX = 7,
+	CTR_UNSTASHED = 6, /* calls in progress (and connects of untracked sockets) with no room in their table */
+	CTR_UNFINISHED = 7, /* closed connections the table of orphans had no room for */
+	CTR_MAX = 8,
 };
 
 /*

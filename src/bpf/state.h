@@ -104,6 +104,53 @@ static __always_inline void fill_end(struct event *e, const struct sock *sk,
 	}
 }
 
+/*
+ * A TCP connection whose CLOSE `e` is: if the kernel keeps it (it is not yet in
+ * TCP_CLOSE), its entry moves to `orphans` with the counters as CLOSE gave them.
+ */
+static __always_inline void orphan(const struct sock *sk, struct sock_state *st,
+				   const struct event *e)
+{
+	__u64 key = (__u64)sk;
+
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+		return;
+	st->end = e->end;
+	st->retrans = e->retrans;
+	st->rtt_us = e->rtt_us;
+	st->counted = 1;
+	if (bpf_map_update_elem(&orphans, &key, st, BPF_ANY))
+		bump(CTR_UNFINISHED);
+}
+
+/*
+ * The kernel is done with an orphaned connection (it reached TCP_CLOSE): a DONE line
+ * when it retransmitted after its CLOSE, charged to its last owner.
+ */
+static __always_inline void orphan_done(void *ctx, const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_state *st = bpf_map_lookup_elem(&orphans, &key);
+	__u32 rtt_us, retrans;
+	struct event e;
+
+	if (!st)
+		return;
+	read_counters(sk, &rtt_us, &retrans);
+	if (retrans > st->retrans) {
+		fill_owner(&e, EV_DONE, st);
+		fill_closed_sock(&e, sk, st);
+		e.end = st->end;
+		e.rtt_us = rtt_us;
+		e.retrans = retrans;
+		e.value = retrans - st->retrans;
+		e.duration_ns = bpf_ktime_get_boot_ns() - st->born_ns;
+		e.flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
+		emit(ctx, &e);
+	}
+	bpf_map_delete_elem(&orphans, &key);
+}
+
 /* The process a CLOSE is charged to: `by`, or the socket's owner when `by` is NULL. */
 static __always_inline void release(void *ctx, const struct sock *sk, struct sock_state *st,
 				    const struct proc *by)
@@ -133,8 +180,11 @@ static __always_inline void release(void *ctx, const struct sock *sk, struct soc
 			e->received = st->received;
 			e->duration_ns = now - st->born_ns;
 			e->flags = (st->partial ? EF_PARTIAL : 0) | (st->accepted ? EF_ACCEPTED : 0);
-			if (e->family != AF_UNIX && e->protocol == IPPROTO_TCP)
+			if (e->family != AF_UNIX && e->protocol == IPPROTO_TCP) {
 				fill_end(e, sk, st);
+				if (e->end)
+					orphan(sk, st, e);
+			}
 			emit_built(ctx, x, slot);
 		} else {
 			put_slot();

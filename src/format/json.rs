@@ -106,6 +106,8 @@ struct JsonEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     retrans: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    retrans_after_close: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call: Option<&'static str>,
@@ -305,6 +307,19 @@ impl JsonEvent {
                     j.retrans = Some(h.retrans);
                     j.end = Some(h.end.name());
                 }
+            }
+            Detail::Done {
+                lifetime_ns,
+                partial,
+                health,
+                after_close,
+            } => {
+                j.lifetime_ns = Some(*lifetime_ns);
+                j.partial = Some(*partial);
+                j.rtt_us = Some(health.rtt_us);
+                j.retrans = Some(health.retrans);
+                j.retrans_after_close = Some(*after_close);
+                j.end = Some(health.end.name());
             }
         }
         j

@@ -547,6 +547,37 @@ mod tests {
     }
 
     #[test]
+    fn done_gives_the_final_count_after_close() {
+        let done = ev(
+            b"srv",
+            tcp("10.0.0.1:80", Some("10.0.0.2:5000")),
+            Detail::Done {
+                lifetime_ns: 4_425_000_000,
+                partial: false,
+                health: crate::event::Health {
+                    end: crate::event::TcpEnd::LocalFin,
+                    rtt_us: 1500,
+                    retrans: 1105,
+                },
+                after_close: 964,
+            },
+        );
+        assert_eq!(
+            text(&done),
+            "09:30:05.123456    4242 srv             DONE    tcp   10.0.0.1:80           10.0.0.2:5000         retrans=1105 after_close=964 lifetime=4.425s rtt=1.500ms end=local-fin\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&done)).unwrap();
+        assert_eq!(
+            (&v["event"], &v["retrans"], &v["retrans_after_close"]),
+            (&"done".into(), &1105.into(), &964.into())
+        );
+        assert_eq!(
+            (&v["lifetime_ns"], &v["end"]),
+            (&4_425_000_000u64.into(), &"local-fin".into())
+        );
+    }
+
+    #[test]
     fn json_says_who_on_every_event() {
         let accept = ev(
             b"srv",

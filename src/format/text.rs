@@ -198,6 +198,25 @@ fn push_details(line: &mut String, ev: &Event) {
             }
             Ok(())
         }
+        Detail::Done {
+            lifetime_ns,
+            partial,
+            health,
+            after_close,
+        } => {
+            let _ = write!(
+                line,
+                "retrans={} after_close={after_close} lifetime={} rtt={} end={}",
+                health.retrans,
+                duration(*lifetime_ns),
+                duration(u64::from(health.rtt_us) * 1_000),
+                health.end.name()
+            );
+            if *partial {
+                line.push_str(" partial");
+            }
+            Ok(())
+        }
     };
 }
 
@@ -334,9 +353,9 @@ fn cgroup_label(w: &Who) -> String {
 }
 
 /// EVENT column names, by `Kind` (in its declaration order).
-const EVENT_NAMES: [&str; 12] = [
+const EVENT_NAMES: [&str; 13] = [
     "FORK", "EXEC", "EXIT", "LISTEN", "CONNECT", "ACCEPT", "SEND", "RECV", "CLOSE", "DENY",
-    "RETRANS", "RESET",
+    "RETRANS", "RESET", "DONE",
 ];
 
 /// `HH:MM:SS.ffffff` of the local time (microseconds truncated), as chrono's

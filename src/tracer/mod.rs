@@ -33,7 +33,7 @@ use outcome::Drained;
 pub use outcome::Outcome;
 pub use signals::handle_signals;
 use signals::{take_signal, SIGNAL, SIGNALLED};
-use source::{Reorder, Source, REORDER_NS};
+use source::{stamp, Reorder, Source, REORDER_NS};
 
 /// Longest wait between polls: bounds how late a line and a stop request can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -59,8 +59,8 @@ fn is_broken_pipe(e: &io::Error) -> bool {
 /// Decodes records, checks them against the assertions, counts them for the
 /// summary and prints them; stops taking them once the count is reached or a
 /// forbidden event is seen.
-struct Printer<W: Write> {
-    out: W,
+struct Printer {
+    out: Writer,
     sink: Box<dyn Sink>,
     clock: Clock,
     /// Events of these kinds count toward --count, and are printed unless `lines` is off.
@@ -74,10 +74,12 @@ struct Printer<W: Write> {
     /// JSON and -W print each process's cgroup path.
     cgroups: Option<CgroupPaths>,
     error: Option<anyhow::Error>,
+    /// The stamp of the forbidden event that ended the run.
+    forbidden_ts: Option<u64>,
 }
 
-impl<W: Write> Printer<W> {
-    fn new(cfg: &Config, out: W, sink: Box<dyn Sink>, clock: Clock) -> Printer<W> {
+impl Printer {
+    fn new(cfg: &Config, out: Writer, sink: Box<dyn Sink>, clock: Clock) -> Printer {
         // JSON and -W say who each process is; their summaries keep rows apart by it.
         let by_identity = cfg.wide || cfg.format == Format::Json;
         Printer {
@@ -95,6 +97,7 @@ impl<W: Write> Printer<W> {
             peer_names: PeerNames::default(),
             cgroups: by_identity.then(CgroupPaths::new),
             error: None,
+            forbidden_ts: None,
         }
     }
 
@@ -104,9 +107,19 @@ impl<W: Write> Printer<W> {
             || self.limit.is_some_and(|n| self.printed >= n)
     }
 
+    /// Whether a record stamped `ts` is past the end: after an error or the count,
+    /// or after the forbidden event (those before it are still printed: perf
+    /// buffers deliver other CPUs' records late).
+    fn closed_to(&self, ts: u64) -> bool {
+        self.error.is_some()
+            || self.limit.is_some_and(|n| self.printed >= n)
+            || self.forbidden_ts.is_some_and(|f| ts > f)
+    }
+
     /// The ring-buffer callback: a negative return stops this poll's consumption.
     fn record(&mut self, data: &[u8]) -> i32 {
-        if self.done() {
+        let ts = stamp(data);
+        if self.closed_to(ts) {
             return -1;
         }
         let result = decode(data, self.clock).and_then(|mut ev| {
@@ -116,6 +129,9 @@ impl<W: Write> Printer<W> {
                 who.cgroup = paths.path(who.cgroup_id);
             }
             let forbidden = self.assertions.observe(&ev);
+            if forbidden && self.forbidden_ts.is_none() {
+                self.forbidden_ts = Some(ts);
+            }
             if let Some(summary) = &mut self.summary {
                 summary.add(&ev);
             }
@@ -131,11 +147,20 @@ impl<W: Write> Printer<W> {
             Ok(false) => {}
             Err(e) => self.error = Some(e),
         }
-        if self.done() {
+        if self.out.batch_full() {
+            self.flush();
+        }
+        if self.paused_at(ts) {
             -1
         } else {
             0
         }
+    }
+
+    /// Whether to stop taking records stamped `ts` for now: past the end, or the
+    /// output must catch up first.
+    fn paused_at(&self, ts: u64) -> bool {
+        self.closed_to(ts) || self.out.must_wait()
     }
 
     /// After a poll: the end the output calls for (closed, or `gone`: stdout's
@@ -179,6 +204,7 @@ impl<W: Write> Printer<W> {
         let result = decode(record, self.clock).and_then(|mut ev| {
             ev.matched = 1 << rule;
             self.assertions.observe(&ev);
+            self.forbidden_ts.get_or_insert(stamp(record));
             Ok(self.sink.event(&mut self.out, &ev)?)
         });
         if let Err(e) = result {
@@ -240,6 +266,7 @@ impl LossReport {
         }
         now.set(Loss::Lost, now.get(Loss::Lost) + perf_lost);
         now.set(Loss::Skipped, tracer.skipped_runs());
+        now.set(Loss::ReturnsMissed, tracer.returns_missed());
         now.set(Loss::Unwritten, unwritten);
         for kind in Loss::ALL {
             let (total, before) = (now.get(kind), self.seen.get(kind));
@@ -260,14 +287,21 @@ pub struct Output {
 }
 
 /// Opens the --output file for appending, so that a copytruncate rotation leaves no
-/// hole; it starts empty unless `append` (--append).
-pub fn open_output(path: &std::path::Path, append: bool) -> io::Result<File> {
+/// hole; a regular file starts empty unless `append` (--append). Anything else (a
+/// FIFO, a pipe behind /dev/stdout or `>(...)`, /dev/null) is written as it is.
+pub fn open_output(path: &std::path::Path, append: bool) -> Result<File> {
     let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .open(path)?;
-    if !append {
-        file.set_len(0)?;
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let regular = file
+        .metadata()
+        .with_context(|| format!("reading {}'s type", path.display()))?
+        .is_file();
+    if regular && !append {
+        file.set_len(0)
+            .with_context(|| format!("emptying {}", path.display()))?;
     }
     Ok(file)
 }
@@ -281,20 +315,35 @@ const DRAIN_STALL: Duration = Duration::from_millis(200);
 /// once they are in time order.
 struct Reader<'a> {
     source: Source<'a>,
-    printer: &'a RefCell<Printer<Writer>>,
+    printer: &'a RefCell<Printer>,
     reorder: &'a RefCell<Reorder>,
     /// The --forbid rules' indexes among the kernel's rules.
     forbid_rules: Range<usize>,
 }
 
 impl Reader<'_> {
-    /// Prints the perf records stamped up to `until`.
+    /// Prints the perf records stamped up to `until`, while the printer takes them
+    /// (the rest wait in order).
     fn print_ordered(&self, until: u64) {
-        for data in self.reorder.borrow_mut().release(until) {
-            if self.printer.borrow_mut().record(&data) < 0 {
+        loop {
+            let Some(ts) = self.reorder.borrow().oldest() else {
+                break;
+            };
+            if ts > until || self.printer.borrow().paused_at(ts) {
                 break;
             }
+            let data = self.reorder.borrow_mut().next(until).unwrap();
+            self.printer.borrow_mut().record(&data);
         }
+    }
+
+    /// After a forbidden event: the events that happened before it and are still
+    /// in the buffer (perf buffers deliver each CPU's records on their own).
+    fn before_forbidden(&self) -> Result<()> {
+        self.source.consume()?;
+        self.print_ordered(u64::MAX);
+        self.printer.borrow_mut().flush();
+        Ok(())
     }
 
     /// The kernel matches --forbid before the buffer, which may lose the event: a
@@ -331,10 +380,26 @@ impl Reader<'_> {
         Ok(batch)
     }
 
-    /// Prints what is left in the buffer, once the programs are detached.
-    fn drain(&self, tracer: &Tracer) -> Result<Drained> {
-        self.source.consume()?;
-        self.print_ordered(u64::MAX);
+    /// Prints what is left in the buffer, once the programs are detached, waiting
+    /// for the output while `keep_waiting` (asked with the lines written so far)
+    /// says so; after that, what the output cannot take is dropped and counted.
+    fn drain(
+        &self,
+        tracer: &Tracer,
+        keep_waiting: &mut impl FnMut(u64) -> bool,
+    ) -> Result<Drained> {
+        loop {
+            let stopped = self.source.consume()?;
+            self.print_ordered(u64::MAX);
+            let mut p = self.printer.borrow_mut();
+            p.flush();
+            if p.done() || !(stopped || p.out.must_wait() || !self.reorder.borrow().is_empty()) {
+                break;
+            }
+            if !p.out.wait_for_room(POLL) && !keep_waiting(p.out.written()) {
+                p.out.give_up_waiting();
+            }
+        }
         self.forbidden_in_kernel(tracer)?;
         let mut p = self.printer.borrow_mut();
         p.flush();
@@ -473,7 +538,15 @@ pub fn run(
         if let Some(end) = limits.reached(now, crate::procs::alive) {
             break end;
         }
-        let batch = reader.poll(limits.wait(now), tracer)?;
+        let must_wait = printer.borrow().out.must_wait();
+        let batch = if must_wait {
+            // The reader is behind: the kernel's buffer holds events meanwhile.
+            printer.borrow_mut().out.wait_for_room(limits.wait(now));
+            reader.forbidden_in_kernel(tracer)?;
+            false
+        } else {
+            reader.poll(limits.wait(now), tracer)?
+        };
         let stdout_gone = || output.path.is_none() && stdout_closed();
         if let Some(end) = printer.borrow_mut().ended(stdout_gone)? {
             break end;
@@ -499,9 +572,15 @@ pub fn run(
     // Detach, then print what already happened (unless the reader is gone or the count is met).
     tracer.detach();
     let stopped = outcome == Outcome::Forbidden;
+    let mut keep_waiting = drain_wait(outcome);
     let mut outcome = match outcome.drains() {
-        true => outcome.after(reader.drain(tracer)?),
-        false => outcome,
+        true => outcome.after(reader.drain(tracer, &mut keep_waiting)?),
+        false => {
+            if outcome == Outcome::Forbidden {
+                reader.before_forbidden()?;
+            }
+            outcome
+        }
     };
     drop(reader);
     let mut p = printer.into_inner();
@@ -525,7 +604,7 @@ pub fn run(
     }
     let dropped = p.out.dropped();
     losses.check(tracer, perf_lost.get(), dropped, true)?;
-    let finished = p.out.finish(drain_wait(outcome));
+    let finished = p.out.finish(keep_waiting);
     if finished.closed {
         outcome = Outcome::OutputClosed;
     }
@@ -554,8 +633,7 @@ fn on_signal(
 ) -> Result<bool> {
     match (sig, path, command) {
         (Signal::SIGHUP, Some(path), _) => {
-            let file =
-                open_output(path, true).with_context(|| format!("reopening {}", path.display()))?;
+            let file = open_output(path, true).context("reopening the output on SIGHUP")?;
             out.switch_to(file)?;
         }
         (_, _, Some(child)) => {

@@ -31,27 +31,38 @@ pub(super) struct Reorder {
     pub(super) seq: u64,
 }
 
+/// A record's CLOCK_BOOTTIME stamp: every record starts with it.
+pub(super) fn stamp(data: &[u8]) -> u64 {
+    data.get(..8)
+        .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()))
+}
+
 impl Reorder {
     pub(super) fn push(&mut self, data: &[u8]) {
-        // Every record starts with its CLOCK_BOOTTIME stamp.
-        let ts = data
-            .get(..8)
-            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
+        let ts = stamp(data);
         self.seq += 1;
         self.heap.push(Reverse((ts, self.seq, data.to_vec())));
     }
 
-    /// The records stamped before `until`, oldest first.
-    pub(super) fn release(&mut self, until: u64) -> Vec<Vec<u8>> {
-        let mut ready = Vec::new();
-        while self
+    /// The oldest record, if it is stamped before `until`.
+    pub(super) fn next(&mut self, until: u64) -> Option<Vec<u8>> {
+        if self
             .heap
             .peek()
             .is_some_and(|Reverse((ts, _, _))| *ts <= until)
         {
-            ready.push(self.heap.pop().unwrap().0 .2);
+            return self.heap.pop().map(|r| r.0 .2);
         }
-        ready
+        None
+    }
+
+    /// The oldest record's stamp.
+    pub(super) fn oldest(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((ts, _, _))| *ts)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 }
 
@@ -107,14 +118,15 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Takes whatever is already there.
-    pub(super) fn consume(&self) -> Result<()> {
-        match self {
-            Source::Ring(ring) => {
-                ring.consume_raw();
+    /// Takes whatever is already there; true when the ring-buffer callback stopped
+    /// it before the end (the output must catch up, or the run is over).
+    pub(super) fn consume(&self) -> Result<bool> {
+        Ok(match self {
+            Source::Ring(ring) => ring.consume_raw() < 0,
+            Source::Perf(perf) => {
+                perf.consume().context("reading the perf buffer")?;
+                false
             }
-            Source::Perf(perf) => perf.consume().context("reading the perf buffer")?,
-        }
-        Ok(())
+        })
     }
 }

@@ -450,6 +450,19 @@ impl Line {
     }
 }
 
+/// The segments a TCP connection from `local` to `remote` retransmitted over its
+/// whole life: its DONE line's count where the kernel went on after CLOSE, else
+/// its CLOSE's; None without a CLOSE.
+pub fn final_retrans(lines: &[Line], local: &str, remote: &str) -> Option<u32> {
+    let of = |event: &str| {
+        lines
+            .iter()
+            .find(|l| l.event == event && l.local == local && l.remote == remote)
+    };
+    let close = of("CLOSE")?.health()?.retrans;
+    Some(of("DONE").map_or(close, |d| detail(d, "retrans").unwrap().parse().unwrap()))
+}
+
 /// The value of `key=` in a line's details.
 pub fn detail<'a>(line: &'a Line, key: &str) -> Option<&'a str> {
     line.details
