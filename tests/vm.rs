@@ -13,12 +13,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 use common::*;
 
 const SCENARIO: &str = include_str!("vm/scenario.sh");
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 12] = [
+    "blocked_recv",
     "echo_server",
     "echo_client",
     "nb_connect",
@@ -56,28 +58,112 @@ fn static_sockwatch() -> PathBuf {
     BUILT.get_or_init(|| script("build-static", &[])).clone()
 }
 
-/// One VM at a time: two emulated guests on two cores only slow each other down.
-static ONE_VM: Mutex<()> = Mutex::new(());
+/// Two VMs at once: each emulates its guest on one host thread (single-threaded
+/// TCG), so on a two-core machine two boots take the time of one.
+const VMS_AT_ONCE: usize = 2;
 
-/// Boots `series` and runs the scenario in each mode; returns the kernel's
-/// release, each mode's section of the console, and the errors a non-root user
-/// gets without CAP_PERFMON and, for kprobes, under perf_event_paranoid 3.
-fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [String; 2]) {
+/// The boots running now, at most `VMS_AT_ONCE`.
+static VMS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A place among the running VMs, held for one boot.
+struct VmSlot;
+
+impl VmSlot {
+    fn take() -> VmSlot {
+        let (running, freed) = &VMS;
+        let mut n = running.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= VMS_AT_ONCE {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        VmSlot
+    }
+}
+
+impl Drop for VmSlot {
+    fn drop(&mut self) {
+        let (running, freed) = &VMS;
+        *running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
+/// The seconds a boot may run (`VM_TIMEOUT`, 600 unless set); each should need
+/// half of it at most.
+fn vm_timeout() -> u64 {
+    std::env::var("VM_TIMEOUT")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(600)
+}
+
+/// Debian's kernel image of `series`, fetched once (one fetch at a time).
+fn kernel_image(series: &str) -> PathBuf {
+    static FETCH: Mutex<()> = Mutex::new(());
+    let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    script("vm-kernel", &[series])
+}
+
+/// What one boot printed: the kernel's release, each mode's section of the
+/// console, the errors a non-root user gets (asked for with `errors`), and how
+/// long the boot took.
+struct Boot {
+    release: String,
+    sections: BTreeMap<String, String>,
+    errors: [String; 2],
+    seconds: u64,
+}
+
+/// Where a console stopped: the last mode it began, and the last part of it.
+fn reached(console: &str) -> String {
+    let mode = console
+        .rsplit_once("=== mode ")
+        .map_or("none (the scenario never began a mode)", |(_, rest)| {
+            rest.lines().next().unwrap_or("?")
+        });
+    let part = console
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("at "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or("?");
+    format!("mode {mode}, part {part}")
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Boots `series` and runs the scenario in each mode; `errors`: the boot also asks
+/// for the errors a non-root user gets without CAP_PERFMON and, for kprobes, under
+/// perf_event_paranoid 3.
+fn boot(series: &str, modes: &[&str], errors: bool) -> Boot {
     require_root();
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let scenario =
-        std::env::temp_dir().join(format!("sockwatch-vm-{series}-{}.sh", std::process::id()));
+    let image = kernel_image(series);
+    let _slot = VmSlot::take();
+    let scenario = std::env::temp_dir().join(format!(
+        "sockwatch-vm-{series}-{}-{}.sh",
+        modes.join("-").replace(':', "_"),
+        std::process::id()
+    ));
     std::fs::write(
         &scenario,
-        format!("MODES=\"{}\"\n{SCENARIO}", modes.join(" ")),
+        format!(
+            "MODES=\"{}\"\nNONROOT_ERRORS={}\n{SCENARIO}",
+            modes.join(" "),
+            if errors { "1" } else { "" }
+        ),
     )
     .unwrap();
     let examples = Path::new(SOCKWATCH).parent().unwrap().join("examples");
-    let image = script("vm-kernel", &[series]);
     // scripts/vm-kernel keeps the kernel's own netem module beside its image.
     let netem = image.with_file_name("sch_netem.ko");
+    let timeout = vm_timeout();
     let run = || {
         let out = Command::new(repo().join("tests/vm/run"))
+            .env("VM_TIMEOUT", timeout.to_string())
             .arg(&image)
             .arg(&scenario)
             .arg(static_sockwatch())
@@ -88,6 +174,7 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [Str
             .expect("tests/vm/run (needs qemu-system-x86, busybox-static, cpio)");
         String::from_utf8_lossy(&out.stdout).replace('\r', "")
     };
+    let began = Instant::now();
     let mut console = run();
     // Emulated CPUs can run code another one is patching (jump labels, a
     // trampoline) and trap on the int3 left there: the kernel oopses in code none
@@ -96,17 +183,35 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [Str
         eprintln!("{series}: the emulated kernel oopsed on an int3 (code patching); booting again");
         console = run();
     }
+    let seconds = began.elapsed().as_secs();
     std::fs::remove_file(&scenario).unwrap();
-    let start = console
-        .find("=== scenario start ")
-        .unwrap_or_else(|| panic!("the VM never ran the scenario:\n{console}"));
+    let Some(start) = console.find("=== scenario start ") else {
+        panic!(
+            "on {series} ({}): the VM never ran the scenario; its console's last lines:\n{}",
+            modes.join(" "),
+            tail(&console, 40)
+        );
+    };
     let body = &console[start..];
     let release = body["=== scenario start ".len()..]
         .lines()
         .next()
         .unwrap()
         .to_string();
-    let body = &body[..body.find("=== scenario end").unwrap_or(body.len())];
+    let Some(end) = body.find("=== scenario end") else {
+        let why = if console.contains("=== qemu stopped after ") {
+            format!("the VM ran past {timeout} s")
+        } else {
+            format!("the VM stopped after {seconds} s")
+        };
+        panic!(
+            "on {release} ({}): {why}; the scenario reached {}; the console's last lines:\n{}",
+            modes.join(" "),
+            reached(body),
+            tail(body, 40)
+        );
+    };
+    let body = &body[..end];
     let mut sections = BTreeMap::new();
     for part in body.split("=== mode ").skip(1) {
         let (spec, rest) = part.split_once('\n').unwrap_or((part, ""));
@@ -116,7 +221,101 @@ fn boot(series: &str, modes: &[&str]) -> (String, BTreeMap<String, String>, [Str
         assert!(sections.contains_key(*m), "no section for {m}:\n{console}");
     }
     let errors = ["nocap_error", "paranoid_error"].map(|k| values(body, k).concat());
-    (release, sections, errors)
+    Boot {
+        release,
+        sections,
+        errors,
+        seconds,
+    }
+}
+
+/// Each part of a mode's run and the seconds it took, from the scenario's
+/// `at PART UPTIME` lines; the mode's whole time last, as `total`.
+fn part_times(out: &str) -> Vec<(String, f64)> {
+    let stamps: Vec<(&str, f64)> = values(out, "at")
+        .iter()
+        .filter_map(|v| {
+            let (part, t) = v.split_once(' ')?;
+            Some((part, t.parse().ok()?))
+        })
+        .collect();
+    let mut times: Vec<(String, f64)> = stamps
+        .windows(2)
+        .map(|w| (w[0].0.to_string(), w[1].1 - w[0].1))
+        .collect();
+    if let (Some(first), Some(last)) = (stamps.first(), stamps.last()) {
+        times.push(("total".to_string(), last.1 - first.1));
+    }
+    times
+}
+
+/// One kernel's timing table: each boot's seconds against its timeout, and each
+/// mode's parts.
+fn timing_table(label: &str, boots: &[(Vec<&str>, &Boot)]) -> String {
+    let timeout = vm_timeout();
+    let mut table = format!(
+        "### {label}\n\n| boot | modes | seconds | of the timeout |\n|---|---|---:|---:|\n"
+    );
+    for (i, (modes, b)) in boots.iter().enumerate() {
+        table += &format!(
+            "| {} | {} | {} | {:.0}% |\n",
+            i + 1,
+            modes.join(" "),
+            b.seconds,
+            100.0 * b.seconds as f64 / timeout as f64
+        );
+    }
+    let mut heads: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for (modes, b) in boots {
+        for m in modes {
+            let times = part_times(&b.sections[*m]);
+            for (part, _) in &times {
+                if !heads.contains(part) {
+                    heads.push(part.clone());
+                }
+            }
+            rows.push((m.to_string(), times));
+        }
+    }
+    table += &format!(
+        "\n| mode | {} |\n|---|{}\n",
+        heads.join(" | "),
+        "---:|".repeat(heads.len())
+    );
+    for (mode, times) in rows {
+        let cells: Vec<String> = heads
+            .iter()
+            .map(|h| {
+                times
+                    .iter()
+                    .find(|(p, _)| p == h)
+                    .map_or("-".to_string(), |(_, t)| format!("{t:.1}"))
+            })
+            .collect();
+        table += &format!("| {mode} | {} |\n", cells.join(" | "));
+    }
+    table
+}
+
+/// Prints a kernel's timing table where a test run shows it whether the test
+/// passes or not (past the harness's capture), and keeps it in target/vm-timing.md.
+fn report_timing(label: &str, table: &str) {
+    use std::io::Write as _;
+    static FILE: Mutex<()> = Mutex::new(());
+    let _one = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(std::io::stderr(), "\n{table}");
+    let path = repo().join("target/vm-timing.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut kept: Vec<&str> = old
+        .split("### ")
+        .filter(|t| !t.is_empty() && !t.starts_with(label))
+        .collect();
+    let new = table.trim_start_matches("### ");
+    kept.push(new);
+    kept.sort();
+    let text: String = kept.iter().map(|t| format!("### {t}")).collect();
+    std::fs::write(&path, text).unwrap();
 }
 
 /// The lines between `--- NAME` and the next `--- ` marker.
@@ -144,8 +343,12 @@ fn values<'a>(output: &'a str, key: &str) -> Vec<&'a str> {
 }
 
 /// Checks of one mode's run; each failure is one line of the report.
+#[derive(Default)]
 struct Check {
     failures: Vec<String>,
+    /// Failures of a part whose sockwatch said the kernel skipped hook runs: it
+    /// claimed no exact lines there, so they are reported, not failed.
+    excused: Vec<String>,
 }
 
 impl Check {
@@ -162,24 +365,48 @@ impl Check {
             ));
         }
     }
+
+    /// Runs the checks of one part of the scenario; what fails there is excused
+    /// when `accounted` (given that part's stderr) says sockwatch reported the
+    /// kernel's skipped hook runs.
+    fn part(
+        &mut self,
+        stderr: &str,
+        accounted: impl FnOnce(&str) -> bool,
+        f: impl FnOnce(&mut Check),
+    ) {
+        let before = self.failures.len();
+        f(self);
+        if self.failures.len() > before {
+            if accounted(stderr) {
+                let excused = self.failures.split_off(before);
+                self.excused.extend(excused);
+            } else {
+                self.failures
+                    .push(format!("  (that part's stderr: {stderr:?})"));
+            }
+        }
+    }
 }
+
+/// The checks of one part of a mode's run, given the mode's section.
+type PartCheck = fn(&mut Check, &str);
 
 /// The pid whose lines include `key`.
 fn pid_with(lines: &[Line], key: &str) -> Option<u32> {
     lines.iter().find(|l| l.key() == key).map(|l| l.pid)
 }
 
-/// Everything one mode's run must show; returns the failures.
-fn check_mode(spec: &str, out: &str) -> Vec<String> {
-    let mut c = Check {
-        failures: Vec::new(),
-    };
+/// Everything one mode's run must show; `reference` is the fentry mode's run of
+/// the same kernel, which the main part's line count is held against.
+fn check_mode(spec: &str, out: &str, reference: &str) -> Check {
+    let mut c = Check::default();
     let mode = spec.split(':').next().unwrap();
     let stderr = section(out, "stderr");
     c.eq(values(out, "sockwatch_rc"), vec!["0"], "sockwatch's status");
     if !c.failures.is_empty() {
         c.failures.push(format!("stderr: {stderr}"));
-        return c.failures;
+        return c;
     }
     let ready = stderr
         .lines()
@@ -195,6 +422,47 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
     c.that(ready.contains(&format!("via {via}, {buffer})")), || {
         format!("ready line {ready:?} does not say via {via}, {buffer}")
     });
+    let parts: [(&str, PartCheck); 11] = [
+        ("command", check_command),
+        ("tally", check_tally),
+        ("every", check_every_process),
+        ("ends", check_ends),
+        ("netem", check_netem),
+        ("who", check_who),
+        ("unix", check_unix),
+        ("uxtally", check_unix_tally),
+        ("ipunix", check_unix_left_out),
+        ("release", check_releases),
+        ("churn", check_churn),
+    ];
+    for (name, check) in parts {
+        let stderr = section(out, &format!("{name} stderr"));
+        c.part(stderr, reports_skips, |c| check(c, out));
+    }
+    c.part(section(out, "stall stderr"), reports_skips, |c| {
+        check_stall(c, spec, out)
+    });
+    c.part(section(out, "blocked stderr"), reports_skips, |c| {
+        check_blocked(c, spec, out)
+    });
+    if !spec.contains(":nobody") {
+        c.part(section(out, "deny stderr"), reports_skips, |c| {
+            check_deny(c, out)
+        });
+    }
+    // The main part: a run that printed fewer lines than the fentry run of the
+    // same workloads passes only when the skips it reported account for them.
+    c.part(
+        stderr,
+        |_| accounted_for(out, reference),
+        |c| check_main(c, mode, out),
+    );
+    c
+}
+
+/// The main part: every workload's lines, exact.
+fn check_main(c: &mut Check, mode: &str, out: &str) {
+    let stderr = section(out, "stderr");
     let lines = parse(section(out, "stdout"));
     c.that(
         stderr.ends_with(&format!(
@@ -203,23 +471,6 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
         )),
         || format!("summary: {stderr}"),
     );
-    if !c.failures.is_empty() {
-        return c.failures;
-    }
-    check_command(&mut c, out);
-    check_tally(&mut c, out);
-    check_every_process(&mut c, out);
-    check_ends(&mut c, out);
-    check_netem(&mut c, out);
-    check_who(&mut c, out);
-    check_unix(&mut c, out);
-    check_unix_tally(&mut c, out);
-    check_unix_left_out(&mut c, out);
-    check_releases(&mut c, out);
-    check_overload(&mut c, spec, out);
-    if !spec.contains(":nobody") {
-        check_deny(&mut c, out);
-    }
     // The tracepoint mode reports close-on-exec sockets at the exec tracepoint.
     let close_before_exec = mode == "tracepoint";
     let locals = values(out, "local");
@@ -426,7 +677,6 @@ fn check_mode(spec: &str, out: &str) -> Vec<String> {
             c.that(keys.contains(&httpd), || format!("missing: {httpd}"));
         }
     }
-    c.failures
 }
 
 /// A close while another thread reads: CLOSE when that read gives up (1.5 s after
@@ -485,10 +735,52 @@ fn check_releases(c: &mut Check, out: &str) {
     });
 }
 
+/// 64 threads blocked in recv() at once: the RECV lines and the CLOSE lines add up
+/// to the 66,016 bytes the example received. Only a non-root kprobe run (return
+/// probes through perf, with the kernel's default room) may fall short, and then
+/// its closing line counts the returns missed.
+fn check_blocked(c: &mut Check, spec: &str, out: &str) {
+    c.eq(
+        values(out, "blocked_rc"),
+        vec!["0"],
+        "the blocked run's status",
+    );
+    c.eq(
+        values(out, "blocked_received"),
+        vec!["66016"],
+        "what blocked_recv received",
+    );
+    let lines = parse(&format!("TIME \n{}", section(out, "blocked")));
+    let sum = |event: &str, key: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l.process == "blocked_recv" && l.event == event)
+            .filter_map(|l| detail(l, key)?.parse::<u64>().ok())
+            .sum()
+    };
+    let (recv, closed) = (sum("RECV", "bytes"), sum("CLOSE", "received"));
+    let stderr = section(out, "blocked stderr");
+    let missed = stderr.contains(" return missed") || stderr.contains(" returns missed");
+    if missed && spec == "kprobe:nobody" {
+        c.that(recv < 66016 && closed < 66016, || {
+            format!("the blocked run reports missed returns, yet counted {recv} and {closed} bytes")
+        });
+    } else {
+        c.eq(
+            (recv, closed),
+            (66016, 66016),
+            "the blocked run's RECV and CLOSE bytes",
+        );
+        c.that(
+            stderr.contains(" events printed, 0 lost; COMMAND exited with status 0"),
+            || format!("the blocked run's closing line: {stderr}"),
+        );
+    }
+}
+
 /// Overload: a full socket table still gives every CONNECT line, and counts each
-/// socket it turned away once; a stopped reader loses events, and the kernel's
-/// matching still finds the forbidden one (4).
-fn check_overload(c: &mut Check, spec: &str, out: &str) {
+/// socket it turned away once.
+fn check_churn(c: &mut Check, out: &str) {
     c.eq(values(out, "churn_rc"), vec!["0"], "the churn run's status");
     let port = values(out, "churn_port").first().copied().unwrap_or("?");
     let lines = parse(&format!("TIME \n{}", section(out, "churn")));
@@ -503,6 +795,11 @@ fn check_overload(c: &mut Check, spec: &str, out: &str) {
         stderr.contains(", 50 sockets untracked; COMMAND exited with status 0"),
         || format!("the churn run's closing line: {stderr}"),
     );
+}
+
+/// Overload: a stopped reader loses events, and the kernel's matching still finds
+/// the forbidden one (4).
+fn check_stall(c: &mut Check, spec: &str, out: &str) {
     c.eq(
         values(out, "stall_rc"),
         vec!["4"],
@@ -746,9 +1043,10 @@ fn check_netem(c: &mut Check, out: &str) {
                     .filter(|l| l.event == "RETRANS" && l.local == local && l.remote == remote)
                     .map(|l| detail(l, "segs").and_then(|n| n.parse().ok()).unwrap_or(0))
                     .sum();
+                // A FIN lost after CLOSE is sent again then: its DONE line counts it.
                 c.eq(
-                    segs,
-                    h.retrans,
+                    Some(segs),
+                    final_retrans(&lines, local, remote),
                     &format!("netem {how}: {local}'s RETRANS segments"),
                 );
                 if how == "delay" {
@@ -838,11 +1136,6 @@ fn check_unix(c: &mut Check, out: &str) {
         return;
     }
     let stderr = section(out, "unix stderr");
-    // The newest kernels may skip a hook run while another runs on that CPU: a
-    // run that reports skips has not claimed every line.
-    if stderr.contains(" skipped") && stderr.contains("; COMMAND exited with status 0") {
-        return;
-    }
     let lines = parse(section(out, "unix"));
     let dir = Path::new("/tmp/ux");
     for (who, expected) in unix_example_lines("unix_sockets", dir, pid, &children) {
@@ -868,10 +1161,6 @@ fn check_unix_tally(c: &mut Check, out: &str) {
         "the unix -c run's status",
     );
     let stderr = section(out, "uxtally stderr");
-    // As in check_unix: a run that reports skipped hook runs claims no exact total.
-    if stderr.contains(" skipped") && stderr.contains("; COMMAND exited with status 0") {
-        return;
-    }
     let pid = values(out, "uxtally_ready").concat();
     let mut rows: Vec<String> = section(out, "uxtally")
         .lines()
@@ -959,16 +1248,48 @@ fn matrix_row(series: &str, cells: &[(&str, String)]) -> String {
 const MATRIX_HEAD: &str = "| kernel | fentry | kprobe | auto | tracepoint | fentry, perf buffer |";
 
 /// Runs every mode of one kernel; `tracepoint` says whether that mode must work
-/// there, `more` whether to run the perf buffer and a non-root user too.
+/// there, `more` whether to run the perf buffer and a non-root user too. Two
+/// modes a boot, so that every boot needs well under half of its timeout; the
+/// boots run side by side, two VMs at a time.
 fn kernel_variant(series: &str, label: &str, tracepoint: bool, more: bool) {
-    let mut modes = vec!["fentry", "kprobe", "auto", "tracepoint"];
+    let mut groups = vec![vec!["fentry", "kprobe"], vec!["auto", "tracepoint"]];
     if more {
-        modes.extend(["fentry:perf", "fentry:nobody", "kprobe:nobody"]);
+        groups.extend([vec!["fentry:perf", "fentry:nobody"], vec!["kprobe:nobody"]]);
     }
-    let (release, sections, errors) = boot(series, &modes);
+    let boots: Vec<Boot> = std::thread::scope(|scope| {
+        let running: Vec<_> = groups
+            .iter()
+            .map(|modes| {
+                let errors = modes.iter().any(|m| m.ends_with(":nobody"));
+                scope.spawn(move || boot(series, modes, errors))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|b| b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let release = boots[0].release.clone();
+    for b in &boots {
+        assert_eq!(
+            b.release, release,
+            "two boots of {series} ran different kernels"
+        );
+    }
+    let timed: Vec<(Vec<&str>, &Boot)> = groups.iter().cloned().zip(&boots).collect();
+    report_timing(label, &timing_table(label, &timed));
+    let modes: Vec<&str> = groups.concat();
+    let sections: BTreeMap<String, String> =
+        boots.iter().flat_map(|b| b.sections.clone()).collect();
     if more {
         // The non-root runs pass with CAP_BPF and CAP_PERFMON alone; without the
         // latter, or with Debian's perf_event_paranoid 3 for kprobes, the error says so.
+        let errors = boots
+            .iter()
+            .map(|b| &b.errors)
+            .find(|e| e.iter().any(|e| !e.is_empty()))
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(
             errors,
             [
@@ -997,11 +1318,24 @@ fn kernel_variant(series: &str, label: &str, tracepoint: bool, more: bool) {
                 "fail".to_string()
             }
         } else {
-            let f = check_mode(m, out);
-            if f.is_empty() || accounted_for(out, &sections["fentry"]) {
+            let c = check_mode(m, out, &sections["fentry"]);
+            if !c.excused.is_empty() {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "on {release}, {m}: after skipped hook runs that sockwatch reported, \
+                     not held against it:\n  {}",
+                    c.excused
+                        .iter()
+                        .map(|f| f.lines().next().unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                );
+            }
+            if c.failures.is_empty() {
                 "pass".to_string()
             } else {
-                failures.push(format!("{m}:\n  {}\n{out}", f.join("\n  ")));
+                failures.push(format!("{m}:\n  {}\n{out}", c.failures.join("\n  ")));
                 "fail".to_string()
             }
         };

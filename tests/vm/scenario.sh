@@ -4,6 +4,9 @@
 # sockwatch around the same workloads, then its output in sections:
 #   === mode SPEC / key value lines / --- stdout / --- stderr / --- end
 NOBODY="./setpriv --reuid=65534 --regid=65534 --clear-groups"
+# `at PART SECONDS`: where the scenario is, by the guest's uptime; the test times
+# each mode and part by these.
+stamp() { echo "at $1 $(cut -d' ' -f1 /proc/uptime)"; }
 start_sockwatch() {
   rm -f /tmp/out /tmp/err
   $as ./sockwatch "$@" > /tmp/out 2> /tmp/err &
@@ -63,6 +66,7 @@ for spec in $MODES; do
   probe="--probe $mode"
   [ "$mode" = auto ] && probe=
   echo "=== mode $spec"
+  stamp main
   start_sockwatch $probe --buffer $buffer echo_server echo_client nb_connect \
     exec_with_sock release_ways accept_storm httpd wget
   if kill -0 $sw 2>/dev/null; then
@@ -131,10 +135,18 @@ for spec in $MODES; do
   cat /tmp/out
   echo "--- stderr"
   cat /tmp/err
+  if ! grep -q "sockwatch: tracing" /tmp/err; then
+    # This mode cannot run on this kernel: its refusal is all there is to see.
+    echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
+    echo "--- end"
+    stamp end
+    continue
+  fi
 
   # COMMAND mode with the kernel filters: a grandchild's connects to two ports,
   # one kept by --port; COMMAND's status comes back.
   echo "--- command run"
+  stamp command
   serve_two
   echo "cmd_ports $p1 $port"
   $as ./sockwatch $probe --buffer $buffer --no-header -e connect,close --port $p1 \
@@ -152,6 +164,7 @@ for spec in $MODES; do
 
   # No NAME: --port traces every process behind that port, and no other.
   echo "--- every run"
+  stamp every
   serve_two
   start_sockwatch $probe --buffer $buffer -e connect,accept,close --port $p1
   ./echo_client tcp 127.0.0.1:$p1 3 | sed 's/^local /every_local /'
@@ -169,6 +182,7 @@ for spec in $MODES; do
   # TCP health on CLOSE: a close with SO_LINGER 0 resets (the client hears of it:
   # a RESET line under its name), and a plain exchange ends with the client's FIN.
   echo "--- ends run"
+  stamp ends
   start_sockwatch $probe --buffer $buffer -e close,reset tcp_ends
   for how in linger0 read; do
     rm -f /tmp/ready
@@ -193,6 +207,7 @@ for spec in $MODES; do
   # megabyte is a few dozen packets and about one transfer in sixteen loses none
   # of the client's: lossy transfers go on, up to eight, until one retransmits.
   echo "--- netem run"
+  stamp netem
   start_sockwatch $probe --buffer $buffer -e close,retrans tcp_ends
   for how in delay loss loss loss loss loss loss loss loss; do
     rm -f /tmp/ready /tmp/client /tmp/go
@@ -237,6 +252,7 @@ for spec in $MODES; do
   # Who: every event says the uid, parent and cgroup of its process, those made
   # where another task runs (a handshake's end, in softirq) too.
   echo "--- who run"
+  stamp who
   serve tcp 127.0.0.1:0 1
   start_sockwatch $probe --buffer $buffer --json -e connect,accept,close echo_server echo_client
   $NOBODY ./echo_client tcp 127.0.0.1:$port 5 > /dev/null
@@ -252,6 +268,7 @@ for spec in $MODES; do
 
   # -c: the kernel adds sends and receives up per row; none crosses one by one.
   echo "--- tally run"
+  stamp tally
   serve tcp 127.0.0.1:0 1
   echo "tally_port $port"
   $as ./sockwatch $probe --buffer $buffer -c --no-header -e send,recv -- sh -c \
@@ -266,6 +283,7 @@ for spec in $MODES; do
 
   # Unix-domain sockets of every kind: paths, peers, bytes (examples/unix_sockets).
   echo "--- unix run"
+  stamp unix
   rm -rf /tmp/ux
   mkdir -p /tmp/ux
   chmod 777 /tmp/ux
@@ -305,6 +323,7 @@ for spec in $MODES; do
   # Releases: a close while another thread reads (let go when the read gives up),
   # and bytes received with splice(), as COMMAND's tree.
   echo "--- release run"
+  stamp release
   serve_two
   echo "release_ports $p1 $port"
   rm -f /tmp/t1 /tmp/t2
@@ -321,8 +340,24 @@ for spec in $MODES; do
   echo "--- release stderr"
   cat /tmp/err
 
+  # 64 threads blocked in recv() at once, then 1000+i bytes to each: every byte
+  # received is counted (a return probe with room for them all), or the returns
+  # missed are.
+  echo "--- blocked run"
+  stamp blocked
+  rm -f /tmp/blocked
+  $as ./sockwatch $probe --buffer $buffer --no-header -e recv,close -- sh -c \
+    "./blocked_recv 64 > /tmp/blocked" > /tmp/out 2> /tmp/err
+  echo "blocked_rc $?"
+  sed 's/^/blocked_/' /tmp/blocked
+  echo "--- blocked"
+  cat /tmp/out
+  echo "--- blocked stderr"
+  cat /tmp/err
+
   # A full socket table costs CLOSE lines only: 51 connects, one tracked.
   echo "--- churn run"
+  stamp churn
   serve tcp 127.0.0.1:0 51
   echo "churn_port $port"
   $as ./sockwatch $probe --buffer $buffer --no-header -e connect --max-sockets 1 -- \
@@ -338,6 +373,7 @@ for spec in $MODES; do
   # A reader stopped while COMMAND floods, then makes a forbidden connect: events
   # are lost, and the kernel's matching still fails the run (exit 4).
   echo "--- stall run"
+  stamp stall
   serve tcp 127.0.0.1:0 1
   rm -f /tmp/started /tmp/done
   $as ./sockwatch $probe --buffer $buffer --buffer-size 16K --no-header \
@@ -373,6 +409,7 @@ for spec in $MODES; do
   # a cgroup needs CAP_NET_ADMIN, which the nobody runs do not have.
   if [ -z "$as" ]; then
     echo "--- deny run"
+    stamp deny
     serve tcp 127.0.0.1:0 1
     ./sockwatch $probe --buffer $buffer --no-header -e connect,deny \
       --allow 'connect peer=127.0.0.0/8' -- sh -c \
@@ -390,11 +427,12 @@ for spec in $MODES; do
   fi
   echo "$paranoid" > /proc/sys/kernel/perf_event_paranoid
   echo "--- end"
+  stamp end
 done
 
 # Without CAP_PERFMON, the error names it; so does Debian's perf_event_paranoid 3
-# for kprobes.
-if [ -x ./setpriv ]; then
+# for kprobes (asked of the boot that runs the non-root modes).
+if [ -n "$NONROOT_ERRORS" ] && [ -x ./setpriv ]; then
   echo "nocap_error $($NOBODY --inh-caps=-all,+bpf --ambient-caps=-all,+bpf ./sockwatch x 2>&1)"
   echo "paranoid_error $($NOBODY --inh-caps=-all,+bpf,+perfmon --ambient-caps=-all,+bpf,+perfmon \
     ./sockwatch --probe kprobe x 2>&1)"
