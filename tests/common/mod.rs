@@ -450,17 +450,40 @@ impl Line {
     }
 }
 
-/// The segments a TCP connection from `local` to `remote` retransmitted over its
-/// whole life: its DONE line's count where the kernel went on after CLOSE, else
-/// its CLOSE's; None without a CLOSE.
-pub fn final_retrans(lines: &[Line], local: &str, remote: &str) -> Option<u32> {
-    let of = |event: &str| {
-        lines
+/// Whether a TCP connection's RETRANS lines agree with its CLOSE and DONE lines:
+/// those before CLOSE add up to CLOSE's `retrans=`, and all of them to DONE's
+/// where the kernel finished with the connection while sockwatch traced (a lost
+/// FIN sent again after CLOSE). Err says what did not add up.
+pub fn retransmits_add_up(lines: &[Line], local: &str, remote: &str) -> Result<(), String> {
+    let mine = |l: &&Line| l.local == local && l.remote == remote;
+    let close = lines
+        .iter()
+        .position(|l| l.event == "CLOSE" && mine(&l))
+        .ok_or_else(|| format!("no CLOSE of {local}"))?;
+    let segs = |upto: usize| -> u32 {
+        lines[..upto]
             .iter()
-            .find(|l| l.event == event && l.local == local && l.remote == remote)
+            .filter(|l| l.event == "RETRANS" && mine(l))
+            .map(|l| detail(l, "segs").unwrap().parse::<u32>().unwrap())
+            .sum()
     };
-    let close = of("CLOSE")?.health()?.retrans;
-    Some(of("DONE").map_or(close, |d| detail(d, "retrans").unwrap().parse().unwrap()))
+    let at_close = lines[close].health().map_or(0, |h| h.retrans);
+    if segs(close) != at_close {
+        return Err(format!(
+            "{local}: RETRANS lines before CLOSE add up to {}, CLOSE says {at_close}",
+            segs(close)
+        ));
+    }
+    if let Some(done) = lines.iter().find(|l| l.event == "DONE" && mine(l)) {
+        let last: u32 = detail(done, "retrans").unwrap().parse().unwrap();
+        if segs(lines.len()) != last {
+            return Err(format!(
+                "{local}: RETRANS lines add up to {}, DONE says {last}",
+                segs(lines.len())
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The value of `key=` in a line's details.
