@@ -9,41 +9,46 @@
  * socket was passed to): those programs look the socket up instead. The cgroup
  * hooks of --deny run only in COMMAND's cgroup and ask nothing.
  *
- * The headers below follow a socket's life, one per step of probes.rs: process
- * events, birth, connect, listen and bind, accept, send, receive, release, incident
- * (retransmits and resets), deny.
- * Each step has one handler that takes resolved arguments, then thin wrappers per
- * attach mode side by side: `tp_` (tracepoints: syscall tracepoints and the 6.3
- * send/receive tracepoints), `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe).
- * User space loads one mode.
+ * lib/ holds what every step uses (the knobs, the maps, the filters, the
+ * socket table, emitting, the transfer handler, the descriptor walk) and never
+ * calls into steps/. steps/ follows a socket's life, one header per step of
+ * probes.rs: process events, birth, connect, listen and bind, accept, send,
+ * receive, release, incident (retransmits and resets), deny. Each step has one
+ * handler that takes resolved arguments, then thin wrappers per attach mode side
+ * by side: `tp_` (tracepoints: syscall tracepoints and the 6.3 send/receive
+ * tracepoints), `fx_` (fentry/fexit) and `kp_` (kprobe/kretprobe). User space
+ * loads one mode. Every header includes what it uses.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_endian.h>
 #include "sockwatch.h"
 
-#include "compat.h"
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#include "knobs.h"
-#include "maps.h"
-#include "filters.h"
-#include "match.h"
-#include "emit.h"
-#include "target.h"
-#include "sock.h"
-#include "state.h"
-#include "process.h"
-#include "born.h"
-#include "connect.h"
-#include "listen.h"
-#include "accept.h"
-#include "transfer.h"
-#include "send.h"
-#include "recv.h"
-#include "release.h"
-#include "incident.h"
-#include "deny.h"
-#include "selftest.h"
+#include "lib/compat.h"
+#include "lib/addr.h"
+#include "lib/knobs.h"
+#include "lib/maps.h"
+#include "lib/filters.h"
+#include "lib/match.h"
+#include "lib/emit.h"
+#include "lib/msghdr.h"
+#include "lib/sock.h"
+#include "lib/target.h"
+#include "lib/state.h"
+#include "lib/release.h"
+#include "lib/tally.h"
+#include "lib/transfer.h"
+#include "lib/walk.h"
+
+#include "steps/process.h"
+#include "steps/born.h"
+#include "steps/connect.h"
+#include "steps/listen.h"
+#include "steps/accept.h"
+#include "steps/send.h"
+#include "steps/recv.h"
+#include "steps/release.h"
+#include "steps/incident.h"
+#include "steps/deny.h"
+#include "steps/selftest.h"

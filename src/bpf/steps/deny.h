@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Step Deny: --deny, --allow and --audit in COMMAND's cgroup.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "../sockwatch.h"
+#include "../lib/compat.h"
+#include "../lib/emit.h"
+#include "../lib/filters.h"
+#include "../lib/knobs.h"
+#include "../lib/maps.h"
+#include "../lib/match.h"
+#include "../lib/sock.h"
 
 /* The --deny the call matches, DENY_UNLISTED when it fits no --allow, or -2: allowed. */
 static __always_inline int denied_by(const struct match_key *k, __u32 calls)

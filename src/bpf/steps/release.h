@@ -1,9 +1,22 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Step Release: the socket goes away.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/compat.h"
+#include "../lib/filters.h"
+#include "../lib/maps.h"
+#include "../lib/release.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
+#include "../lib/walk.h"
 
 /*
  * A socket let go that has no entry: forget that a full table turned it away, or
@@ -100,31 +113,6 @@ int tp_close_range(struct trace_event_raw_sys_enter *ctx)
 	w->last = ctx->args[1];
 	walk_fds(w);
 	return 0;
-}
-
-/*
- * Tracepoint mode: TCP's own release, whatever let the last reference go where no
- * syscall shows it (a call in flight in another thread, a process the socket was
- * passed to, a reset after either). inet_release detaches the struct socket before
- * tcp_close changes the state; a socket closed in TCP_CLOSE is destroyed at once.
- */
-static __always_inline bool tcp_detached(const struct sock *sk)
-{
-	struct socket *sock = sk->sk_socket;
-
-	return !sock || sock->sk != sk;
-}
-
-static __always_inline void tcp_released(void *ctx, const struct sock *sk)
-{
-	__u64 key = (__u64)sk;
-	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
-	struct proc p;
-
-	if (!st)
-		return;
-	/* Inside inet_release the task letting go is current; an orphan's changes run anywhere. */
-	release(ctx, sk, st, sk->sk_socket && current_proc(&p) ? &p : NULL);
 }
 
 SEC("tp_btf/tcp_destroy_sock")

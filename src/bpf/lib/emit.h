@@ -2,9 +2,17 @@
 /*
  * Sending events: per-CPU slots to build them in, what crosses to user space, and
  * -c's summary rows the kernel adds sends and receives up in instead.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "../sockwatch.h"
+#include "compat.h"
+#include "filters.h"
+#include "knobs.h"
+#include "maps.h"
+#include "match.h"
 
 /* Sends a finished record to user space. A full perf buffer counts its own losses. */
 static __always_inline void output(void *ctx, void *data, __u64 size)

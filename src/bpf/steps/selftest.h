@@ -2,9 +2,16 @@
 /*
  * The filters and the rules on one event user space writes, run with
  * BPF_PROG_TEST_RUN by the unit tests only (never attached).
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "../sockwatch.h"
+#include "../lib/emit.h"
+#include "../lib/filters.h"
+#include "../lib/knobs.h"
+#include "../lib/match.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The assertions' and policies' rules matched against an event.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "../sockwatch.h"
+#include "compat.h"
+#include "filters.h"
+#include "knobs.h"
+#include "maps.h"
 
 /*
  * 1 when `x` is not zero, without a branch: the barrier keeps the compiler from

@@ -2,9 +2,13 @@
 /*
  * Constants the kernel headers do not carry, and what differs by architecture
  * and kernel version.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
 
 #define AF_UNSPEC 0
 #define AF_UNIX 1

@@ -1,9 +1,20 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Step Send: the fentry and kprobe wrappers.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
+ * Step Send: every mode's hooks.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/compat.h"
+#include "../lib/maps.h"
+#include "../lib/msghdr.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/transfer.h"
 
 /*
  * The socket functions. udpv6_sendmsg hands a v4-mapped destination to udp_sendmsg:
@@ -136,17 +147,6 @@ int BPF_KRETPROBE(kp_udp_page_r, int ret)
 	return kp_send_done(ctx, ret);
 }
 
-/*
- * Unix-domain sockets: unix_stream_sendmsg, unix_dgram_sendmsg and
- * unix_seqpacket_sendmsg. The last calls the second, inlined on some kernels and
- * not on others: the second counts datagram sockets only. Before 6.5, sendfile
- * and splice reach a stream through unix_stream_sendpage.
- */
-static __always_inline bool seqpacket(struct socket *sock)
-{
-	return BPF_CORE_READ(sock, type) == SOCK_SEQPACKET;
-}
-
 SEC("fexit/unix_stream_sendmsg")
 int BPF_PROG(fx_unix_send, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
@@ -245,4 +245,11 @@ SEC("kretprobe/unix_stream_sendpage")
 int BPF_KRETPROBE(kp_unix_page_r, long ret)
 {
 	return kp_send_done(ctx, ret);
+}
+
+/* The tracepoints see every send and receive path, in the calling process. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_send, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(ctx, sk, ret, flags, EV_SEND, no_addr, VIA_SYSCALL | VIA_TRUSTED);
 }

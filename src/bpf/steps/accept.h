@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Step Accept.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "../sockwatch.h"
+#include "../lib/addr.h"
+#include "../lib/filters.h"
+#include "../lib/maps.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
 
 /*
  * A traced process accepted `sk`. `listener`, when known, is adopted if it was

@@ -1,9 +1,20 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Steps Listen and Bind.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/addr.h"
+#include "../lib/compat.h"
+#include "../lib/maps.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
 
 static __always_inline int on_listen(void *ctx, struct sock *sk, long ret)
 {

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Per-socket and per-call state, and the maps that hold it.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "../sockwatch.h"
+#include "compat.h"
+#include "knobs.h"
 
 /* Emit the ABI types' BTF so the skeleton generates them for user space. */
 struct event _event = {};

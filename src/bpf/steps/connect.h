@@ -1,9 +1,24 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Steps Connect and Outcome: connect() and the handshake that settles it.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/addr.h"
+#include "../lib/compat.h"
+#include "../lib/emit.h"
+#include "../lib/filters.h"
+#include "../lib/knobs.h"
+#include "../lib/maps.h"
+#include "../lib/release.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
 
 /* A handshake's outcome: the state left SYN_SENT for `newstate`. */
 static __always_inline int connect_settled(void *ctx, const struct sock *sk,
@@ -69,10 +84,6 @@ static __always_inline void note_end(void *ctx, const struct sock *sk, int oldst
 		st->counted = 1;
 	}
 }
-
-/* Under Release. */
-static __always_inline bool tcp_detached(const struct sock *sk);
-static __always_inline void tcp_released(void *ctx, const struct sock *sk);
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_set_state, const struct sock *sk, const int oldstate, const int newstate)

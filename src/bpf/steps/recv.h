@@ -1,9 +1,24 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Step Recv: the fentry and kprobe wrappers.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
+ * Step Recv: every mode's hooks.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/addr.h"
+#include "../lib/compat.h"
+#include "../lib/emit.h"
+#include "../lib/knobs.h"
+#include "../lib/maps.h"
+#include "../lib/msghdr.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
+#include "../lib/transfer.h"
 
 /*
  * tcp_recvmsg, udp_recvmsg, udpv6_recvmsg: (sk, msg, len, [nonblock,] flags, addr_len).
@@ -281,4 +296,80 @@ SEC("kprobe/scm_detach_fds")
 int BPF_KPROBE(kp_rights, struct msghdr *msg, struct scm_cookie *scm)
 {
 	return on_rights_in(scm);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_recv, struct sock *sk, int ret, int flags)
+{
+	return on_transfer(ctx, sk, ret, flags, EV_RECV, no_addr, VIA_SYSCALL | VIA_TRUSTED);
+}
+
+static __always_inline int finish_recv(void *ctx)
+{
+	struct pending_recv *pending;
+	struct msg_args sender;
+	struct exec_event *x;
+	struct event e;
+	__u32 slot, tid;
+
+	if (!pending_count)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	pending = bpf_map_lookup_elem(&pending_recvs, &tid);
+	if (!pending)
+		return 0;
+	sender = syscall_msg(true);
+	sender.ptr = pending->uaddr;
+	if (pending->e.base.family == AF_UNIX) {
+		x = take_slot(&slot);
+		if (x) {
+			__builtin_memcpy(x, &pending->e, sizeof(pending->e));
+			if (sender.ptr && !read_named_peer(x, sender.ptr, sender.len, true))
+				x->base.flags |= EF_PEER_UNKNOWN;
+			((struct unix_event *)x)->fds =
+				count_rights(sender.control, sender.controllen, true);
+			emit_built(ctx, x, slot);
+		}
+	} else {
+		__builtin_memcpy(&e, &pending->e.base, sizeof(e));
+		if (!read_peer(&e, sender.ptr, true))
+			e.flags |= EF_PEER_UNKNOWN;
+		emit(ctx, &e);
+	}
+	if (!bpf_map_delete_elem(&pending_recvs, &tid))
+		__sync_fetch_and_add(&pending_count, -1);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int tp_recvfrom_r(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int tp_recvmsg_r(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv(ctx);
+}
+
+/*
+ * splice() from a TCP or unix-domain stream socket reads through tcp_splice_read
+ * or unix_stream_splice_read, which the receive tracepoint does not see; other
+ * sockets' splice reads go through recvmsg and do.
+ */
+SEC("tracepoint/syscalls/sys_exit_splice")
+int tp_splice_r(struct trace_event_raw_sys_exit *ctx)
+{
+	struct sock_kind kind;
+	struct proc p;
+	struct sock *sk;
+
+	if (ctx->ret <= 0 || !current_proc(&p))
+		return 0;
+	sk = sock_from_file(file_from_fd(PT_REGS_PARM1_CORE_SYSCALL(user_regs())));
+	if (!traced_sock(sk, &kind) || !(kind.family == AF_UNIX ? kind.protocol == SOCK_STREAM
+								: kind.protocol == IPPROTO_TCP))
+		return 0;
+	return on_transfer(ctx, sk, ctx->ret, 0, EV_RECV, no_addr, 0);
 }

@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Which processes are traced.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "knobs.h"
+#include "maps.h"
 
 /* Named by pid or name, or descended from a traced process (COMMAND, --follow). */
 static __always_inline bool targeted(const struct proc *p)

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Read-only knobs: the filters, rules and settings user space writes before load.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "../sockwatch.h"
 
 /* Filters, set by user space before load. Zero counts mean "no filter of this kind". */
 const volatile __u64 names[MAX_NAMES][2] = {};

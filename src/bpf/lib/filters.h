@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Which events are wanted, and the socket filters (--port, --peer, --proto, --path).
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "../sockwatch.h"
+#include "compat.h"
+#include "knobs.h"
+#include "maps.h"
 
 static __always_inline bool wanted(enum event_kind kind)
 {

@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Step Born: a socket is created.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "../sockwatch.h"
+#include "../lib/addr.h"
+#include "../lib/maps.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
+#include "../lib/target.h"
 
 /* The new socket is `sock`, or the one at descriptor `fd`: looked up only for a traced process. */
 static __always_inline int on_born(struct socket *sock, long fd)

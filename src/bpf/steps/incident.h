@@ -3,9 +3,21 @@
  * Step Incident (opt-in): a tracked TCP socket retransmits, or a reset comes or
  * goes. These run in softirq and timers, where the task on the CPU is anyone's:
  * the line is the socket's owner's, from the socket table.
- * Part of sockwatch.bpf.c, which includes every header once, in order.
  */
 #pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "../sockwatch.h"
+#include "../lib/compat.h"
+#include "../lib/emit.h"
+#include "../lib/filters.h"
+#include "../lib/maps.h"
+#include "../lib/sock.h"
+#include "../lib/state.h"
 
 static __always_inline void incident(void *ctx, const struct sock *sk, __u8 kind, __s64 value)
 {
