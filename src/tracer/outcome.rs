@@ -27,7 +27,7 @@ pub(super) struct Drained {
 impl Outcome {
     /// Whether the events still buffered are read before the end: not when the
     /// reader is gone, the count is met, or a forbidden event already ended it.
-    pub(super) fn drains(self) -> bool {
+    pub(super) fn reads_the_rest(self) -> bool {
         matches!(
             self,
             Outcome::Interrupted
@@ -95,8 +95,8 @@ mod tests {
             Outcome::CountReached,
             Outcome::Forbidden,
         ] {
-            assert!(!o.drains(), "{o:?}");
+            assert!(!o.reads_the_rest(), "{o:?}");
         }
-        assert!(exited.drains() && Outcome::Interrupted.drains());
+        assert!(exited.reads_the_rest() && Outcome::Interrupted.reads_the_rest());
     }
 }

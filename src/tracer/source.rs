@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 
-use crate::loader::Tracer;
-use crate::probes::Buffer;
+use crate::kernel::{EventBuffer, Live};
 
 /// How long perf-buffer records wait to be put in time order with other CPUs'.
 /// Each CPU's buffer is in order; a record can only be overtaken by one another
@@ -77,22 +76,22 @@ impl<'a> Source<'a> {
     /// read; perf records wait in `reorder`, and the perf buffers' losses add up in
     /// `perf_lost`.
     pub(super) fn open(
-        tracer: &Tracer,
+        live: &Live,
         buffer_size: u64,
         record: impl FnMut(&[u8]) -> i32 + 'a,
         reorder: &'a RefCell<Reorder>,
         perf_lost: &'a Cell<u64>,
     ) -> Result<Source<'a>> {
-        Ok(match tracer.buffer {
-            Buffer::Ring => {
+        Ok(match live.event_buffer() {
+            EventBuffer::Ring(map) => {
                 let mut builder = RingBufferBuilder::new();
                 builder
-                    .add(&tracer.skel.maps.events, record)
+                    .add(map, record)
                     .context("setting up the event buffer")?;
                 Source::Ring(builder.build().context("setting up the event buffer")?)
             }
-            Buffer::Perf => Source::Perf(
-                PerfBufferBuilder::new(&tracer.skel.maps.perf_events)
+            EventBuffer::Perf(map) => Source::Perf(
+                PerfBufferBuilder::new(map)
                     .pages(perf_pages(buffer_size))
                     .sample_cb(|_cpu, data: &[u8]| reorder.borrow_mut().push(data))
                     .lost_cb(|_cpu, n| perf_lost.set(perf_lost.get() + n))

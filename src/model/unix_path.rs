@@ -3,8 +3,8 @@
 use std::fmt;
 
 #[cfg(test)]
-use crate::event::UnixAddr;
-use crate::format::escape;
+use crate::model::event::UnixAddr;
+use crate::model::text::escape;
 
 /// The words the kernel compares a path in (`PATH_WORDS` in sockwatch.h).
 pub const WORDS: usize = 14;
@@ -26,7 +26,7 @@ impl PathPattern {
             Some(name) => (true, name),
             None => (false, text),
         };
-        let mut bytes = crate::format::unescape(rest)?;
+        let mut bytes = crate::model::text::unescape(rest)?;
         if !abstract_name && bytes.is_empty() {
             return Err("an empty path (write @NAME for an abstract name)".into());
         }

@@ -7,8 +7,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use roff::{bold, roman, Roff};
 
-use crate::cli::{Args, Generate, EXAMPLES, EXPRESSIONS, PRIVILEGES};
-use crate::status::Status;
+use crate::config::args::{Args, Generate, EXAMPLES, EXPRESSIONS, PRIVILEGES};
+use crate::model::status::Status;
 
 /// Writes what `--generate KIND` asks for.
 pub fn write(kind: Generate, out: &mut impl Write) -> io::Result<()> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::cli::cgroup2_mount;
+use anyhow::bail;
 
 pub struct Cgroup {
     dir: PathBuf,
@@ -86,4 +86,33 @@ fn own_cgroup() -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
+}
+
+/// A cgroup v2 directory, as given or relative to where cgroup v2 is mounted.
+pub fn cgroup_dir(path: &std::path::Path) -> Result<PathBuf> {
+    let mut candidates = vec![path.to_path_buf()];
+    if path.is_relative() {
+        if let Some(root) = cgroup2_mount() {
+            candidates.push(root.join(path));
+        }
+    }
+    for p in candidates {
+        if let Ok(fs) = nix::sys::statfs::statfs(&p) {
+            if p.is_dir() && fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+                return Ok(p);
+            }
+            bail!("--cgroup {}: not a cgroup v2 directory", p.display());
+        }
+    }
+    bail!("--cgroup {}: no such directory", path.display())
+}
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(dir))
+    })
 }

@@ -1,8 +1,8 @@
 //! What a run could not see or show, counted by kind: the notes while it happens,
 //! the closing line, and the reasons assertions do not pass.
 
-use crate::format::count;
-use crate::skel::types::counter;
+use crate::model::abi::types::counter;
+use crate::model::text::count;
 
 /// One kind of loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Loss {
     /// them before the buffer and the output, so lost events and unwritten lines
     /// take nothing from them; a full socket table and unseen releases take CLOSE
     /// events only (`close`: some assertion is about them).
-    pub fn blinds(self, close: bool) -> bool {
+    pub fn hides_from_assertions(self, close: bool) -> bool {
         match self {
             Loss::Lost | Loss::Unwritten => false,
             Loss::Untracked | Loss::Missed | Loss::Unfinished => close,
@@ -92,7 +92,7 @@ impl Loss {
     }
 
     /// `n` of them, as the closing line says it.
-    pub fn said(self, n: u64) -> String {
+    pub fn phrase(self, n: u64) -> String {
         let (noun, verb) = self.noun_and_verb();
         format!("{} {verb}", count(n, noun))
     }
@@ -117,7 +117,7 @@ impl Loss {
             Loss::Unwritten => format!("(the output is not being read); {total} in all"),
             Loss::LeftRunning => "(COMMAND's tree, at COMMAND's exit with --leave-tree)".into(),
         };
-        format!("sockwatch: {} {why}", self.said(new))
+        format!("sockwatch: {} {why}", self.phrase(new))
     }
 }
 
@@ -136,11 +136,11 @@ impl Losses {
 
     /// The kinds that happened and `pick` selects, as the closing line says them
     /// ("3 events lost").
-    pub fn said(&self, pick: impl Fn(Loss) -> bool) -> Vec<String> {
+    pub fn phrases(&self, pick: impl Fn(Loss) -> bool) -> Vec<String> {
         Loss::ALL
             .iter()
             .filter(|&&k| self.get(k) > 0 && pick(k))
-            .map(|&k| k.said(self.get(k)))
+            .map(|&k| k.phrase(self.get(k)))
             .collect()
     }
 }
@@ -152,12 +152,12 @@ mod tests {
     #[test]
     fn the_closing_line_names_what_happened_in_order() {
         let mut l = Losses::default();
-        assert!(l.said(|_| true).is_empty());
+        assert!(l.phrases(|_| true).is_empty());
         l.set(Loss::Unwritten, 12);
         l.set(Loss::Lost, 1);
         l.set(Loss::Missed, 1);
         assert_eq!(
-            l.said(|_| true),
+            l.phrases(|_| true),
             [
                 "1 event lost",
                 "1 CLOSE line missed",
@@ -165,8 +165,11 @@ mod tests {
             ]
         );
         // What assertions about CONNECT, and about CLOSE, could have missed.
-        assert!(l.said(|k| k.blinds(false)).is_empty());
-        assert_eq!(l.said(|k| k.blinds(true)), ["1 CLOSE line missed"]);
+        assert!(l.phrases(|k| k.hides_from_assertions(false)).is_empty());
+        assert_eq!(
+            l.phrases(|k| k.hides_from_assertions(true)),
+            ["1 CLOSE line missed"]
+        );
     }
 
     #[test]
@@ -188,14 +191,17 @@ mod tests {
             "sockwatch: 54 returns missed (more threads waited in one function than its return probe had room for): their sends, receives or connects are missing; 54 in all"
         );
         assert_eq!(
-            Loss::Unfinished.said(2),
+            Loss::Unfinished.phrase(2),
             "2 closed connections not followed to the end"
         );
     }
 
     #[test]
     fn missed_returns_leave_every_assertion_undecided() {
-        assert!(Loss::ReturnsMissed.blinds(false));
-        assert!(Loss::Unfinished.blinds(true) && !Loss::Unfinished.blinds(false));
+        assert!(Loss::ReturnsMissed.hides_from_assertions(false));
+        assert!(
+            Loss::Unfinished.hides_from_assertions(true)
+                && !Loss::Unfinished.hides_from_assertions(false)
+        );
     }
 }

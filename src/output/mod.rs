@@ -1,27 +1,24 @@
 //! Turning events into output: a `Sink` per format (`text.rs`, `json.rs`), and what
 //! both write alike. Pure functions of (event, style).
 
-use std::io::{self, Write};
+use chrono::FixedOffset;
 
-use chrono::{DateTime, FixedOffset};
-use nix::errno::Errno;
-use nix::sys::signal::Signal;
+use crate::config::Format;
 
-use crate::event::{ConnectResult, Event};
-use crate::summary::Summary;
-
+pub mod file;
 mod json;
+mod sink;
+pub use sink::Sink;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod summary_tests;
 mod text;
+mod words;
+pub mod writer;
 
 #[cfg(test)]
 pub(crate) use text::{details, text_line};
-
-/// The output format: text lines, or one JSON object per line (`--json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
@@ -33,17 +30,6 @@ pub struct Style {
     pub since: Option<u64>,
     /// -W: PPID, UID and CGROUP columns (text).
     pub wide: bool,
-}
-
-/// Where an output format writes: the header before the first event, each event,
-/// and the `-c`/`-C` table. (The closing line is a note on stderr in every format.)
-pub trait Sink {
-    /// Before the first event (text: the column titles).
-    fn header(&self, out: &mut dyn Write) -> io::Result<()>;
-    /// One event, as one line.
-    fn event(&self, out: &mut dyn Write, ev: &Event) -> io::Result<()>;
-    /// The summary table; `titles`: with its column titles, where the format has them.
-    fn summary(&self, out: &mut dyn Write, summary: &Summary, titles: bool) -> io::Result<()>;
 }
 
 impl Style {
@@ -65,145 +51,20 @@ impl Style {
 
 /// Writes one event as one line.
 #[cfg(test)]
-pub fn write_event(out: &mut impl Write, ev: &Event, style: Style) -> io::Result<()> {
+pub fn write_event(
+    out: &mut impl std::io::Write,
+    ev: &crate::model::event::Event,
+    style: Style,
+) -> std::io::Result<()> {
     style.sink().event(out, ev)
-}
-
-fn time(ns: i64, offset: FixedOffset) -> DateTime<FixedOffset> {
-    DateTime::from_timestamp_nanos(ns).with_timezone(&offset)
-}
-
-/// Escapes untrusted bytes so they stay one whitespace-free field: printable ASCII
-/// stays, backslash doubles, everything else (space, controls, non-ASCII) becomes \xNN.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    push_escaped(&mut s, bytes);
-    s
-}
-
-fn push_escaped(s: &mut String, bytes: &[u8]) {
-    use std::fmt::Write as _;
-    for &b in bytes {
-        match b {
-            b'\\' => s.push_str("\\\\"),
-            0x21..=0x7e => s.push(b as char),
-            _ => {
-                let _ = write!(s, "\\x{b:02x}");
-            }
-        }
-    }
-}
-
-/// Bytes as `escape` writes them: `\xNN` and `\\` stand for their bytes.
-pub fn unescape(value: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut rest = value.as_bytes();
-    while let Some((&b, after)) = rest.split_first() {
-        rest = after;
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match rest {
-            [b'\\', after @ ..] => {
-                out.push(b'\\');
-                rest = after;
-            }
-            [b'x', hi, lo, after @ ..] => {
-                let hex = std::str::from_utf8(&[*hi, *lo]).unwrap_or("").to_string();
-                let byte = u8::from_str_radix(&hex, 16)
-                    .map_err(|_| format!("\\x{hex} is not a byte (\\x00 to \\xff)"))?;
-                out.push(byte);
-                rest = after;
-            }
-            _ => return Err("a backslash starts \\xNN or \\\\ only".into()),
-        }
-    }
-    Ok(out)
-}
-
-/// The PROCESS column: never empty, so that every line keeps its columns. A process
-/// may set an empty name (prctl); it prints as `-`, and a name that is `-` as `\x2d`.
-pub fn process_field(name: &[u8]) -> String {
-    match name {
-        b"" => "-".into(),
-        b"-" => "\\x2d".into(),
-        _ => escape(name),
-    }
-}
-
-/// A count with its noun: "1 event", "2 events".
-pub fn count(n: u64, noun: &str) -> String {
-    match (n, noun.ends_with('s')) {
-        (1, _) => format!("1 {noun}"),
-        (_, true) => format!("{n} {noun}es"),
-        (_, false) => format!("{n} {noun}s"),
-    }
-}
-
-/// A duration, truncated to three decimals of the largest fitting unit.
-pub fn duration(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns}ns"),
-        1_000..=999_999 => format!("{}.{:03}us", ns / 1_000, ns % 1_000),
-        1_000_000..=999_999_999 => format!("{}.{:03}ms", ns / 1_000_000, ns % 1_000_000 / 1_000),
-        _ => format!(
-            "{}.{:03}s",
-            ns / 1_000_000_000,
-            ns % 1_000_000_000 / 1_000_000
-        ),
-    }
-}
-
-/// A RESET's direction, as text and JSON spell it.
-pub fn reset_way(received: bool) -> &'static str {
-    if received {
-        "received"
-    } else {
-        "sent"
-    }
-}
-
-/// ECONNREFUSED for 111; "errno 999" for numbers the C library does not name.
-pub fn errno_name(errno: i32) -> String {
-    match Errno::from_raw(errno) {
-        Errno::UnknownErrno => format!("errno{errno}"),
-        e => format!("{e:?}"),
-    }
-}
-
-fn signal_name(signal: i32) -> String {
-    Signal::try_from(signal)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("SIG{signal}"))
-}
-
-fn connect_result(result: ConnectResult) -> String {
-    match result {
-        ConnectResult::Ok => "ok".into(),
-        ConnectResult::Failed(errno) => errno_name(errno),
-        ConnectResult::Aborted => "aborted".into(),
-    }
-}
-
-/// The refused call: `connect`, or `sendmsg` for a datagram sent to an address.
-fn deny_call(sendmsg: bool) -> &'static str {
-    if sendmsg {
-        "sendmsg"
-    } else {
-        "connect"
-    }
-}
-
-/// What refused it: `deny#N` (the Nth --deny), or `allow` (no --allow fitted).
-fn deny_rule(rule: Option<usize>) -> String {
-    rule.map_or_else(|| "allow".into(), |i| format!("deny#{}", i + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Detail, ExitStatus, Health, Protocol, Socket, TcpEnd, Who};
+    use crate::model::event::{
+        ConnectResult, Detail, Event, ExitStatus, Health, Protocol, Socket, TcpEnd, Who,
+    };
 
     const UTC: Style = Style {
         format: Format::Text,
@@ -554,8 +415,8 @@ mod tests {
             Detail::Done {
                 lifetime_ns: 4_425_000_000,
                 partial: false,
-                health: crate::event::Health {
-                    end: crate::event::TcpEnd::LocalFin,
+                health: crate::model::event::Health {
+                    end: crate::model::event::TcpEnd::LocalFin,
                     rtt_us: 1500,
                     retrans: 1105,
                 },
@@ -647,30 +508,6 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["exit_code"], 0);
         assert!(v.get("protocol").is_none());
-    }
-
-    #[test]
-    fn counts() {
-        assert_eq!(count(0, "event"), "0 events");
-        assert_eq!(count(2, "process"), "2 processes");
-        assert_eq!(count(1, "event"), "1 event");
-        assert_eq!(count(2, "socket"), "2 sockets");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration(0), "0ns");
-        assert_eq!(duration(999), "999ns");
-        assert_eq!(duration(1_000), "1.000us");
-        assert_eq!(duration(12_345_678), "12.345ms");
-        assert_eq!(duration(61_000_000_000), "61.000s");
-    }
-
-    #[test]
-    fn errno_names() {
-        assert_eq!(errno_name(111), "ECONNREFUSED");
-        assert_eq!(errno_name(110), "ETIMEDOUT");
-        assert_eq!(errno_name(9999), "errno9999");
     }
 
     #[test]

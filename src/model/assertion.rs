@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use crate::event::{Event, EventSet, Kind, ProtoFamily, Protocol};
-use crate::format::{errno_name, escape};
-use crate::prefix::Prefix;
-use crate::procs::{name_mask, name_words};
-use crate::skel::types::{destination, match_has, match_result, rule, rule_term};
-use crate::unix_path::PathPattern;
+use crate::model::abi::types::{destination, match_has, match_result, rule, rule_term};
+use crate::model::event::{Event, EventSet, Kind, ProtoFamily, Protocol};
+use crate::model::names::{name_mask, name_words};
+use crate::model::prefix::Prefix;
+use crate::model::text::{errno_name, escape};
+use crate::model::unix_path::PathPattern;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -17,7 +17,7 @@ pub fn max_terms() -> usize {
 }
 
 pub fn max_rules() -> usize {
-    crate::skel::knob_len(|r| &r.rules)
+    crate::model::abi::knob_len(|r| &r.rules)
 }
 
 /// An event name (or `any`) and `key=value` / `key!=value` terms, all of which must hold.
@@ -269,7 +269,7 @@ impl Term {
 /// A process name as sockwatch prints it: `\xNN` and `\\` stand for their bytes.
 /// The kernel keeps 15 bytes of a name, so a longer one could never match.
 fn process_name(value: &str) -> Result<Vec<u8>, String> {
-    let name = crate::format::unescape(value)?;
+    let name = crate::model::text::unescape(value)?;
     if name.len() > 15 {
         return Err(format!(
             "longer than the 15 bytes the kernel keeps of a name: write process={}",
@@ -428,7 +428,7 @@ impl Assertions {
         if !self.expect.is_empty() {
             parts.push(format!(
                 "{} met",
-                crate::format::count(self.expect.len() as u64, "expectation")
+                crate::model::text::count(self.expect.len() as u64, "expectation")
             ));
         }
         if !self.forbid.is_empty() {
@@ -452,7 +452,7 @@ pub fn allow_options(destinations: &[destination]) -> Vec<String> {
             bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
         let proto = Protocol::from_number(d.protocol).map_or("", Protocol::name);
-        (proto, crate::event::ip(d.family, &bytes), d.port)
+        (proto, crate::model::event::ip(d.family, &bytes), d.port)
     };
     let connected: BTreeSet<_> = destinations
         .iter()
@@ -502,8 +502,8 @@ fn describe(ev: &Event) -> String {
 #[cfg(test)]
 pub mod model {
     use super::*;
-    use crate::event::{ConnectResult, Detail};
-    use crate::skel::types::match_key;
+    use crate::model::abi::types::match_key;
+    use crate::model::event::{ConnectResult, Detail};
 
     /// The key the BPF program's fill_key() gathers, from a decoded event.
     fn key(ev: &Event) -> match_key {
@@ -517,11 +517,11 @@ pub mod model {
             if s.protocol.unix_type().is_some() {
                 k.family = AF_UNIX;
                 if let Some(path) = s.path() {
-                    let mut bytes = [0u8; crate::unix_path::WORDS * 8];
+                    let mut bytes = [0u8; crate::model::unix_path::WORDS * 8];
                     let sun_path = path.sun_path();
                     bytes[..sun_path.len()].copy_from_slice(&sun_path);
                     k.has |= match_has::HAS_PATH.0 as u8;
-                    k.path = crate::unix_path::to_words(&bytes);
+                    k.path = crate::model::unix_path::to_words(&bytes);
                 }
             } else {
                 k.has |= match_has::HAS_PORT.0 as u8;
@@ -572,7 +572,7 @@ pub mod model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ConnectResult, Detail, ExitStatus, Socket};
+    use crate::model::event::{ConnectResult, Detail, ExitStatus, Socket};
 
     fn ev(detail: Detail, local: &str, remote: Option<&str>) -> Event {
         Event {

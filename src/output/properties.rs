@@ -5,10 +5,12 @@
 use chrono::FixedOffset;
 use proptest::prelude::*;
 
-use crate::event::tests::bytes;
-use crate::event::{decode, Clock, Event};
-use crate::format::{details, process_field, text_line, write_event, Format, Style};
-use crate::skel::types::{endpoint, event, exec_event};
+use crate::config::Format;
+use crate::model::abi::types::{endpoint, event, exec_event};
+use crate::model::event::tests::bytes;
+use crate::model::event::{decode, Clock, Event};
+use crate::model::text::process_field;
+use crate::output::{details, text_line, write_event, Style};
 
 /// Mostly the values the kernel side writes, sometimes anything.
 fn kind() -> impl Strategy<Value = u8> {

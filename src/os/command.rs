@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid, User};
 
-use crate::status::Status;
+use crate::model::status::Status;
 
 /// A COMMAND checked and ready to start: its path found, its user looked up.
 #[derive(Debug)]

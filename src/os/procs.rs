@@ -7,32 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::cli::COMM_LEN;
-use crate::event::{Event, Kind};
-use crate::format::escape;
-
-/// Packs names the way the kernel stores comm: 16 NUL-padded bytes as two words.
-pub fn name_words(name: &[u8]) -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name);
-    comm_words(bytes)
-}
-
-/// A comm's 16 bytes as the two words the BPF program compares.
-fn comm_words(bytes: [u8; 16]) -> [u64; 2] {
-    [
-        u64::from_ne_bytes(bytes[..8].try_into().unwrap()),
-        u64::from_ne_bytes(bytes[8..].try_into().unwrap()),
-    ]
-}
-
-/// Masks the bytes of a comm that a name decides: its own and the NUL after it.
-pub fn name_mask(name: &[u8]) -> [u64; 2] {
-    let mut bytes = [0u8; 16];
-    let decided = (name.len() + 1).min(16);
-    bytes[..decided].fill(0xff);
-    comm_words(bytes)
-}
+use crate::model::names::COMM_LEN;
+use crate::model::text::escape;
 
 /// The thread-group id of a task id, and the process's name; None when no such task.
 fn task(tid: u32) -> Option<(u32, Vec<u8>)> {
@@ -74,35 +50,6 @@ pub fn resolve_pids(pids: &[u32], notes: &mut Vec<String>) -> Result<Vec<u32>> {
     out.sort_unstable();
     out.dedup();
     Ok(out)
-}
-
-/// The names of the processes a unix-domain socket's peer may be: those sockwatch
-/// saw listen, connect or accept (a peer that has exited by the time its line is
-/// printed), else /proc's.
-#[derive(Debug, Default)]
-pub struct PeerNames {
-    seen: std::collections::HashMap<u32, Vec<u8>>,
-}
-
-/// Names kept before the oldest are forgotten.
-const MAX_PEER_NAMES: usize = 65536;
-
-impl PeerNames {
-    pub fn note(&mut self, ev: &Event) {
-        if matches!(
-            ev.kind(),
-            Kind::Listen | Kind::Connect | Kind::Accept | Kind::Exec | Kind::Fork
-        ) {
-            if self.seen.len() >= MAX_PEER_NAMES {
-                self.seen.clear();
-            }
-            self.seen.insert(ev.pid, ev.process.clone());
-        }
-    }
-
-    pub fn name(&self, pid: u32) -> Option<Vec<u8>> {
-        self.seen.get(&pid).cloned().or_else(|| name_of(pid))
-    }
 }
 
 /// A process's name as /proc has it (its group leader's), without the newline.
@@ -262,28 +209,5 @@ mod tests {
         assert!(notes[0].contains(&format!("{tid} is a thread of process {me}")));
         done_tx.send(()).unwrap();
         t.join().unwrap();
-    }
-
-    #[test]
-    fn a_name_ignores_what_follows_its_nul() {
-        // 5.10 leaves an older name's tail after the NUL: "httpd\0r/0".
-        let mut comm = [0u8; 16];
-        comm[..9].copy_from_slice(b"httpd\0r/0");
-        let words = name_words(&comm[..15]);
-        let (name, mask) = (name_words(b"httpd"), name_mask(b"httpd"));
-        assert_eq!([words[0] & mask[0], words[1] & mask[1]], name);
-        // The NUL is decided: "http" does not match "httpd".
-        let (short, mask) = (name_words(b"http"), name_mask(b"http"));
-        assert_ne!([words[0] & mask[0], words[1] & mask[1]], short);
-        assert_eq!(name_mask(b"fifteen-bytes-x"), [u64::MAX, u64::MAX]);
-    }
-
-    #[test]
-    fn names_pack_like_comm() {
-        let w = name_words(b"redis-server");
-        let mut bytes = w[0].to_ne_bytes().to_vec();
-        bytes.extend(w[1].to_ne_bytes());
-        assert_eq!(&bytes[..12], b"redis-server");
-        assert!(bytes[12..].iter().all(|&b| b == 0));
     }
 }

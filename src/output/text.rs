@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 
 use chrono::FixedOffset;
 
-use super::{
-    connect_result, deny_call, deny_rule, duration, escape, process_field, push_escaped, reset_way,
-    signal_name, Sink,
-};
-use crate::event::{Detail, Endpoint, Event, ExitStatus, Who};
-use crate::summary::Summary;
+use super::sink::Sink;
+use super::words::{connect_result, deny_call, deny_rule, reset_way, signal_name};
+use crate::model::event::{Detail, Endpoint, Event, ExitStatus, Who};
+use crate::model::summary::Summary;
+use crate::model::text::{duration, escape, process_field, push_escaped};
 
 /// The text format, with timestamps in `offset`'s time zone.
 pub struct Text {
@@ -287,7 +286,7 @@ fn push_number(line: &mut String, n: impl itoa::Integer) {
 fn push_endpoint(line: &mut String, end: &Endpoint) {
     use std::fmt::Write as _;
     match end {
-        Endpoint::Unix(u) => line.push_str(&crate::event::unix_text(u)),
+        Endpoint::Unix(u) => line.push_str(&crate::model::event::unix_text(u)),
         Endpoint::Ip(SocketAddr::V4(a)) => {
             for (i, octet) in a.ip().octets().into_iter().enumerate() {
                 if i > 0 {
@@ -348,7 +347,7 @@ fn insert_who(line: &mut String, ev: &Event) {
 fn cgroup_label(w: &Who) -> String {
     w.cgroup.as_deref().map_or_else(
         || "-".to_string(),
-        |p| escape(crate::identity::label(p).as_bytes()),
+        |p| escape(crate::model::owner::label(p).as_bytes()),
     )
 }
 

@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use chrono::FixedOffset;
 use serde::Serialize;
 
-use super::{connect_result, deny_call, deny_rule, reset_way, signal_name, time, Sink};
-use crate::event::{Detail, Endpoint, Event, ExitStatus, Socket, UnixAddr, Who};
-use crate::summary::Summary;
+use super::sink::Sink;
+use super::words::{connect_result, deny_call, deny_rule, reset_way, signal_name, time};
+use crate::model::event::{Detail, Endpoint, Event, ExitStatus, Socket, UnixAddr, Who};
+use crate::model::summary::Summary;
 
 /// The JSON format, with timestamps in `offset`'s time zone.
 pub struct Json {
@@ -140,7 +141,7 @@ impl JsonWho {
         let owner = w
             .cgroup
             .as_deref()
-            .map(crate::identity::owner)
+            .map(crate::model::owner::owner)
             .unwrap_or_default();
         let (container_runtime, container_id) = owner.container.unzip();
         JsonWho {

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Result};
 
-use crate::skel::types::{
+use crate::model::abi::types::{
     endpoint, event, event_flag, event_kind, exec_event, proto_bit, reset_way, sock_state, tally,
     tally_key, tcp_end, unix_event, unix_name,
 };
@@ -355,13 +355,13 @@ impl Endpoint {
 pub fn unix_text(addr: &UnixAddr) -> String {
     match addr {
         UnixAddr::Path(p) => {
-            let text = crate::format::escape(p);
+            let text = crate::model::text::escape(p);
             match text.strip_prefix(['@', '(']) {
                 Some(rest) => format!("\\x{:02x}{rest}", p[0]),
                 None => text,
             }
         }
-        UnixAddr::Abstract(name) => format!("@{}", crate::format::escape(name)),
+        UnixAddr::Abstract(name) => format!("@{}", crate::model::text::escape(name)),
         UnixAddr::Unnamed => "(unnamed)".to_string(),
     }
 }
@@ -654,18 +654,6 @@ impl Event {
             Detail::Retrans { .. } => Kind::Retrans,
             Detail::Reset { .. } => Kind::Reset,
             Detail::Done { .. } => Kind::Done,
-        }
-    }
-
-    /// The peer process's name on a CONNECT or ACCEPT (the kernel gives its pid).
-    pub fn name_peer(&mut self, names: &crate::procs::PeerNames) {
-        if !matches!(self.kind(), Kind::Connect | Kind::Accept) {
-            return;
-        }
-        if let Some(s) = &mut self.socket {
-            if let Some(pid) = s.peer_pid {
-                s.peer_process = names.name(pid);
-            }
         }
     }
 
