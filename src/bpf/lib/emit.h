@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Sending events: per-CPU slots to build them in, what crosses to user space, and
+ * Sending events: per-CPU slots to build them in, which go to user space, and
  * -c's summary rows the kernel adds sends and receives up in instead.
  */
 #pragma once
@@ -177,7 +177,7 @@ static __noinline void flush_tally(struct sock_state *st)
  * Whether an event goes to user space: every one of its kind, one the rules matched,
  * or a send or receive -c could not add up in the kernel (a unix-domain one).
  */
-static __always_inline bool crosses(const struct event *e)
+static __always_inline bool goes_to_user_space(const struct event *e)
 {
 	return shipping(e) || (tallied & (1u << e->kind));
 }
@@ -197,7 +197,7 @@ static __always_inline void emit_built(void *ctx, struct exec_event *x, __u32 sl
 	if (event_passes(x)) {
 		if (n_rules)
 			x->base.matched = match_event(slot);
-		if (crosses(&x->base))
+		if (goes_to_user_space(&x->base))
 			output(ctx, x, size);
 	}
 	if (slot != SLOT_EXEC)

@@ -64,6 +64,22 @@ static __always_inline bool traced_sock(const struct sock *sk, struct sock_kind 
  * The socket's ends, for a socket whose kind the caller has already read. A
  * unix-domain socket's addresses go in the event's tail (fill_unix).
  */
+/*
+ * A connection's two addresses and its peer's port, as the event's family says,
+ * from a sock_common: a socket's, or a request's before it is accepted.
+ */
+static __always_inline void fill_addrs(struct event *e, const struct sock_common *c)
+{
+	e->remote.port = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
+	if (e->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->local.addr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote.addr, c, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)e->local.addr, c, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->remote.addr, c, skc_daddr);
+	}
+}
+
 static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 				      const struct sock_kind *k)
 {
@@ -75,14 +91,7 @@ static __always_inline void fill_ends(struct event *e, const struct sock *sk,
 		return;
 	/* inet_sport, not skc_num: the latter is already 0 on transitions to CLOSE. */
 	e->local.port = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	e->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->local.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->local.addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->remote.addr, sk, __sk_common.skc_daddr);
-	}
+	fill_addrs(e, &sk->__sk_common);
 }
 
 /* A unix-domain socket's bound address (the kernel's unix_address) into `n`. */

@@ -95,14 +95,7 @@ int BPF_PROG(tp_rtx_synack, const struct sock *sk, const struct request_sock *re
 	e.family = BPF_CORE_READ(c, skc_family);
 	e.protocol = IPPROTO_TCP;
 	e.local.port = BPF_CORE_READ(c, skc_num);
-	e.remote.port = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
-	if (e.family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e.local.addr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e.remote.addr, c, skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		BPF_CORE_READ_INTO((__u32 *)e.local.addr, c, skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e.remote.addr, c, skc_daddr);
-	}
+	fill_addrs(&e, c);
 	e.value = 1;
 	e.flags = EF_ACCEPTED;
 	emit(ctx, &e);
