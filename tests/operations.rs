@@ -446,10 +446,11 @@ fn run_in_cgroup(dir: &str, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn the_defaults_load_within_64_mib() {
+fn the_defaults_load_within_96_mib() {
     require_root();
-    // The kernel charges the verifier's work to the loading process's cgroup.
-    let dir = memory_cgroup(64 << 20);
+    // The kernel charges the verifier's work to the loading process's cgroup: its
+    // peak was 124-130 MiB, and a 96 MiB limit killed sockwatch while it loaded.
+    let dir = memory_cgroup(96 << 20);
     let out = run_in_cgroup(&dir, &["-d", "1s", "no-such-name"]);
     std::fs::remove_dir(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
