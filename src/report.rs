@@ -41,7 +41,11 @@ pub fn end(cfg: &Config, report: &Report) -> ExitCode {
     );
     if cfg.audit {
         let (destinations, unrecorded) = &report.destinations;
-        for allow in crate::model::assertion::allow_options(destinations) {
+        let allows = crate::model::assertion::allow_options(destinations);
+        if allows.is_empty() && *unrecorded == 0 {
+            note!("sockwatch: audit: nothing to allow (COMMAND's tree made no connect or addressed send)");
+        }
+        for allow in allows {
             note!("sockwatch: audit: --allow '{allow}'");
         }
         if *unrecorded > 0 {
@@ -127,10 +131,19 @@ fn exit_status(outcome: Outcome, judged: Judged) -> u8 {
 /// missing, the calls `denied` when a policy was in force, and why the run ended
 /// (`limit`: --count).
 fn closing_line(report: &Report, counted: bool, denied: Option<u64>, limit: Option<u64>) -> String {
-    let verb = if counted { "counted" } else { "printed" };
+    // Printed means written: lines the output never took are not.
+    let (verb, shown) = match counted {
+        true => ("counted", report.printed),
+        false => (
+            "printed",
+            report
+                .printed
+                .saturating_sub(report.losses.get(Loss::Unwritten)),
+        ),
+    };
     let mut line = format!(
         "{} {verb}, {} lost",
-        count(report.printed, "event"),
+        count(shown, "event"),
         report.losses.get(Loss::Lost)
     );
     for kind in &Loss::ALL[1..] {
@@ -268,9 +281,10 @@ mod tests {
             "1 event counted, 7 lost, 2 lines not written, 2 calls denied; COMMAND exited with status 3"
         );
         report.outcome = Outcome::TimedOut;
+        report.printed = 4;
         assert_eq!(
             closing_line(&report, false, None, Some(5)),
-            "1 event printed, 7 lost, 2 lines not written; timed out before 5 events"
+            "2 events printed, 7 lost, 2 lines not written; timed out before 5 events"
         );
     }
 }

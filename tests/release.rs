@@ -301,7 +301,7 @@ fn a_udp_socket_let_go_where_no_hook_sees_it_is_counted_as_missed() {
         );
         assert!(
             out.stderr
-                .contains("sockwatch: 1 CLOSE line missed (their last reference was in another thread's call or an untraced process)"),
+                .contains("sockwatch: 1 CLOSE line missed (the last reference was in another thread's call or an untraced process): its socket's release was not seen"),
             "{}",
             out.stderr
         );

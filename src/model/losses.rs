@@ -104,13 +104,26 @@ impl Loss {
             Loss::Skipped => format!(
                 "(one of its programs was already running on that CPU): events may be missing; {total} in all"
             ),
-            Loss::Untracked => {
-                "(the socket table was full): their CLOSE lines will be missing".into()
-            }
-            Loss::Missed => "(their last reference was in another thread's call or an untraced process): their sockets' releases were not seen".into(),
-            Loss::Unfollowed => "(the table of followed processes was full): their events will be missing".into(),
-            Loss::Unstashed => "(the table of calls in progress was full): their events may be missing".into(),
-            Loss::Unfinished => "(the table of closed connections was full): retransmits after their CLOSE are not counted".into(),
+            Loss::Untracked => format!(
+                "(the socket table was full): {} will be missing",
+                one_or_more(new, "its CLOSE line", "their CLOSE lines")
+            ),
+            Loss::Missed => format!(
+                "(the last reference was in another thread's call or an untraced process): {} not seen",
+                one_or_more(new, "its socket's release was", "their sockets' releases were")
+            ),
+            Loss::Unfollowed => format!(
+                "(the table of followed processes was full): {} will be missing",
+                one_or_more(new, "its events", "their events")
+            ),
+            Loss::Unstashed => format!(
+                "(the table of calls in progress was full): {} may be missing",
+                one_or_more(new, "its events", "their events")
+            ),
+            Loss::Unfinished => format!(
+                "(the table of closed connections was full): retransmits after {} not counted",
+                one_or_more(new, "its CLOSE are", "their CLOSE are")
+            ),
             Loss::ReturnsMissed => format!(
                 "(more threads waited in one function than its return probe had room for): their sends, receives or connects are missing; {total} in all"
             ),
@@ -118,6 +131,15 @@ impl Loss {
             Loss::LeftRunning => "(COMMAND's tree, at COMMAND's exit with --leave-tree)".into(),
         };
         format!("sockwatch: {} {why}", self.phrase(new))
+    }
+}
+
+/// `one` when `n` is 1, else `more`: the note's pronoun agrees with its count.
+fn one_or_more(n: u64, one: &'static str, more: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        more
     }
 }
 
@@ -180,7 +202,11 @@ mod tests {
         );
         assert_eq!(
             Loss::Untracked.note(1, 1),
-            "sockwatch: 1 socket untracked (the socket table was full): their CLOSE lines will be missing"
+            "sockwatch: 1 socket untracked (the socket table was full): its CLOSE line will be missing"
+        );
+        assert_eq!(
+            Loss::Untracked.note(2, 3),
+            "sockwatch: 2 sockets untracked (the socket table was full): their CLOSE lines will be missing"
         );
         assert_eq!(
             Loss::Unwritten.note(5, 7),

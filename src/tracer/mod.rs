@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::kernel::Live;
 use crate::model::abi::types::destination;
 use crate::model::assertion::Assertions;
-use crate::model::event::Clock;
+use crate::model::event::{boot_now_ns, Clock};
 use crate::model::losses::{Loss, Losses};
 use crate::os::command::Child;
 use crate::output::file::{open_output, Output};
@@ -132,6 +132,14 @@ pub fn run(
         reorder: &reorder,
         forbid_rules,
     };
+    // -r counts from the ready line: what came before it was under way already.
+    if style.since.is_some() {
+        let from_ready = Style {
+            since: Some(boot_now_ns()?),
+            ..style
+        };
+        printer.borrow_mut().sink = from_ready.sink();
+    }
     ready();
     if let Some(child) = command.as_deref_mut() {
         child.release()?;

@@ -20,7 +20,7 @@ use crate::output::Sink;
 /// forbidden event is seen.
 pub(super) struct Printer {
     pub(super) out: Writer,
-    sink: Box<dyn Sink>,
+    pub(super) sink: Box<dyn Sink>,
     pub(super) clock: Clock,
     /// Events of these kinds count toward --count, and are printed unless `lines` is off.
     print: EventSet,
@@ -89,11 +89,12 @@ impl Printer {
                 summary.add(&ev);
             }
             let shown = self.print.contains(ev.kind());
-            // The forbidden event is printed whatever the options: it is the evidence.
+            // The forbidden event is printed whatever the options: it is the evidence,
+            // and a line printed counts.
             if forbidden || (shown && self.lines) {
                 self.sink.event(&mut self.out, &ev)?;
             }
-            Ok(shown)
+            Ok(shown || forbidden)
         });
         match result {
             Ok(true) => self.printed += 1,
@@ -160,8 +161,9 @@ impl Printer {
             self.forbidden_ts.get_or_insert(stamp(record));
             Ok(self.sink.event(&mut self.out, &ev)?)
         });
-        if let Err(e) = result {
-            self.error = Some(e);
+        match result {
+            Ok(()) => self.printed += 1,
+            Err(e) => self.error = Some(e),
         }
     }
 
