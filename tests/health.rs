@@ -442,3 +442,58 @@ fn a_silent_peer_ends_in_a_timeout() {
     let s = health(close_of(&lines, &srv));
     assert_eq!((s.end.as_str(), s.retrans), ("local-fin", 0));
 }
+
+/// More connects in flight on sockets a full table turned away than their table
+/// holds (4096): the ones it has no room for are counted, never dropped unsaid,
+/// and each of the others still gets its CONNECT line.
+#[test]
+fn connects_in_flight_beyond_their_table_are_counted() {
+    require_root();
+    let ns = Netns::new();
+    // Every SYN to port 9 is lost: the connects stay in flight.
+    ns.drop_rule("tcp dport 9");
+    let script = "import resource, socket, time\n\
+        resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))\n\
+        held = []\n\
+        for _ in range(4200):\n    \
+            s = socket.socket()\n    \
+            s.setblocking(False)\n    \
+            s.connect_ex(('127.0.0.1', 9))\n    \
+            held.append(s)\n\
+        time.sleep(1)\n\
+        for s in held:\n    \
+            s.close()\n";
+    let trace = Trace::start(&[
+        "--max-sockets",
+        "1",
+        "-e",
+        "connect",
+        "--no-header",
+        "--",
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "python3",
+        "-c",
+        script,
+    ]);
+    let out = trace.wait(std::time::Duration::from_secs(120));
+    let connects = parse(&format!("TIME \n{}", out.stdout))
+        .iter()
+        .filter(|l| l.event == "CONNECT" && l.remote == "127.0.0.1:9")
+        .count() as u64;
+    let closing = out.stderr.lines().last().unwrap_or("");
+    let not_followed: u64 = closing
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .split(", ")
+        .find(|part| part.ends_with(" calls not followed"))
+        .and_then(|part| part.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no calls not followed in {closing:?}"));
+    // One in the socket table, 4096 in the table of connects in flight.
+    assert_eq!(connects, 4097, "{closing}");
+    assert_eq!(connects + not_followed, 4200, "{closing}");
+    assert!(closing.contains(" sockets untracked"), "{closing}");
+}
